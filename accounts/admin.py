@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+
+from accounts.models import Account, AccountUser, Budget
+from accounts.selectors import account_user_email_taken
+from accounts.services import (
+    ACCOUNT_EDITABLE_FIELDS,
+    account_create,
+    account_set_status,
+    account_update,
+    ERR_EMAIL_TAKEN,
+    account_user_create,
+    account_user_set_role,
+    budget_create,
+    budget_update,
+)
+from billing.models import Subscription
+from common.admin_utils import ServiceAdmin
+from common.admin_utils import adopt, changed_data, run_action
+from tenants.models import MasterPartner, Tenant
+from tenants.services import partner_create, partner_update, tenant_create, tenant_update
+
+
+class TenantInline(admin.TabularInline):
+    model = Tenant
+    fields = ("public_id", "name", "status", "activated_at", "archived_at")
+    readonly_fields = ("archived_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_readonly_fields(self, request, obj=None):
+        # Ids and activation times of existing tenants are history: tenant-months are counted from them.
+        return self.readonly_fields
+
+
+class MasterPartnerInline(admin.TabularInline):
+    model = MasterPartner
+    fields = ("public_id", "name", "department", "activated_at", "deactivated_at")
+    readonly_fields = ("deactivated_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    fields = ("public_id", "plan_version", "status", "started_at", "trial_end", "current_period_start",
+              "current_period_end", "cancel_at_period_end")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AccountUserInline(admin.TabularInline):
+    model = AccountUser
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("user", "created_at")
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "portal users (add them under Portal users)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class BudgetInline(admin.TabularInline):
+    model = Budget
+    fields = ("name", "amount", "currency", "period", "alert_thresholds", "is_active")
+    readonly_fields = ("currency",)  # always the account currency
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Account)
+class AccountAdmin(ServiceAdmin):
+    list_display = ("public_id", "name", "status", "currency", "current_plan", "tenant_count", "tax_country",
+                    "created_at")
+    list_filter = ("status", "currency", "tax_country", "subscriptions__plan_version__plan")
+    search_fields = ("public_id", "name", "legal_name", "tax_id", "billing_emails")
+    readonly_fields = ("public_id", "status", "status_changed_at", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("public_id", "name", "legal_name", "status", "status_changed_at")}),
+        ("Billing", {"fields": ("currency", "billing_emails", "payment_terms_days", "timezone")}),
+        ("Tax", {"fields": ("tax_id", "tax_country", "tax_rate", "tax_reverse_charge")}),
+        ("Record", {"fields": ("created_at", "updated_at")}),
+    )
+    inlines = (SubscriptionInline, TenantInline, MasterPartnerInline, AccountUserInline, BudgetInline)
+    actions = ("suspend", "reactivate")
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        live = ~Q(tenants__status=Tenant.Status.ARCHIVED)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_tenant_count=Count("tenants", filter=live, distinct=True))
+            .prefetch_related("subscriptions__plan_version__plan")
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(self.readonly_fields)
+        if obj is not None and obj.subscriptions.exists():
+            fields.append("currency")  # amounts already agreed in this currency
+        return fields
+
+    @admin.display(description="Plan")
+    def current_plan(self, obj):
+        live = [s for s in obj.subscriptions.all() if s.status != Subscription.Status.CANCELLED]
+        return str(live[0].plan_version) if live else "—"
+
+    @admin.display(description="Tenants", ordering="_tenant_count")
+    def tenant_count(self, obj):
+        return obj._tenant_count
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = account_update(
+                account=Account.objects.get(pk=obj.pk),
+                data=changed_data(form, ACCOUNT_EDITABLE_FIELDS),
+                actor=request.user,
+            )
+        else:
+            data = {k: form.cleaned_data[k] for k in ACCOUNT_EDITABLE_FIELDS if k in form.cleaned_data}
+            data["timezone_name"] = data.pop("timezone", "UTC")
+            saved = account_create(**data, actor=request.user)
+        adopt(obj, saved)
+
+    def save_formset(self, request, form, formset, change):
+        account = form.instance
+        saved_by = {
+            Tenant: self._save_tenant,
+            MasterPartner: self._save_partner,
+            Budget: self._save_budget,
+        }.get(formset.model)
+        if saved_by is None:  # read-only inlines
+            return
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            if not inline_form.has_changed() or inline_form in formset.deleted_forms:
+                continue
+            saved = saved_by(request, account, inline_form)
+            if inline_form.instance.pk is None:
+                formset.new_objects.append(saved)
+            else:
+                formset.changed_objects.append((saved, inline_form.changed_data))
+            adopt(inline_form.instance, saved)
+
+    @staticmethod
+    def _save_tenant(request, account, inline_form):
+        data = inline_form.cleaned_data
+        if inline_form.instance.pk is None:
+            return tenant_create(account=account, name=data["name"], public_id=data.get("public_id", ""),
+                                 activated_at=data.get("activated_at"), actor=request.user)
+        tenant = Tenant.objects.get(pk=inline_form.instance.pk)
+        return tenant_update(tenant=tenant, data=changed_data(inline_form, ("name", "status")), actor=request.user)
+
+    @staticmethod
+    def _save_partner(request, account, inline_form):
+        data = inline_form.cleaned_data
+        if inline_form.instance.pk is None:
+            return partner_create(account=account, public_id=data["public_id"], name=data["name"],
+                                  department=data.get("department", ""), activated_at=data.get("activated_at"),
+                                  actor=request.user)
+        partner = MasterPartner.objects.get(pk=inline_form.instance.pk)
+        return partner_update(partner=partner, data=changed_data(inline_form, ("name", "department")),
+                              actor=request.user)
+
+    @staticmethod
+    def _save_budget(request, account, inline_form):
+        data = inline_form.cleaned_data
+        if inline_form.instance.pk is None:
+            return budget_create(account=account, name=data["name"], amount=data["amount"],
+                                 period=data["period"],
+                                 alert_thresholds=data["alert_thresholds"], actor=request.user)
+        budget = Budget.objects.get(pk=inline_form.instance.pk)
+        fields = ("name", "amount", "period", "alert_thresholds", "is_active")
+        return budget_update(budget=budget, data=changed_data(inline_form, fields), actor=request.user)
+
+    @admin.action(description="Suspend selected accounts", permissions=["change"])
+    def suspend(self, request, queryset):
+        run_action(self, request, queryset,
+                   lambda account, actor: account_set_status(account=account, status=Account.Status.SUSPENDED,
+                                                             reason="suspended by staff", actor=actor),
+                   "{count} account(s) suspended.")
+
+    @admin.action(description="Reactivate selected accounts", permissions=["change"])
+    def reactivate(self, request, queryset):
+        run_action(self, request, queryset,
+                   lambda account, actor: account_set_status(account=account, status=Account.Status.ACTIVE,
+                                                             reason="reactivated by staff", actor=actor),
+                   "{count} account(s) reactivated.")
+
+
+class AccountUserAddForm(forms.ModelForm):
+    email = forms.EmailField(help_text="The login. The user sets a password through the reset e-mail, "
+                                       "unless you give one here.")
+    password = forms.CharField(widget=forms.PasswordInput, required=False, help_text="Optional.")
+
+    class Meta:
+        model = AccountUser
+        fields = ("account", "role")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].lower()
+        if account_user_email_taken(email=email):
+            raise ValidationError(ERR_EMAIL_TAKEN.format(email=email))
+        return email
+
+
+@admin.register(AccountUser)
+class AccountUserAdmin(ServiceAdmin):
+    list_display = ("user", "account", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__email", "user__username", "account__public_id", "account__name")
+    autocomplete_fields = ("account",)
+    list_select_related = ("user", "account")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = AccountUserAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("account", "email", "password", "role")
+        return ("account", "user", "role", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("account", "user", "created_at") if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = account_user_set_role(membership=AccountUser.objects.get(pk=obj.pk),
+                                          role=form.cleaned_data["role"], actor=request.user)
+        else:
+            saved = account_user_create(
+                account=form.cleaned_data["account"], email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"], password=form.cleaned_data.get("password") or None,
+                actor=request.user,
+            )
+        adopt(obj, saved)
+
+
+@admin.register(Budget)
+class BudgetAdmin(ServiceAdmin):
+    list_display = ("name", "account", "amount", "currency", "period", "alert_thresholds", "is_active")
+    list_filter = ("period", "is_active", "currency")
+    search_fields = ("name", "account__public_id", "account__name")
+    autocomplete_fields = ("account",)
+    list_select_related = ("account",)
+    fields = ("account", "name", "amount", "currency", "period", "alert_thresholds", "is_active")
+    readonly_fields = ("currency",)  # always the account currency
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("account", "currency") if obj else ("currency",)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            fields = ("name", "amount", "period", "alert_thresholds", "is_active")
+            saved = budget_update(budget=Budget.objects.get(pk=obj.pk), data=changed_data(form, fields),
+                                  actor=request.user)
+        else:
+            saved = budget_create(account=data["account"], name=data["name"], amount=data["amount"],
+                                  period=data["period"], alert_thresholds=data["alert_thresholds"],
+                                  actor=request.user)
+        adopt(obj, saved)

@@ -1,0 +1,57 @@
+"""The two staff groups and what they may do. Applied by migration (and re-applied by later
+migrations as models are added) through ``staff_groups_sync``.
+
+- Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
+  tenants, partners, subscriptions and disputes, and view everything else (the catalogue included)
+  without changing it. They delete nothing.
+- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits.
+"""
+
+from __future__ import annotations
+
+BILLING_STAFF = "Billing staff"
+FINANCE_ADMIN = "Finance admin"
+
+LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common")
+
+# (app_label, model) pairs billing staff may add and change.
+BILLING_STAFF_EDITABLE = {
+    ("accounts", "account"),
+    ("accounts", "accountuser"),
+    ("accounts", "budget"),
+    ("tenants", "tenant"),
+    ("tenants", "masterpartner"),
+    ("billing", "subscription"),
+    ("disputes", "dispute"),
+}
+
+
+def staff_groups_sync(apps, schema_editor=None) -> None:
+    """Create or update both groups so they hold exactly the permissions above.
+
+    Works with historical models (``apps`` from a migration) as well as the live registry.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    ours = list(
+        Permission.objects.filter(content_type__app_label__in=LEDGERLINE_APPS).select_related("content_type")
+    )
+
+    finance, _ = Group.objects.get_or_create(name=FINANCE_ADMIN)
+    finance.permissions.set(ours)
+
+    billing_staff, _ = Group.objects.get_or_create(name=BILLING_STAFF)
+    allowed = []
+    for perm in ours:
+        action = perm.codename.split("_", 1)[0]
+        model = (perm.content_type.app_label, perm.content_type.model)
+        if action == "view" or (action in ("add", "change") and model in BILLING_STAFF_EDITABLE):
+            allowed.append(perm)
+    billing_staff.permissions.set(allowed)

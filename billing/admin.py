@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.utils import timezone
+
+from billing.models import Metric, Plan, PlanCharge, PlanVersion, PriceTier, Subscription
+from billing.services.catalogue import (
+    METRIC_EDITABLE_FIELDS,
+    PLAN_CHARGE_DRAFT_FIELDS,
+    PLAN_EDITABLE_FIELDS,
+    PLAN_VERSION_DRAFT_FIELDS,
+    ChargeSpec,
+    TierSpec,
+    metric_create,
+    metric_update,
+    plan_charge_create,
+    plan_charge_set_tiers,
+    plan_charge_update,
+    plan_create,
+    plan_update,
+    plan_version_create,
+    plan_version_publish,
+    plan_version_update,
+    validate_tiers,
+)
+from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
+from common.admin_utils import ServiceAdmin
+from common.admin_utils import adopt, changed_data, run_action
+from common.errors import BillingError
+
+
+@admin.register(Metric)
+class MetricAdmin(ServiceAdmin):
+    list_display = ("code", "name", "unit", "source", "aggregation", "aggregation_property", "billing_unit",
+                    "is_active")
+    list_filter = ("source", "aggregation", "billing_unit", "is_active")
+    search_fields = ("code", "name")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("created_at",)
+        return ("code", "source", "aggregation", "aggregation_property", "billing_unit", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = metric_update(metric=Metric.objects.get(pk=obj.pk),
+                                  data=changed_data(form, METRIC_EDITABLE_FIELDS), actor=request.user)
+        else:
+            data = form.cleaned_data
+            saved = metric_create(code=data["code"], name=data["name"], unit=data["unit"],
+                                  aggregation=data["aggregation"], billing_unit=data["billing_unit"],
+                                  source=data["source"], aggregation_property=data["aggregation_property"],
+                                  description=data["description"], actor=request.user)
+        adopt(obj, saved)
+
+
+class PlanVersionInline(admin.TabularInline):
+    model = PlanVersion
+    fields = ("version", "currency", "base_fee", "price_on_request", "trial_days", "minimum_commitment",
+              "discount_percent", "term_months", "published_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Plan)
+class PlanAdmin(ServiceAdmin):
+    list_display = ("name", "code", "product", "kind", "account", "latest_price", "is_active")
+    list_filter = ("product", "kind", "is_active")
+    search_fields = ("code", "name", "account__public_id", "account__name")
+    autocomplete_fields = ("account",)
+    inlines = (PlanVersionInline,)
+    list_select_related = ("account",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("versions")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("code", "product", "kind", "account", "created_at") if obj else ("kind", "created_at")
+
+    @admin.display(description="Latest version")
+    def latest_price(self, obj):
+        versions = sorted(obj.versions.all(), key=lambda v: v.version)
+        if not versions:
+            return "—"
+        latest = versions[-1]
+        price = "price on request" if latest.price_on_request else f"{latest.base_fee:.2f} {latest.currency}"
+        return f"v{latest.version}: {price}"
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            saved = plan_update(plan=Plan.objects.get(pk=obj.pk), data=changed_data(form, PLAN_EDITABLE_FIELDS),
+                                actor=request.user)
+        else:
+            saved = plan_create(code=data["code"], name=data["name"], product=data["product"],
+                                description=data["description"], account=data.get("account"),
+                                display_order=data["display_order"], actor=request.user)
+        adopt(obj, saved)
+
+
+class PlanChargeInline(admin.TabularInline):
+    model = PlanCharge
+    fields = ("metric", "included_quantity", "limit", "limit_window", "pricing_model", "unit_price",
+              "package_size", "package_price")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def _frozen(self, obj):
+        return obj is not None and obj.is_published
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if self._frozen(obj) else ()
+
+    def has_add_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_add_permission(request, obj)
+
+
+@admin.register(PlanVersion)
+class PlanVersionAdmin(ServiceAdmin):
+    list_display = ("__str__", "plan", "currency", "base_fee", "price_on_request", "trial_days", "published_at")
+    list_filter = ("plan__product", "currency", "plan")
+    search_fields = ("plan__code", "plan__name")
+    inlines = (PlanChargeInline,)
+    list_select_related = ("plan",)
+    actions = ("publish",)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("version", "published_at", "created_at")
+        if obj.is_published:  # frozen: a price change is a new version
+            return [f.name for f in PlanVersion._meta.fields if f.name != "id"]
+        return ("plan", "version", "published_at", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = plan_version_update(plan_version=PlanVersion.objects.get(pk=obj.pk),
+                                        data=changed_data(form, PLAN_VERSION_DRAFT_FIELDS), actor=request.user)
+        else:
+            data = {k: form.cleaned_data[k] for k in PLAN_VERSION_DRAFT_FIELDS}
+            saved = plan_version_create(plan=form.cleaned_data["plan"], actor=request.user, **data)
+        adopt(obj, saved)
+
+    def save_formset(self, request, form, formset, change):
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            if not inline_form.has_changed():
+                continue
+            data = inline_form.cleaned_data
+            if inline_form.instance.pk is None:
+                spec = ChargeSpec(metric_code=data["metric"].code,
+                                  **{k: data.get(k) for k in PLAN_CHARGE_DRAFT_FIELDS})
+                saved = plan_charge_create(plan_version=form.instance, spec=spec, actor=request.user)
+                formset.new_objects.append(saved)
+            else:
+                saved = plan_charge_update(charge=PlanCharge.objects.get(pk=inline_form.instance.pk),
+                                           data=changed_data(inline_form, PLAN_CHARGE_DRAFT_FIELDS),
+                                           actor=request.user)
+                formset.changed_objects.append((saved, inline_form.changed_data))
+            adopt(inline_form.instance, saved)
+
+    @admin.action(description="Publish selected draft versions", permissions=["change"])
+    def publish(self, request, queryset):
+        run_action(self, request, queryset,
+                   lambda version, actor: plan_version_publish(plan_version=version, actor=actor),
+                   "{count} version(s) published.")
+
+
+class PriceTierFormSet(BaseInlineFormSet):
+    """Checks the whole ladder (contiguous from 0, last open-ended) before anything is saved."""
+
+    def clean(self):
+        super().clean()
+        if any(self.errors) or not self.instance.is_tiered:
+            return
+        rows = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        tiers = sorted(
+            (TierSpec(r["lower_bound"], r.get("upper_bound"), r["unit_price"], r.get("flat_fee") or 0) for r in rows),
+            key=lambda t: t.lower_bound,
+        )
+        try:
+            validate_tiers(tiers)
+        except BillingError as exc:
+            raise ValidationError(exc.message) from exc
+        self.tier_specs = tiers
+
+
+class PriceTierInline(admin.TabularInline):
+    model = PriceTier
+    formset = PriceTierFormSet
+    fields = ("lower_bound", "upper_bound", "unit_price", "flat_fee")
+    extra = 0
+
+    def _frozen(self, obj):
+        return obj is not None and (obj.plan_version.is_published or not obj.is_tiered)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if self._frozen(obj) else ()
+
+    def has_add_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_add_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_delete_permission(request, obj)
+
+
+@admin.register(PlanCharge)
+class PlanChargeAdmin(ServiceAdmin):
+    list_display = ("__str__", "metric", "included_quantity", "limit", "limit_window", "pricing_model", "unit_price")
+    list_filter = ("pricing_model", "metric", "plan_version__plan")
+    search_fields = ("plan_version__plan__code", "metric__code")
+    list_select_related = ("plan_version__plan", "metric")
+    inlines = (PriceTierInline,)
+
+    def has_add_permission(self, request):
+        return False  # charges are added on their plan version
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.plan_version.is_published:
+            return ("plan_version", "metric", *PLAN_CHARGE_DRAFT_FIELDS)
+        return ("plan_version", "metric")
+
+    def save_model(self, request, obj, form, change):
+        saved = plan_charge_update(charge=PlanCharge.objects.get(pk=obj.pk),
+                                   data=changed_data(form, PLAN_CHARGE_DRAFT_FIELDS), actor=request.user)
+        adopt(obj, saved)
+
+    def save_formset(self, request, form, formset, change):
+        if not formset.has_changed():
+            return
+        saved = plan_charge_set_tiers(charge=form.instance, tiers=formset.tier_specs, actor=request.user)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = saved, [], []
+
+
+class SubscriptionAddForm(forms.ModelForm):
+    class Meta:
+        model = Subscription
+        fields = ("account", "plan_version", "started_at")
+
+    def clean(self):
+        data = super().clean()
+        account, version = data.get("account"), data.get("plan_version")
+        if account and version:
+            try:
+                subscription_check(account=account, plan_version=version)
+            except BillingError as exc:
+                raise ValidationError(exc.message) from exc
+        return data
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ServiceAdmin):
+    list_display = ("public_id", "account", "plan_version", "status", "started_at", "trial_end",
+                    "current_period_end", "cancel_at_period_end")
+    list_filter = ("status", "plan_version__plan__product", "plan_version__plan", "cancel_at_period_end")
+    search_fields = ("public_id", "account__public_id", "account__name")
+    autocomplete_fields = ("account",)
+    list_select_related = ("account", "plan_version__plan")
+    actions = ("cancel_at_period_end_action", "cancel_now")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("account", "plan_version", "started_at")
+        return ("public_id", "account", "plan_version", "status", "started_at", "trial_end", "current_period_start",
+                "current_period_end", "cancel_at_period_end", "cancelled_at", "ended_at", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Subscriptions change only through actions, so every change has its own audited reason.
+        return self.get_fields(request, obj) if obj else ()
+
+    def get_changeform_initial_data(self, request):
+        return {"started_at": timezone.now(), **super().get_changeform_initial_data(request)}
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "plan_version":
+            kwargs["queryset"] = PlanVersion.objects.filter(published_at__isnull=False, price_on_request=False,
+                                                            plan__is_active=True).select_related("plan")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = SubscriptionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        saved = subscription_create(account=data["account"], plan_version=data["plan_version"],
+                                    started_at=data["started_at"], actor=request.user)
+        adopt(obj, saved)
+
+    @admin.action(description="Cancel at period end", permissions=["change"])
+    def cancel_at_period_end_action(self, request, queryset):
+        run_action(self, request, queryset,
+                   lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=True, actor=actor),
+                   "{count} subscription(s) will end at the end of their period.")
+
+    @admin.action(description="Cancel immediately", permissions=["change"])
+    def cancel_now(self, request, queryset):
+        run_action(self, request, queryset,
+                   lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=False, actor=actor),
+                   "{count} subscription(s) cancelled.")

@@ -1,0 +1,2 @@
+"""Billing writes. Import from the submodules: ``billing.services.catalogue``,
+``billing.services.subscriptions``."""

@@ -1,0 +1,49 @@
+"""Helpers that let admin forms save through services instead of writing rows themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpResponseRedirect
+from simple_history.admin import SimpleHistoryAdmin
+
+from common.errors import BillingError
+
+
+def adopt(target: Any, saved: Any) -> None:
+    """Make the admin's in-memory ``target`` the row the service saved, so the admin's log entry,
+    change message and redirect refer to it."""
+    target.__dict__.update({k: v for k, v in saved.__dict__.items() if k != "_state"})
+    target._state.adding = False
+    target._state.db = saved._state.db
+
+
+def changed_data(form: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name: form.cleaned_data[name] for name in form.changed_data if name in fields}
+
+
+def run_action(modeladmin: Any, request: Any, queryset: Any, service: Any, success: str, **kwargs: Any) -> None:
+    """Apply ``service(obj, **kwargs)`` to each selected row; report successes and each failure."""
+    done = 0
+    for obj in queryset:
+        try:
+            service(obj, actor=request.user, **kwargs)
+            done += 1
+        except BillingError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, success.format(count=done), messages.SUCCESS)
+
+
+class ServiceAdmin(SimpleHistoryAdmin):
+    """Base admin: audit history, and a domain error raised while saving becomes an error message
+    on the same page instead of a server error. The admin's transaction is rolled back first, so
+    nothing is half-written."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except BillingError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())

@@ -1,0 +1,193 @@
+"""A deterministic book of business for the demo: 20 accounts across both catalogues, 60 tenants,
+master partners, portal users, and staff users in both staff groups. Built only through services,
+so the demo exercises the same rules as production."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal as D
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from accounts.models import Account, AccountUser
+from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
+from accounts.services import account_create, account_user_create, budget_create
+from billing.models import Plan, PlanCharge
+from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
+from billing.services.catalogue_loader import catalogue_load
+from billing.services.subscriptions import subscription_create
+from common.money import round_money
+from tenants.services import partner_create, tenant_archive, tenant_create
+
+UTC = dt.UTC
+SEED = 20261001
+DEMO_PASSWORD = "ledgerline-demo"
+STAFF = [
+    # username, e-mail, group (None: superuser), name
+    ("admin", "admin@ledgerline.localhost", None, "Ada Admin"),
+    ("finance", "finance@ledgerline.localhost", FINANCE_ADMIN, "Fiona Finance"),
+    ("billing", "billing@ledgerline.localhost", BILLING_STAFF, "Bill Staff"),
+]
+
+# name, plan code, country, tenants, partners
+BOOK = [
+    ("Northwind Logistics", "messaging-business", "US", 12, 14),
+    ("Acme Retail Group", "platform-professional", "US", 5, 0),
+    ("Globex Health", "messaging-enterprise", "US", 8, 40),
+    ("Initech Software", "platform-basic", "US", 1, 0),
+    ("Umbrella Pharma", "custom:enterprise-eu", "DE", 6, 60),
+    ("Stark Freight", "messaging-startup", "US", 3, 6),
+    ("Wayne Hospitality", "platform-professional", "US", 4, 0),
+    ("Hooli Cloud", "custom:platform-hooli", "US", 6, 0),
+    ("Vandelay Imports", "messaging-business", "US", 4, 22),
+    ("Soylent Foods", "platform-basic", "US", 2, 0),
+    ("Tyrell Robotics", "platform-professional", "US", 3, 0),
+    ("Cyberdyne Systems", "messaging-startup", "US", 2, 9),
+    ("Oceanic Airlines", "messaging-enterprise", "US", 2, 35),
+    ("Pied Piper", "platform-basic", "US", 1, 0),
+    ("Gringotts Exchange", "messaging-business", "GB", 2, 18),
+    ("Monarch Media", "platform-basic", "US", 1, 0),
+    ("Massive Dynamic", "messaging-business", "US", 1, 12),
+    ("Aperture Labs", "platform-professional", "US", 2, 0),
+    ("Blue Sun Mining", "messaging-startup", "US", 1, 4),
+    ("Dunder Mifflin Paper", "messaging-startup", "US", 1, 3),
+]
+DEPARTMENTS = ["Procurement", "Operations", "Marketing", "Finance", "Customer Care"]
+PARTNER_KINDS = ["supplier", "carrier", "agency", "reseller"]
+
+
+@dataclass
+class DemoResult:
+    created: bool
+    accounts: int = 0
+    tenants: int = 0
+    partners: int = 0
+    logins: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def _custom_plan(code: str, account: Account):
+    """Negotiated plans: one EUR messaging contract with a commitment, one USD platform contract."""
+    if code == "enterprise-eu":
+        plan = plan_create(code=f"custom-{account.public_id}", name=f"Custom Enterprise – {account.name}",
+                           product=Plan.Product.MESSAGING, account=account)
+        return plan_version_create(
+            plan=plan, currency=account.currency, base_fee=D("2500.00"), minimum_commitment=D("3000.00"),
+            discount_percent=D("10"), term_months=36, support_level="24/7 phone support, named TAM",
+            features=["Negotiated pricing", "Volume discounts", "Minimum commitment", "36-month term"],
+            charges=[
+                ChargeSpec("tenants", included_quantity=None, pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
+                ChargeSpec("master_partners", included_quantity=None,
+                           pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
+                ChargeSpec("messages", included_quantity=D("250000"), limit=D("250000"),
+                           pricing_model=PlanCharge.PricingModel.GRADUATED,
+                           tiers=[TierSpec(D("0"), D("100000"), D("0.008")),
+                                  TierSpec(D("100000"), D("1000000"), D("0.006")),
+                                  TierSpec(D("1000000"), None, D("0.004"))]),
+                ChargeSpec("storage_gb", included_quantity=D("250"), unit_price=D("0.80")),
+            ],
+            publish=True,
+        )
+    plan = plan_create(code=f"custom-{account.public_id}", name=f"Enterprise – {account.name}",
+                       product=Plan.Product.TENANT_PLATFORM, account=account)
+    return plan_version_create(
+        plan=plan, currency=account.currency, base_fee=D("1500.00"), term_months=24,
+        support_level="Dedicated support", features=["All features", "Dedicated support", "24-month term"],
+        charges=[
+            ChargeSpec("storage_gb", included_quantity=D("100"), limit=D("100"), unit_price=D("1.00")),
+            ChargeSpec("active_users", included_quantity=D("1000"), limit=D("1000"), unit_price=D("1.00")),
+            ChargeSpec("api_requests", included_quantity=D("25000000"), limit=D("100000"),
+                       limit_window=PlanCharge.LimitWindow.HOUR, pricing_model=PlanCharge.PricingModel.VOLUME,
+                       tiers=[TierSpec(D("0"), D("10000000"), D("0.03")), TierSpec(D("10000000"), None, D("0.02"))]),
+            ChargeSpec("premium_features", included_quantity=None,
+                       pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
+        ],
+        publish=True,
+    )
+
+
+def _staff_users(result: DemoResult) -> None:
+    User = get_user_model()
+    password_hash = make_password(DEMO_PASSWORD)
+    for username, email, group, full_name in STAFF:
+        first, last = full_name.split(" ", 1)
+        user = User(username=username, email=email, first_name=first, last_name=last, is_staff=True,
+                    is_superuser=group is None)
+        user.password = password_hash
+        user.save()
+        if group:
+            user.groups.add(Group.objects.get(name=group))
+        result.logins.append((f"staff ({group or 'superuser'})", username, DEMO_PASSWORD))
+
+
+@transaction.atomic
+def demo_load(*, today: dt.date) -> DemoResult:
+    """Create the demo book of business once. A second call changes nothing."""
+    catalogue_load()
+    if get_user_model().objects.filter(username="finance").exists():
+        return DemoResult(created=False)
+    rng = random.Random(SEED)
+    result = DemoResult(created=True)
+    _staff_users(result)
+    plans = {p.code: p.versions.order_by("-version").first() for p in Plan.objects.filter(kind=Plan.Kind.PUBLIC)}
+    month_start = dt.datetime(today.year, today.month, 1, tzinfo=UTC)
+    for index, (name, plan_code, country, n_tenants, n_partners) in enumerate(BOOK):
+        eu = country == "DE"
+        slug = _slug(name)
+        account = account_create(
+            name=name,
+            legal_name=f"{name} {'GmbH' if eu else 'Ltd' if country == 'GB' else 'Inc.'}",
+            currency="EUR" if eu else "USD",
+            billing_emails=[f"ap@{slug.replace('_', '')}.example", f"finance@{slug.replace('_', '')}.example"],
+            tax_id="DE811569869" if eu else "GB123456789" if country == "GB" else "",
+            tax_country=country,
+            tax_rate=D("0") if eu else D("20") if country == "GB" else D("0"),
+            tax_reverse_charge=eu,
+            timezone_name="Europe/Berlin" if eu else "Europe/London" if country == "GB" else "America/New_York",
+        )
+        result.accounts += 1
+        # Most customers joined months ago; the last few are recent, two still in their trial.
+        if index >= len(BOOK) - 2:
+            started = month_start + dt.timedelta(days=rng.randint(8, 15), hours=rng.randint(8, 17))
+        else:
+            started = month_start - dt.timedelta(days=rng.randint(60, 300), hours=rng.randint(0, 23))
+        version = (_custom_plan(plan_code.split(":", 1)[1], account) if plan_code.startswith("custom:")
+                   else plans[plan_code])
+        subscription_create(account=account, plan_version=version, started_at=started)
+        for t in range(n_tenants):
+            region = ["us_east", "us_west", "eu_central", "apac", "latam", "uk"][t % 6]
+            tenant = tenant_create(
+                account=account, public_id=f"ten_{slug[:40]}_{region}_{t + 1}",
+                name=f"{name} – {region.replace('_', ' ').upper()} {t + 1}",
+                activated_at=started + dt.timedelta(days=rng.randint(0, 20)),
+            )
+            result.tenants += 1
+            if n_tenants > 3 and t == n_tenants - 1 and index % 2 == 0:
+                tenant_archive(tenant=tenant, at=month_start + dt.timedelta(days=rng.randint(2, 9)))
+        for p in range(n_partners):
+            kind = PARTNER_KINDS[p % len(PARTNER_KINDS)]
+            partner_create(
+                account=account, public_id=f"prt_{kind}_{p + 1:03d}", name=f"{name.split()[0]} {kind.title()} {p + 1}",
+                department=DEPARTMENTS[rng.randrange(len(DEPARTMENTS))],
+                activated_at=started + dt.timedelta(days=rng.randint(0, 30)),
+            )
+            result.partners += 1
+        owner_email = f"owner@{slug.replace('_', '')}.example"
+        account_user_create(account=account, email=owner_email, role=AccountUser.Role.OWNER,
+                            first_name="Olivia", last_name=name.split()[0])
+        account_user_create(account=account, email=f"analyst@{slug.replace('_', '')}.example",
+                            role=AccountUser.Role.MEMBER)
+        budget_create(account=account, name="Monthly spend",
+                      amount=round_money((version.base_fee or D("100")) * D("1.5"), account.currency),
+                      alert_thresholds=[50, 75, 90, 100])
+    # Demo only: every portal user gets the demo password. Hashed once (a hash costs ~0.3 s by design).
+    get_user_model().objects.filter(account_membership__isnull=False).update(password=make_password(DEMO_PASSWORD))
+    return result

@@ -1,0 +1,78 @@
+"""Money: ``Decimal`` amounts with an explicit ISO 4217 currency, rounded in one place.
+
+Rules (also in docs/architecture.md):
+- Amounts are ``Decimal``; floats are refused.
+- Unit prices keep ``UNIT_PRICE_DECIMAL_PLACES`` places; stored amounts keep ``AMOUNT_DECIMAL_PLACES``.
+- A monetary total is rounded once, to the currency's minor unit, half up (commercial rounding),
+  by ``round_money``. Nothing else rounds money.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+# Field sizes shared by every money column.
+AMOUNT_MAX_DIGITS = 18
+AMOUNT_DECIMAL_PLACES = 4
+UNIT_PRICE_MAX_DIGITS = 20
+UNIT_PRICE_DECIMAL_PLACES = 8
+QUANTITY_MAX_DIGITS = 24
+QUANTITY_DECIMAL_PLACES = 8
+
+# Supported currencies and their minor units (ISO 4217 exponent).
+CURRENCY_MINOR_UNITS: dict[str, int] = {
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "JPY": 0,
+}
+CURRENCY_CHOICES = [(code, code) for code in CURRENCY_MINOR_UNITS]
+DEFAULT_CURRENCY = "USD"
+
+ERR_UNKNOWN_CURRENCY = "Unsupported currency {currency!r}; use one of: {choices}."
+ERR_NOT_DECIMAL = "Money amounts must be Decimal (or int/str), never float: got {value!r}."
+
+
+class UnknownCurrency(ValueError):
+    pass
+
+
+def minor_unit(currency: str) -> int:
+    try:
+        return CURRENCY_MINOR_UNITS[currency]
+    except KeyError:
+        raise UnknownCurrency(
+            ERR_UNKNOWN_CURRENCY.format(currency=currency, choices=", ".join(CURRENCY_MINOR_UNITS))
+        ) from None
+
+
+def to_decimal(value: Decimal | int | str) -> Decimal:
+    """Convert an exact value to Decimal. Floats are rejected: they cannot represent cents."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(ERR_NOT_DECIMAL.format(value=value))
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(value)
+    except (InvalidOperation, ValueError) as exc:
+        raise TypeError(ERR_NOT_DECIMAL.format(value=value)) from exc
+
+
+def round_money(amount: Decimal | int | str, currency: str) -> Decimal:
+    """Round an amount to the currency's minor unit, half up. The project's only money rounding."""
+    places = minor_unit(currency)
+    quantum = Decimal(1).scaleb(-places)
+    return to_decimal(amount).quantize(quantum, rounding=ROUND_HALF_UP)
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """Human display, e.g. ``USD 1,234.50``. Display only; never parse it back."""
+    rounded = round_money(amount, currency)
+    places = minor_unit(currency)
+    return f"{currency} {rounded:,.{places}f}"

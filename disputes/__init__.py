@@ -1,0 +1,2 @@
+"""Disputes: a customer's challenge of invoiced charges, worked by billing staff and settled with
+credit notes."""
