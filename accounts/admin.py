@@ -141,9 +141,9 @@ class AccountAdmin(ServiceAdmin):
             MasterPartner: self._save_partner,
             Budget: self._save_budget,
         }.get(formset.model)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if saved_by is None:  # read-only inlines
             return
-        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for inline_form in formset.forms:
             if not inline_form.has_changed() or inline_form in formset.deleted_forms:
                 continue

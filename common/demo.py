@@ -52,7 +52,7 @@ BOOK = [
     ("Pied Piper", "platform-basic", "US", 1, 0),
     ("Gringotts Exchange", "messaging-business", "GB", 2, 18),
     ("Monarch Media", "platform-basic", "US", 1, 0),
-    ("Massive Dynamic", "messaging-business", "US", 1, 12),
+    ("Massive Dynamic", "platform-professional", "US", 1, 0),
     ("Aperture Labs", "platform-professional", "US", 2, 0),
     ("Blue Sun Mining", "messaging-startup", "US", 1, 4),
     ("Dunder Mifflin Paper", "messaging-startup", "US", 1, 3),
@@ -139,6 +139,7 @@ def demo_load(*, today: dt.date) -> DemoResult:
     _staff_users(result)
     plans = {p.code: p.versions.order_by("-version").first() for p in Plan.objects.filter(kind=Plan.Kind.PUBLIC)}
     month_start = dt.datetime(today.year, today.month, 1, tzinfo=UTC)
+    today_start = dt.datetime(today.year, today.month, today.day, tzinfo=UTC)
     for index, (name, plan_code, country, n_tenants, n_partners) in enumerate(BOOK):
         eu = country == "DE"
         slug = _slug(name)
@@ -156,7 +157,7 @@ def demo_load(*, today: dt.date) -> DemoResult:
         result.accounts += 1
         # Most customers joined months ago; the last few are recent, two still in their trial.
         if index >= len(BOOK) - 2:
-            started = month_start + dt.timedelta(days=rng.randint(8, 15), hours=rng.randint(8, 17))
+            started = today_start - dt.timedelta(days=rng.randint(2, 6), hours=rng.randint(8, 17))
         else:
             started = month_start - dt.timedelta(days=rng.randint(60, 300), hours=rng.randint(0, 23))
         version = (_custom_plan(plan_code.split(":", 1)[1], account) if plan_code.startswith("custom:")

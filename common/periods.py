@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 UTC = dt.UTC
 
@@ -43,17 +44,24 @@ class Period:
         end = min(self.end, other.end)
         return Period(start, end) if start < end else None
 
-    def fraction_covered_by(self, other: Period) -> Decimal:
-        """Share of this period (by the second) that ``other`` covers, between 0 and 1."""
+    def fraction_covered_by(self, other: Period) -> Fraction:
+        """Share of this period, by the microsecond, that ``other`` covers: an exact fraction in [0, 1].
+
+        Exact so that prorating over any split of a period adds up to the whole before the one rounding.
+        """
         part = self.overlap(other)
         if part is None:
-            return Decimal(0)
-        return Decimal(int(part.duration.total_seconds())) / Decimal(int(self.duration.total_seconds()))
+            return Fraction(0)
+        return Fraction(_micros(part.duration), _micros(self.duration))
 
     def label(self) -> str:
         if self == month_period(self.start.year, self.start.month):
             return f"{self.start:%Y-%m}"
         return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+
+def _micros(delta: dt.timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def month_period(year: int, month: int) -> Period:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from common.demo import demo_load
+from common.demo import DEMO_PASSWORD, STAFF, demo_load
 
 
 class Command(BaseCommand):
@@ -9,11 +9,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         result = demo_load(today=timezone.now().date())
-        if not result.created:
+        if result.created:
+            self.stdout.write(self.style.SUCCESS(
+                f"Demo loaded: {result.accounts} accounts, {result.tenants} tenants, "
+                f"{result.partners} master partners."
+            ))
+        else:
             self.stdout.write("Demo data already present; nothing changed.")
-            return
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo loaded: {result.accounts} accounts, {result.tenants} tenants, {result.partners} master partners."
-        ))
-        for role, login, password in result.logins:
-            self.stdout.write(f"  {role:<32} {login} / {password}")
+        self.stdout.write("Logins (admin console at /admin/):")
+        for username, _email, group, _name in STAFF:
+            self.stdout.write(f"  {username:<10} / {DEMO_PASSWORD:<18} {group or 'superuser'}")

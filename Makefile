@@ -1,0 +1,42 @@
+# Ledgerline: `make demo` runs the product locally; `make test` runs the whole suite on PostgreSQL.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export VENV
+
+.PHONY: demo test venv venv-dev check lint serve
+
+venv:
+	@scripts/venv.sh requirements.txt
+
+venv-dev:
+	@scripts/venv.sh requirements-dev.txt
+
+## demo: virtualenv, embedded SQLite database, catalogue and demo data, then serve on 127.0.0.1:8000
+demo: venv
+	@scripts/system-deps.sh demo
+	@$(PY) manage.py migrate --noinput -v0
+	@$(PY) manage.py load_demo
+	@echo ""
+	@echo "Ledgerline is running on http://$(HOST):$(PORT)/"
+	@echo "  admin console  http://$(HOST):$(PORT)/admin/"
+	@echo "  API docs       http://$(HOST):$(PORT)/api/docs/"
+	@echo "Stop with Ctrl-C. Start again with 'make demo' (data is kept in db.sqlite3; delete it to start over)."
+	@$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+## test: installs what tests need, makes sure PostgreSQL and Redis answer, runs the suite
+test: venv-dev
+	@scripts/system-deps.sh test
+	@scripts/test-services.sh
+	@$(PY) -m pytest
+
+## check: migrations in sync and production settings pass Django's deployment checks
+check: venv-dev
+	@$(PY) manage.py makemigrations --check --dry-run
+	@DJANGO_SECRET_KEY=check-only-$$(date +%s)-not-a-real-secret-key-0123456789abcdef DJANGO_ALLOWED_HOSTS=billing.example.com \
+	  DJANGO_SETTINGS_MODULE=config.settings.production $(PY) manage.py check --deploy
+
+lint: venv-dev
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
