@@ -9,37 +9,49 @@ from accounts.models import Account, AccountUser, Budget
 from accounts.selectors import account_user_email_taken
 from accounts.services import (
     ACCOUNT_EDITABLE_FIELDS,
+    ERR_EMAIL_TAKEN,
     account_create,
     account_set_status,
     account_update,
-    ERR_EMAIL_TAKEN,
     account_user_create,
     account_user_set_role,
     budget_create,
     budget_update,
 )
 from billing.models import Subscription
-from common.admin_utils import ServiceAdmin
-from common.admin_utils import adopt, changed_data, run_action
+from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
+from common.forms import EmailListField, PercentListField
 from tenants.models import MasterPartner, Tenant
 from tenants.services import partner_create, partner_update, tenant_create, tenant_update
 
 
+class HistoryFieldsFrozenForm(forms.ModelForm):
+    """Inline rows: new rows take every field; existing rows keep their id and activation time,
+    which are billing history (tenant- and partner-months are counted from them)."""
+
+    frozen_fields = ("public_id", "activated_at")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            for name in self.frozen_fields:
+                if name in self.fields:
+                    self.fields[name].disabled = True
+
+
 class TenantInline(admin.TabularInline):
     model = Tenant
+    form = HistoryFieldsFrozenForm
     fields = ("public_id", "name", "status", "activated_at", "archived_at")
     readonly_fields = ("archived_at",)
     extra = 0
     can_delete = False
     show_change_link = True
 
-    def get_readonly_fields(self, request, obj=None):
-        # Ids and activation times of existing tenants are history: tenant-months are counted from them.
-        return self.readonly_fields
-
 
 class MasterPartnerInline(admin.TabularInline):
     model = MasterPartner
+    form = HistoryFieldsFrozenForm
     fields = ("public_id", "name", "department", "activated_at", "deactivated_at")
     readonly_fields = ("deactivated_at",)
     extra = 0
@@ -49,8 +61,16 @@ class MasterPartnerInline(admin.TabularInline):
 
 class SubscriptionInline(admin.TabularInline):
     model = Subscription
-    fields = ("public_id", "plan_version", "status", "started_at", "trial_end", "current_period_start",
-              "current_period_end", "cancel_at_period_end")
+    fields = (
+        "public_id",
+        "plan_version",
+        "status",
+        "started_at",
+        "trial_end",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -72,8 +92,25 @@ class AccountUserInline(admin.TabularInline):
         return False
 
 
+class BudgetForm(forms.ModelForm):
+    alert_thresholds = PercentListField(help_text="Percentages of the amount, increasing, e.g. 50, 75, 90, 100.")
+
+    class Meta:
+        model = Budget
+        fields = ("account", "name", "amount", "period", "alert_thresholds", "is_active")
+
+
+class AccountForm(forms.ModelForm):
+    billing_emails = EmailListField(help_text="Addresses that receive invoices and reminders, comma-separated.")
+
+    class Meta:
+        model = Account
+        fields = ACCOUNT_EDITABLE_FIELDS
+
+
 class BudgetInline(admin.TabularInline):
     model = Budget
+    form = BudgetForm
     fields = ("name", "amount", "currency", "period", "alert_thresholds", "is_active")
     readonly_fields = ("currency",)  # always the account currency
     extra = 0
@@ -82,8 +119,17 @@ class BudgetInline(admin.TabularInline):
 
 @admin.register(Account)
 class AccountAdmin(ServiceAdmin):
-    list_display = ("public_id", "name", "status", "currency", "current_plan", "tenant_count", "tax_country",
-                    "created_at")
+    form = AccountForm
+    list_display = (
+        "public_id",
+        "name",
+        "status",
+        "currency",
+        "current_plan",
+        "tenant_count",
+        "tax_country",
+        "created_at",
+    )
     list_filter = ("status", "currency", "tax_country", "subscriptions__plan_version__plan")
     search_fields = ("public_id", "name", "legal_name", "tax_id", "billing_emails")
     readonly_fields = ("public_id", "status", "status_changed_at", "created_at", "updated_at")
@@ -158,8 +204,13 @@ class AccountAdmin(ServiceAdmin):
     def _save_tenant(request, account, inline_form):
         data = inline_form.cleaned_data
         if inline_form.instance.pk is None:
-            return tenant_create(account=account, name=data["name"], public_id=data.get("public_id", ""),
-                                 activated_at=data.get("activated_at"), actor=request.user)
+            return tenant_create(
+                account=account,
+                name=data["name"],
+                public_id=data.get("public_id", ""),
+                activated_at=data.get("activated_at"),
+                actor=request.user,
+            )
         tenant = Tenant.objects.get(pk=inline_form.instance.pk)
         return tenant_update(tenant=tenant, data=changed_data(inline_form, ("name", "status")), actor=request.user)
 
@@ -167,42 +218,64 @@ class AccountAdmin(ServiceAdmin):
     def _save_partner(request, account, inline_form):
         data = inline_form.cleaned_data
         if inline_form.instance.pk is None:
-            return partner_create(account=account, public_id=data["public_id"], name=data["name"],
-                                  department=data.get("department", ""), activated_at=data.get("activated_at"),
-                                  actor=request.user)
+            return partner_create(
+                account=account,
+                public_id=data["public_id"],
+                name=data["name"],
+                department=data.get("department", ""),
+                activated_at=data.get("activated_at"),
+                actor=request.user,
+            )
         partner = MasterPartner.objects.get(pk=inline_form.instance.pk)
-        return partner_update(partner=partner, data=changed_data(inline_form, ("name", "department")),
-                              actor=request.user)
+        return partner_update(
+            partner=partner, data=changed_data(inline_form, ("name", "department")), actor=request.user
+        )
 
     @staticmethod
     def _save_budget(request, account, inline_form):
         data = inline_form.cleaned_data
         if inline_form.instance.pk is None:
-            return budget_create(account=account, name=data["name"], amount=data["amount"],
-                                 period=data["period"],
-                                 alert_thresholds=data["alert_thresholds"], actor=request.user)
+            return budget_create(
+                account=account,
+                name=data["name"],
+                amount=data["amount"],
+                period=data["period"],
+                alert_thresholds=data["alert_thresholds"],
+                actor=request.user,
+            )
         budget = Budget.objects.get(pk=inline_form.instance.pk)
         fields = ("name", "amount", "period", "alert_thresholds", "is_active")
         return budget_update(budget=budget, data=changed_data(inline_form, fields), actor=request.user)
 
     @admin.action(description="Suspend selected accounts", permissions=["change"])
     def suspend(self, request, queryset):
-        run_action(self, request, queryset,
-                   lambda account, actor: account_set_status(account=account, status=Account.Status.SUSPENDED,
-                                                             reason="suspended by staff", actor=actor),
-                   "{count} account(s) suspended.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda account, actor: account_set_status(
+                account=account, status=Account.Status.SUSPENDED, reason="suspended by staff", actor=actor
+            ),
+            "{count} account(s) suspended.",
+        )
 
     @admin.action(description="Reactivate selected accounts", permissions=["change"])
     def reactivate(self, request, queryset):
-        run_action(self, request, queryset,
-                   lambda account, actor: account_set_status(account=account, status=Account.Status.ACTIVE,
-                                                             reason="reactivated by staff", actor=actor),
-                   "{count} account(s) reactivated.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda account, actor: account_set_status(
+                account=account, status=Account.Status.ACTIVE, reason="reactivated by staff", actor=actor
+            ),
+            "{count} account(s) reactivated.",
+        )
 
 
 class AccountUserAddForm(forms.ModelForm):
-    email = forms.EmailField(help_text="The login. The user sets a password through the reset e-mail, "
-                                       "unless you give one here.")
+    email = forms.EmailField(
+        help_text="The login. The user sets a password through the reset e-mail, unless you give one here."
+    )
     password = forms.CharField(widget=forms.PasswordInput, required=False, help_text="Optional.")
 
     class Meta:
@@ -239,12 +312,15 @@ class AccountUserAdmin(ServiceAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            saved = account_user_set_role(membership=AccountUser.objects.get(pk=obj.pk),
-                                          role=form.cleaned_data["role"], actor=request.user)
+            saved = account_user_set_role(
+                membership=AccountUser.objects.get(pk=obj.pk), role=form.cleaned_data["role"], actor=request.user
+            )
         else:
             saved = account_user_create(
-                account=form.cleaned_data["account"], email=form.cleaned_data["email"],
-                role=form.cleaned_data["role"], password=form.cleaned_data.get("password") or None,
+                account=form.cleaned_data["account"],
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                password=form.cleaned_data.get("password") or None,
                 actor=request.user,
             )
         adopt(obj, saved)
@@ -252,6 +328,7 @@ class AccountUserAdmin(ServiceAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(ServiceAdmin):
+    form = BudgetForm
     list_display = ("name", "account", "amount", "currency", "period", "alert_thresholds", "is_active")
     list_filter = ("period", "is_active", "currency")
     search_fields = ("name", "account__public_id", "account__name")
@@ -267,10 +344,16 @@ class BudgetAdmin(ServiceAdmin):
         data = form.cleaned_data
         if change:
             fields = ("name", "amount", "period", "alert_thresholds", "is_active")
-            saved = budget_update(budget=Budget.objects.get(pk=obj.pk), data=changed_data(form, fields),
-                                  actor=request.user)
+            saved = budget_update(
+                budget=Budget.objects.get(pk=obj.pk), data=changed_data(form, fields), actor=request.user
+            )
         else:
-            saved = budget_create(account=data["account"], name=data["name"], amount=data["amount"],
-                                  period=data["period"], alert_thresholds=data["alert_thresholds"],
-                                  actor=request.user)
+            saved = budget_create(
+                account=data["account"],
+                name=data["name"],
+                amount=data["amount"],
+                period=data["period"],
+                alert_thresholds=data["alert_thresholds"],
+                actor=request.user,
+            )
         adopt(obj, saved)

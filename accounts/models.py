@@ -116,9 +116,7 @@ class Account(models.Model):
             models.CheckConstraint(
                 name="account_currency_supported", condition=Q(currency__in=list(CURRENCY_MINOR_UNITS))
             ),
-            models.CheckConstraint(
-                name="account_tax_rate_range", condition=Q(tax_rate__gte=0) & Q(tax_rate__lte=100)
-            ),
+            models.CheckConstraint(name="account_tax_rate_range", condition=Q(tax_rate__gte=0) & Q(tax_rate__lte=100)),
             models.CheckConstraint(
                 name="account_reverse_charge_has_tax_id",
                 condition=Q(tax_reverse_charge=False) | ~Q(tax_id=""),

@@ -40,9 +40,7 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    ours = list(
-        Permission.objects.filter(content_type__app_label__in=LEDGERLINE_APPS).select_related("content_type")
-    )
+    ours = list(Permission.objects.filter(content_type__app_label__in=LEDGERLINE_APPS).select_related("content_type"))
 
     finance, _ = Group.objects.get_or_create(name=FINANCE_ADMIN)
     finance.permissions.set(ours)

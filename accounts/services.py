@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.selectors import account_user_email_taken
 from accounts.models import Account, AccountUser, Budget, default_alert_thresholds
+from accounts.selectors import account_user_email_taken
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import model_update, public_id_next
@@ -132,7 +132,9 @@ def account_user_set_role(*, membership: AccountUser, role: str, actor: Any = No
 
 def _check_budget_currency(account: Account, currency: str) -> None:
     if currency != account.currency:
-        raise BillingError(ERR_BUDGET_CURRENCY.format(currency=account.currency), code="currency_mismatch", field="currency")
+        raise BillingError(
+            ERR_BUDGET_CURRENCY.format(currency=account.currency), code="currency_mismatch", field="currency"
+        )
 
 
 @transaction.atomic
@@ -171,4 +173,3 @@ def budget_update(*, budget: Budget, data: dict[str, Any], actor: Any = None) ->
         instance=budget, fields=("name", "amount", "currency", "period", "alert_thresholds", "is_active"), data=data
     )
     return budget
-

@@ -27,15 +27,22 @@ from billing.services.catalogue import (
     validate_tiers,
 )
 from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
-from common.admin_utils import ServiceAdmin
-from common.admin_utils import adopt, changed_data, run_action
+from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
 from common.errors import BillingError
 
 
 @admin.register(Metric)
 class MetricAdmin(ServiceAdmin):
-    list_display = ("code", "name", "unit", "source", "aggregation", "aggregation_property", "billing_unit",
-                    "is_active")
+    list_display = (
+        "code",
+        "name",
+        "unit",
+        "source",
+        "aggregation",
+        "aggregation_property",
+        "billing_unit",
+        "is_active",
+    )
     list_filter = ("source", "aggregation", "billing_unit", "is_active")
     search_fields = ("code", "name")
 
@@ -46,21 +53,40 @@ class MetricAdmin(ServiceAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            saved = metric_update(metric=Metric.objects.get(pk=obj.pk),
-                                  data=changed_data(form, METRIC_EDITABLE_FIELDS), actor=request.user)
+            saved = metric_update(
+                metric=Metric.objects.get(pk=obj.pk),
+                data=changed_data(form, METRIC_EDITABLE_FIELDS),
+                actor=request.user,
+            )
         else:
             data = form.cleaned_data
-            saved = metric_create(code=data["code"], name=data["name"], unit=data["unit"],
-                                  aggregation=data["aggregation"], billing_unit=data["billing_unit"],
-                                  source=data["source"], aggregation_property=data["aggregation_property"],
-                                  description=data["description"], actor=request.user)
+            saved = metric_create(
+                code=data["code"],
+                name=data["name"],
+                unit=data["unit"],
+                aggregation=data["aggregation"],
+                billing_unit=data["billing_unit"],
+                source=data["source"],
+                aggregation_property=data["aggregation_property"],
+                description=data["description"],
+                actor=request.user,
+            )
         adopt(obj, saved)
 
 
 class PlanVersionInline(admin.TabularInline):
     model = PlanVersion
-    fields = ("version", "currency", "base_fee", "price_on_request", "trial_days", "minimum_commitment",
-              "discount_percent", "term_months", "published_at")
+    fields = (
+        "version",
+        "currency",
+        "base_fee",
+        "price_on_request",
+        "trial_days",
+        "minimum_commitment",
+        "discount_percent",
+        "term_months",
+        "published_at",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -97,19 +123,34 @@ class PlanAdmin(ServiceAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:
-            saved = plan_update(plan=Plan.objects.get(pk=obj.pk), data=changed_data(form, PLAN_EDITABLE_FIELDS),
-                                actor=request.user)
+            saved = plan_update(
+                plan=Plan.objects.get(pk=obj.pk), data=changed_data(form, PLAN_EDITABLE_FIELDS), actor=request.user
+            )
         else:
-            saved = plan_create(code=data["code"], name=data["name"], product=data["product"],
-                                description=data["description"], account=data.get("account"),
-                                display_order=data["display_order"], actor=request.user)
+            saved = plan_create(
+                code=data["code"],
+                name=data["name"],
+                product=data["product"],
+                description=data["description"],
+                account=data.get("account"),
+                display_order=data["display_order"],
+                actor=request.user,
+            )
         adopt(obj, saved)
 
 
 class PlanChargeInline(admin.TabularInline):
     model = PlanCharge
-    fields = ("metric", "included_quantity", "limit", "limit_window", "pricing_model", "unit_price",
-              "package_size", "package_price")
+    fields = (
+        "metric",
+        "included_quantity",
+        "limit",
+        "limit_window",
+        "pricing_model",
+        "unit_price",
+        "package_size",
+        "package_price",
+    )
     extra = 0
     can_delete = False
     show_change_link = True
@@ -142,8 +183,11 @@ class PlanVersionAdmin(ServiceAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            saved = plan_version_update(plan_version=PlanVersion.objects.get(pk=obj.pk),
-                                        data=changed_data(form, PLAN_VERSION_DRAFT_FIELDS), actor=request.user)
+            saved = plan_version_update(
+                plan_version=PlanVersion.objects.get(pk=obj.pk),
+                data=changed_data(form, PLAN_VERSION_DRAFT_FIELDS),
+                actor=request.user,
+            )
         else:
             data = {k: form.cleaned_data[k] for k in PLAN_VERSION_DRAFT_FIELDS}
             saved = plan_version_create(plan=form.cleaned_data["plan"], actor=request.user, **data)
@@ -156,22 +200,27 @@ class PlanVersionAdmin(ServiceAdmin):
                 continue
             data = inline_form.cleaned_data
             if inline_form.instance.pk is None:
-                spec = ChargeSpec(metric_code=data["metric"].code,
-                                  **{k: data.get(k) for k in PLAN_CHARGE_DRAFT_FIELDS})
+                spec = ChargeSpec(metric_code=data["metric"].code, **{k: data.get(k) for k in PLAN_CHARGE_DRAFT_FIELDS})
                 saved = plan_charge_create(plan_version=form.instance, spec=spec, actor=request.user)
                 formset.new_objects.append(saved)
             else:
-                saved = plan_charge_update(charge=PlanCharge.objects.get(pk=inline_form.instance.pk),
-                                           data=changed_data(inline_form, PLAN_CHARGE_DRAFT_FIELDS),
-                                           actor=request.user)
+                saved = plan_charge_update(
+                    charge=PlanCharge.objects.get(pk=inline_form.instance.pk),
+                    data=changed_data(inline_form, PLAN_CHARGE_DRAFT_FIELDS),
+                    actor=request.user,
+                )
                 formset.changed_objects.append((saved, inline_form.changed_data))
             adopt(inline_form.instance, saved)
 
     @admin.action(description="Publish selected draft versions", permissions=["change"])
     def publish(self, request, queryset):
-        run_action(self, request, queryset,
-                   lambda version, actor: plan_version_publish(plan_version=version, actor=actor),
-                   "{count} version(s) published.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda version, actor: plan_version_publish(plan_version=version, actor=actor),
+            "{count} version(s) published.",
+        )
 
 
 class PriceTierFormSet(BaseInlineFormSet):
@@ -229,8 +278,11 @@ class PlanChargeAdmin(ServiceAdmin):
         return ("plan_version", "metric")
 
     def save_model(self, request, obj, form, change):
-        saved = plan_charge_update(charge=PlanCharge.objects.get(pk=obj.pk),
-                                   data=changed_data(form, PLAN_CHARGE_DRAFT_FIELDS), actor=request.user)
+        saved = plan_charge_update(
+            charge=PlanCharge.objects.get(pk=obj.pk),
+            data=changed_data(form, PLAN_CHARGE_DRAFT_FIELDS),
+            actor=request.user,
+        )
         adopt(obj, saved)
 
     def save_formset(self, request, form, formset, change):
@@ -258,8 +310,16 @@ class SubscriptionAddForm(forms.ModelForm):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ServiceAdmin):
-    list_display = ("public_id", "account", "plan_version", "status", "started_at", "trial_end",
-                    "current_period_end", "cancel_at_period_end")
+    list_display = (
+        "public_id",
+        "account",
+        "plan_version",
+        "status",
+        "started_at",
+        "trial_end",
+        "current_period_end",
+        "cancel_at_period_end",
+    )
     list_filter = ("status", "plan_version__plan__product", "plan_version__plan", "cancel_at_period_end")
     search_fields = ("public_id", "account__public_id", "account__name")
     autocomplete_fields = ("account",)
@@ -269,8 +329,20 @@ class SubscriptionAdmin(ServiceAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("account", "plan_version", "started_at")
-        return ("public_id", "account", "plan_version", "status", "started_at", "trial_end", "current_period_start",
-                "current_period_end", "cancel_at_period_end", "cancelled_at", "ended_at", "created_at")
+        return (
+            "public_id",
+            "account",
+            "plan_version",
+            "status",
+            "started_at",
+            "trial_end",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at_period_end",
+            "cancelled_at",
+            "ended_at",
+            "created_at",
+        )
 
     def get_readonly_fields(self, request, obj=None):
         # Subscriptions change only through actions, so every change has its own audited reason.
@@ -281,8 +353,9 @@ class SubscriptionAdmin(ServiceAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "plan_version":
-            kwargs["queryset"] = PlanVersion.objects.filter(published_at__isnull=False, price_on_request=False,
-                                                            plan__is_active=True).select_related("plan")
+            kwargs["queryset"] = PlanVersion.objects.filter(
+                published_at__isnull=False, price_on_request=False, plan__is_active=True
+            ).select_related("plan")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, **kwargs):
@@ -292,18 +365,49 @@ class SubscriptionAdmin(ServiceAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        saved = subscription_create(account=data["account"], plan_version=data["plan_version"],
-                                    started_at=data["started_at"], actor=request.user)
+        saved = subscription_create(
+            account=data["account"],
+            plan_version=data["plan_version"],
+            started_at=data["started_at"],
+            actor=request.user,
+        )
         adopt(obj, saved)
 
     @admin.action(description="Cancel at period end", permissions=["change"])
     def cancel_at_period_end_action(self, request, queryset):
-        run_action(self, request, queryset,
-                   lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=True, actor=actor),
-                   "{count} subscription(s) will end at the end of their period.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=True, actor=actor),
+            "{count} subscription(s) will end at the end of their period.",
+        )
 
     @admin.action(description="Cancel immediately", permissions=["change"])
     def cancel_now(self, request, queryset):
-        run_action(self, request, queryset,
-                   lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=False, actor=actor),
-                   "{count} subscription(s) cancelled.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=False, actor=actor),
+            "{count} subscription(s) cancelled.",
+        )
+
+
+@admin.register(PriceTier)
+class PriceTierAdmin(ServiceAdmin):
+    """A list of every tier for review; tiers are edited as a whole ladder on their charge's page."""
+
+    list_display = ("charge", "lower_bound", "upper_bound", "unit_price", "flat_fee")
+    list_filter = ("charge__pricing_model", "charge__plan_version__plan")
+    search_fields = ("charge__plan_version__plan__code", "charge__metric__code")
+    list_select_related = ("charge__plan_version__plan", "charge__metric")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -77,38 +77,66 @@ def _slug(name: str) -> str:
 def _custom_plan(code: str, account: Account):
     """Negotiated plans: one EUR messaging contract with a commitment, one USD platform contract."""
     if code == "enterprise-eu":
-        plan = plan_create(code=f"custom-{account.public_id}", name=f"Custom Enterprise – {account.name}",
-                           product=Plan.Product.MESSAGING, account=account)
+        plan = plan_create(
+            code=f"custom-{account.public_id}",
+            name=f"Custom Enterprise – {account.name}",
+            product=Plan.Product.MESSAGING,
+            account=account,
+        )
         return plan_version_create(
-            plan=plan, currency=account.currency, base_fee=D("2500.00"), minimum_commitment=D("3000.00"),
-            discount_percent=D("10"), term_months=36, support_level="24/7 phone support, named TAM",
+            plan=plan,
+            currency=account.currency,
+            base_fee=D("2500.00"),
+            minimum_commitment=D("3000.00"),
+            discount_percent=D("10"),
+            term_months=36,
+            support_level="24/7 phone support, named TAM",
             features=["Negotiated pricing", "Volume discounts", "Minimum commitment", "36-month term"],
             charges=[
                 ChargeSpec("tenants", included_quantity=None, pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
-                ChargeSpec("master_partners", included_quantity=None,
-                           pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
-                ChargeSpec("messages", included_quantity=D("250000"), limit=D("250000"),
-                           pricing_model=PlanCharge.PricingModel.GRADUATED,
-                           tiers=[TierSpec(D("0"), D("100000"), D("0.008")),
-                                  TierSpec(D("100000"), D("1000000"), D("0.006")),
-                                  TierSpec(D("1000000"), None, D("0.004"))]),
+                ChargeSpec(
+                    "master_partners", included_quantity=None, pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY
+                ),
+                ChargeSpec(
+                    "messages",
+                    included_quantity=D("250000"),
+                    limit=D("250000"),
+                    pricing_model=PlanCharge.PricingModel.GRADUATED,
+                    tiers=[
+                        TierSpec(D("0"), D("100000"), D("0.008")),
+                        TierSpec(D("100000"), D("1000000"), D("0.006")),
+                        TierSpec(D("1000000"), None, D("0.004")),
+                    ],
+                ),
                 ChargeSpec("storage_gb", included_quantity=D("250"), unit_price=D("0.80")),
             ],
             publish=True,
         )
-    plan = plan_create(code=f"custom-{account.public_id}", name=f"Enterprise – {account.name}",
-                       product=Plan.Product.TENANT_PLATFORM, account=account)
+    plan = plan_create(
+        code=f"custom-{account.public_id}",
+        name=f"Enterprise – {account.name}",
+        product=Plan.Product.TENANT_PLATFORM,
+        account=account,
+    )
     return plan_version_create(
-        plan=plan, currency=account.currency, base_fee=D("1500.00"), term_months=24,
-        support_level="Dedicated support", features=["All features", "Dedicated support", "24-month term"],
+        plan=plan,
+        currency=account.currency,
+        base_fee=D("1500.00"),
+        term_months=24,
+        support_level="Dedicated support",
+        features=["All features", "Dedicated support", "24-month term"],
         charges=[
             ChargeSpec("storage_gb", included_quantity=D("100"), limit=D("100"), unit_price=D("1.00")),
             ChargeSpec("active_users", included_quantity=D("1000"), limit=D("1000"), unit_price=D("1.00")),
-            ChargeSpec("api_requests", included_quantity=D("25000000"), limit=D("100000"),
-                       limit_window=PlanCharge.LimitWindow.HOUR, pricing_model=PlanCharge.PricingModel.VOLUME,
-                       tiers=[TierSpec(D("0"), D("10000000"), D("0.03")), TierSpec(D("10000000"), None, D("0.02"))]),
-            ChargeSpec("premium_features", included_quantity=None,
-                       pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
+            ChargeSpec(
+                "api_requests",
+                included_quantity=D("25000000"),
+                limit=D("100000"),
+                limit_window=PlanCharge.LimitWindow.HOUR,
+                pricing_model=PlanCharge.PricingModel.VOLUME,
+                tiers=[TierSpec(D("0"), D("10000000"), D("0.03")), TierSpec(D("10000000"), None, D("0.02"))],
+            ),
+            ChargeSpec("premium_features", included_quantity=None, pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
         ],
         publish=True,
     )
@@ -119,8 +147,9 @@ def _staff_users(result: DemoResult) -> None:
     password_hash = make_password(DEMO_PASSWORD)
     for username, email, group, full_name in STAFF:
         first, last = full_name.split(" ", 1)
-        user = User(username=username, email=email, first_name=first, last_name=last, is_staff=True,
-                    is_superuser=group is None)
+        user = User(
+            username=username, email=email, first_name=first, last_name=last, is_staff=True, is_superuser=group is None
+        )
         user.password = password_hash
         user.save()
         if group:
@@ -160,13 +189,15 @@ def demo_load(*, today: dt.date) -> DemoResult:
             started = today_start - dt.timedelta(days=rng.randint(2, 6), hours=rng.randint(8, 17))
         else:
             started = month_start - dt.timedelta(days=rng.randint(60, 300), hours=rng.randint(0, 23))
-        version = (_custom_plan(plan_code.split(":", 1)[1], account) if plan_code.startswith("custom:")
-                   else plans[plan_code])
+        version = (
+            _custom_plan(plan_code.split(":", 1)[1], account) if plan_code.startswith("custom:") else plans[plan_code]
+        )
         subscription_create(account=account, plan_version=version, started_at=started)
         for t in range(n_tenants):
             region = ["us_east", "us_west", "eu_central", "apac", "latam", "uk"][t % 6]
             tenant = tenant_create(
-                account=account, public_id=f"ten_{slug[:40]}_{region}_{t + 1}",
+                account=account,
+                public_id=f"ten_{slug[:40]}_{region}_{t + 1}",
                 name=f"{name} – {region.replace('_', ' ').upper()} {t + 1}",
                 activated_at=started + dt.timedelta(days=rng.randint(0, 20)),
             )
@@ -176,19 +207,30 @@ def demo_load(*, today: dt.date) -> DemoResult:
         for p in range(n_partners):
             kind = PARTNER_KINDS[p % len(PARTNER_KINDS)]
             partner_create(
-                account=account, public_id=f"prt_{kind}_{p + 1:03d}", name=f"{name.split()[0]} {kind.title()} {p + 1}",
+                account=account,
+                public_id=f"prt_{kind}_{p + 1:03d}",
+                name=f"{name.split()[0]} {kind.title()} {p + 1}",
                 department=DEPARTMENTS[rng.randrange(len(DEPARTMENTS))],
                 activated_at=started + dt.timedelta(days=rng.randint(0, 30)),
             )
             result.partners += 1
         owner_email = f"owner@{slug.replace('_', '')}.example"
-        account_user_create(account=account, email=owner_email, role=AccountUser.Role.OWNER,
-                            first_name="Olivia", last_name=name.split()[0])
-        account_user_create(account=account, email=f"analyst@{slug.replace('_', '')}.example",
-                            role=AccountUser.Role.MEMBER)
-        budget_create(account=account, name="Monthly spend",
-                      amount=round_money((version.base_fee or D("100")) * D("1.5"), account.currency),
-                      alert_thresholds=[50, 75, 90, 100])
+        account_user_create(
+            account=account,
+            email=owner_email,
+            role=AccountUser.Role.OWNER,
+            first_name="Olivia",
+            last_name=name.split()[0],
+        )
+        account_user_create(
+            account=account, email=f"analyst@{slug.replace('_', '')}.example", role=AccountUser.Role.MEMBER
+        )
+        budget_create(
+            account=account,
+            name="Monthly spend",
+            amount=round_money((version.base_fee or D("100")) * D("1.5"), account.currency),
+            alert_thresholds=[50, 75, 90, 100],
+        )
     # Demo only: every portal user gets the demo password. Hashed once (a hash costs ~0.3 s by design).
     get_user_model().objects.filter(account_membership__isnull=False).update(password=make_password(DEMO_PASSWORD))
     return result

@@ -3,8 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils import timezone
 
-from common.admin_utils import ServiceAdmin
-from common.admin_utils import adopt, changed_data, run_action
+from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
 from tenants.models import MasterPartner, Tenant
 from tenants.services import (
     partner_create,
@@ -43,17 +42,28 @@ class TenantAdmin(ServiceAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:
-            saved = tenant_update(tenant=Tenant.objects.get(pk=obj.pk), data=changed_data(form, ("name", "status")),
-                                  actor=request.user)
+            saved = tenant_update(
+                tenant=Tenant.objects.get(pk=obj.pk), data=changed_data(form, ("name", "status")), actor=request.user
+            )
         else:
-            saved = tenant_create(account=data["account"], name=data["name"], public_id=data.get("public_id", ""),
-                                  activated_at=data.get("activated_at"), actor=request.user)
+            saved = tenant_create(
+                account=data["account"],
+                name=data["name"],
+                public_id=data.get("public_id", ""),
+                activated_at=data.get("activated_at"),
+                actor=request.user,
+            )
         adopt(obj, saved)
 
     @admin.action(description="Archive selected tenants now", permissions=["change"])
     def archive(self, request, queryset):
-        run_action(self, request, queryset, lambda tenant, actor: tenant_archive(tenant=tenant, actor=actor),
-                   "{count} tenant(s) archived.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda tenant, actor: tenant_archive(tenant=tenant, actor=actor),
+            "{count} tenant(s) archived.",
+        )
 
 
 @admin.register(MasterPartner)
@@ -81,15 +91,28 @@ class MasterPartnerAdmin(ServiceAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:
-            saved = partner_update(partner=MasterPartner.objects.get(pk=obj.pk),
-                                   data=changed_data(form, ("name", "department")), actor=request.user)
+            saved = partner_update(
+                partner=MasterPartner.objects.get(pk=obj.pk),
+                data=changed_data(form, ("name", "department")),
+                actor=request.user,
+            )
         else:
-            saved = partner_create(account=data["account"], public_id=data["public_id"], name=data["name"],
-                                   department=data.get("department", ""), activated_at=data.get("activated_at"),
-                                   actor=request.user)
+            saved = partner_create(
+                account=data["account"],
+                public_id=data["public_id"],
+                name=data["name"],
+                department=data.get("department", ""),
+                activated_at=data.get("activated_at"),
+                actor=request.user,
+            )
         adopt(obj, saved)
 
     @admin.action(description="Deactivate selected partners now", permissions=["change"])
     def deactivate(self, request, queryset):
-        run_action(self, request, queryset, lambda partner, actor: partner_deactivate(partner=partner, actor=actor),
-                   "{count} partner(s) deactivated.")
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda partner, actor: partner_deactivate(partner=partner, actor=actor),
+            "{count} partner(s) deactivated.",
+        )

@@ -78,7 +78,7 @@ def test_every_admin_page_renders_for_a_superuser(client, demo):
             if hasattr(model, "history"):
                 assert client.get(f"{base}{obj.pk}/history/").status_code == 200
         checked += 1
-    assert checked == 12  # every Ledgerline model with an admin page
+    assert checked == 13  # every Ledgerline model has an admin page
 
 
 def _request_for(client):
@@ -93,7 +93,15 @@ def test_the_account_page_shows_its_inlines(client, demo):
     client.force_login(get_user_model().objects.get(username="billing"))
     account = Account.objects.get(name="Northwind Logistics")
     page = client.get(f"/admin/accounts/account/{account.pk}/change/").content.decode()
-    for text in ("Subscriptions", "Tenants", "Master partners", "Portal users", "Budgets",
-                 "ten_northwind_logistics_us_east_1", "prt_supplier_001", "owner@northwindlogistics.example",
-                 "Business v1"):
+    for text in (
+        "Subscriptions",
+        "Tenants",
+        "Master partners",
+        "Portal users",
+        "Budgets",
+        "ten_northwind_logistics_us_east_1",
+        "prt_supplier_001",
+        "owner@northwindlogistics.example",
+        "Business v1",
+    ):
         assert text in page, text

@@ -234,9 +234,7 @@ class PlanVersion(models.Model):
             models.CheckConstraint(
                 name="plan_version_discount_range", condition=Q(discount_percent__gte=0, discount_percent__lte=100)
             ),
-            models.CheckConstraint(
-                name="plan_version_commitment_non_negative", condition=Q(minimum_commitment__gte=0)
-            ),
+            models.CheckConstraint(name="plan_version_commitment_non_negative", condition=Q(minimum_commitment__gte=0)),
             models.CheckConstraint(name="plan_version_term_positive", condition=Q(term_months__gt=0)),
         ]
 
@@ -344,7 +342,9 @@ class PriceTier(models.Model):
     )
     unit_price = _unit_price(validators=[MinValueValidator(Decimal("0"))], help_text="Price per price unit.")
     flat_fee = _amount(
-        default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))], help_text="Charged once when the tier is reached."
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Charged once when the tier is reached.",
     )
 
     history = HistoricalRecords()

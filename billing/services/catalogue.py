@@ -254,11 +254,25 @@ def plan_version_publish(*, plan_version: PlanVersion, actor: Any = None) -> Pla
 METRIC_EDITABLE_FIELDS = ("name", "description", "unit", "is_active")
 PLAN_EDITABLE_FIELDS = ("name", "description", "display_order", "is_active")
 PLAN_VERSION_DRAFT_FIELDS = (
-    "currency", "base_fee", "price_on_request", "billing_interval", "trial_days", "minimum_commitment",
-    "discount_percent", "term_months", "support_level", "features",
+    "currency",
+    "base_fee",
+    "price_on_request",
+    "billing_interval",
+    "trial_days",
+    "minimum_commitment",
+    "discount_percent",
+    "term_months",
+    "support_level",
+    "features",
 )
 PLAN_CHARGE_DRAFT_FIELDS = (
-    "included_quantity", "limit", "limit_window", "pricing_model", "unit_price", "package_size", "package_price",
+    "included_quantity",
+    "limit",
+    "limit_window",
+    "pricing_model",
+    "unit_price",
+    "package_size",
+    "package_price",
 )
 
 

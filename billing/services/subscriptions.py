@@ -35,13 +35,17 @@ def subscription_check(*, account: Account, plan_version: PlanVersion) -> None:
     """Raise ``BillingError`` unless ``account`` may subscribe to ``plan_version`` now."""
     plan = plan_version.plan
     if not plan_version.is_published:
-        raise BillingError(ERR_NOT_PUBLISHED.format(version=plan_version), code="plan_not_published", field="plan_version")
+        raise BillingError(
+            ERR_NOT_PUBLISHED.format(version=plan_version), code="plan_not_published", field="plan_version"
+        )
     if plan_version.price_on_request:
         raise BillingError(ERR_PRICE_ON_REQUEST.format(plan=plan.name), code="price_on_request", field="plan_version")
     if not plan.is_active:
         raise BillingError(ERR_PLAN_INACTIVE.format(plan=plan.name), code="plan_inactive", field="plan_version")
     if plan.account_id is not None and plan.account_id != account.pk:
-        raise BillingError(ERR_CUSTOM_OTHER_ACCOUNT.format(plan=plan.name), code="plan_not_available", field="plan_version")
+        raise BillingError(
+            ERR_CUSTOM_OTHER_ACCOUNT.format(plan=plan.name), code="plan_not_available", field="plan_version"
+        )
     if plan_version.currency != account.currency:
         raise BillingError(
             ERR_CURRENCY.format(plan_currency=plan_version.currency, account_currency=account.currency),

@@ -6,7 +6,7 @@ os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
-from config.settings.base import *  # noqa: E402,F403
 from config.env import env_str  # noqa: E402
+from config.settings.base import *  # noqa: E402,F403
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "local-development-only-not-secret")

@@ -1,7 +1,7 @@
 """Production: every secret from the environment, HTTPS enforced."""
 
-from config.settings.base import *  # noqa: F403
 from config.env import env_bool, env_int, env_required
+from config.settings.base import *  # noqa: F403
 
 SECRET_KEY = env_required("DJANGO_SECRET_KEY")
 DEBUG = env_bool("DJANGO_DEBUG", False)

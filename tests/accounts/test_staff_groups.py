@@ -21,17 +21,41 @@ def finance_admin():
 
 
 def test_billing_staff_work_accounts_and_disputes_but_only_view_the_catalogue(billing_staff):
-    assert billing_staff.has_perms(["accounts.change_account", "accounts.add_account", "tenants.add_tenant",
-                                    "tenants.change_masterpartner", "billing.add_subscription",
-                                    "disputes.change_dispute", "billing.view_plan", "billing.view_planversion"])
-    for perm in ["billing.change_plan", "billing.add_plan", "billing.change_planversion", "billing.add_metric",
-                 "billing.change_pricetier", "accounts.delete_account", "billing.delete_subscription"]:
+    assert billing_staff.has_perms(
+        [
+            "accounts.change_account",
+            "accounts.add_account",
+            "tenants.add_tenant",
+            "tenants.change_masterpartner",
+            "billing.add_subscription",
+            "disputes.change_dispute",
+            "billing.view_plan",
+            "billing.view_planversion",
+        ]
+    )
+    for perm in [
+        "billing.change_plan",
+        "billing.add_plan",
+        "billing.change_planversion",
+        "billing.add_metric",
+        "billing.change_pricetier",
+        "accounts.delete_account",
+        "billing.delete_subscription",
+    ]:
         assert not billing_staff.has_perm(perm), perm
 
 
 def test_finance_admin_may_change_everything_including_the_catalogue(finance_admin):
-    assert finance_admin.has_perms(["billing.change_plan", "billing.add_planversion", "billing.change_pricetier",
-                                    "billing.add_metric", "accounts.delete_budget", "disputes.change_dispute"])
+    assert finance_admin.has_perms(
+        [
+            "billing.change_plan",
+            "billing.add_planversion",
+            "billing.change_pricetier",
+            "billing.add_metric",
+            "accounts.delete_budget",
+            "disputes.change_dispute",
+        ]
+    )
 
 
 def test_billing_staff_see_plans_read_only_and_cannot_save_them(client, billing_staff, catalogue):
@@ -40,8 +64,10 @@ def test_billing_staff_see_plans_read_only_and_cannot_save_them(client, billing_
     page = client.get(f"/admin/billing/plan/{basic.pk}/change/")
     assert page.status_code == 200
     assert b'name="_save"' not in page.content
-    response = client.post(f"/admin/billing/plan/{basic.pk}/change/", {"name": "Hacked", "description": "",
-                                                                        "display_order": 1, "is_active": "on"})
+    response = client.post(
+        f"/admin/billing/plan/{basic.pk}/change/",
+        {"name": "Hacked", "description": "", "display_order": 1, "is_active": "on"},
+    )
     assert response.status_code == 403
     basic.refresh_from_db()
     assert basic.name == "Basic"
@@ -50,11 +76,21 @@ def test_billing_staff_see_plans_read_only_and_cannot_save_them(client, billing_
 def test_finance_admin_can_rename_a_plan_and_the_change_is_audited(client, finance_admin, catalogue):
     basic = Plan.objects.get(code="platform-basic")
     client.force_login(finance_admin)
-    response = client.post(f"/admin/billing/plan/{basic.pk}/change/", {
-        "name": "Basic (2026)", "description": "", "display_order": 1, "is_active": "on",
-        "versions-TOTAL_FORMS": 1, "versions-INITIAL_FORMS": 1, "versions-MIN_NUM_FORMS": 0,
-        "versions-MAX_NUM_FORMS": 1000, "versions-0-id": basic.versions.get().pk, "versions-0-plan": basic.pk,
-    })
+    response = client.post(
+        f"/admin/billing/plan/{basic.pk}/change/",
+        {
+            "name": "Basic (2026)",
+            "description": "",
+            "display_order": 1,
+            "is_active": "on",
+            "versions-TOTAL_FORMS": 1,
+            "versions-INITIAL_FORMS": 1,
+            "versions-MIN_NUM_FORMS": 0,
+            "versions-MAX_NUM_FORMS": 1000,
+            "versions-0-id": basic.versions.get().pk,
+            "versions-0-plan": basic.pk,
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     basic.refresh_from_db()
     assert basic.name == "Basic (2026)"
@@ -67,17 +103,36 @@ def test_billing_staff_add_a_tenant_from_the_account_page(client, billing_staff)
     page = client.get(f"/admin/accounts/account/{account.pk}/change/")
     assert page.status_code == 200
     form = {
-        "name": account.name, "legal_name": "", "currency": "USD", "billing_emails": '["ap@example.com"]',
-        "payment_terms_days": 30, "timezone": "UTC", "tax_id": "", "tax_country": "US", "tax_rate": "0",
+        "name": account.name,
+        "legal_name": "",
+        "currency": "USD",
+        "billing_emails": "ap@example.com, finance@example.com",
+        "payment_terms_days": 30,
+        "timezone": "UTC",
+        "tax_id": "",
+        "tax_country": "US",
+        "tax_rate": "0",
     }
     for prefix in ("subscriptions", "tenants", "partners", "users", "budgets"):
-        form |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0, f"{prefix}-MIN_NUM_FORMS": 0,
-                 f"{prefix}-MAX_NUM_FORMS": 1000}
-    form |= {"tenants-TOTAL_FORMS": 1, "tenants-0-public_id": "ten_new_store", "tenants-0-name": "New store",
-             "tenants-0-status": "active", "tenants-0-activated_at_0": "2026-11-01", "tenants-0-activated_at_1": "00:00:00",
-             "tenants-0-account": account.pk}
+        form |= {
+            f"{prefix}-TOTAL_FORMS": 0,
+            f"{prefix}-INITIAL_FORMS": 0,
+            f"{prefix}-MIN_NUM_FORMS": 0,
+            f"{prefix}-MAX_NUM_FORMS": 1000,
+        }
+    form |= {
+        "tenants-TOTAL_FORMS": 1,
+        "tenants-0-public_id": "ten_new_store",
+        "tenants-0-name": "New store",
+        "tenants-0-status": "active",
+        "tenants-0-activated_at_0": "2026-11-01",
+        "tenants-0-activated_at_1": "00:00:00",
+        "tenants-0-account": account.pk,
+    }
     response = client.post(f"/admin/accounts/account/{account.pk}/change/", form)
     assert response.status_code == 302, response.content.decode()[:3000]
+    account.refresh_from_db()
+    assert account.billing_emails == ["ap@example.com", "finance@example.com"]
     tenant = account.tenants.get()
     assert (tenant.public_id, tenant.name, tenant.status) == ("ten_new_store", "New store", "active")
     assert tenant.history.get().history_user == billing_staff

@@ -31,7 +31,9 @@ def test_metrics_measure_as_documented(catalogue):
     assert (m["active_users"].aggregation, m["active_users"].aggregation_property) == ("unique_count", "user_id")
     assert m["active_users"].billing_unit == "per_user_month"
     assert (m["premium_features"].aggregation_property, m["premium_features"].billing_unit) == (
-        "feature", "per_feature_month")
+        "feature",
+        "per_feature_month",
+    )
     assert (m["messages"].aggregation, m["messages"].billing_unit) == ("sum", "per_unit")
     assert (m["tenants"].source, m["tenants"].billing_unit) == ("tenants", "per_tenant_month")
     assert m["master_partners"].source == "partners"
@@ -76,7 +78,10 @@ def test_tenant_platform_overage_rates(plan):
     assert basic["premium_features"].unit_price == D("10.00")
     pro = charges(plan("platform-professional"))
     assert (pro["storage_gb"].unit_price, pro["active_users"].unit_price, pro["api_requests"].unit_price) == (
-        D("1.50"), D("1.50"), D("0.04"))
+        D("1.50"),
+        D("1.50"),
+        D("0.04"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,13 +91,17 @@ def test_tenant_platform_overage_rates(plan):
         ("messaging-business", D("299.00"), 30, D("10"), D("50"), D("25000"), D("19.00"), D("0.03"), D("1.50")),
     ],
 )
-def test_messaging_plans(plan, code, base_fee, trial_days, tenants, partners, messages, tenant_rate, message_rate,
-                         storage_rate):
+def test_messaging_plans(
+    plan, code, base_fee, trial_days, tenants, partners, messages, tenant_rate, message_rate, storage_rate
+):
     version = plan(code)
     assert (version.base_fee, version.trial_days, version.currency) == (base_fee, trial_days, "USD")
     c = charges(version)
     assert (c["tenants"].included_quantity, c["tenants"].limit, c["tenants"].unit_price) == (
-        tenants, tenants, tenant_rate)
+        tenants,
+        tenants,
+        tenant_rate,
+    )
     assert c["master_partners"].limit == partners
     assert (c["messages"].included_quantity, c["messages"].unit_price) == (messages, message_rate)
     assert c["storage_gb"].unit_price == storage_rate

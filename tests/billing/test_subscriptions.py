@@ -22,7 +22,9 @@ def test_subscribing_to_a_plan_with_a_trial_starts_trialing(plan):
     assert sub.status == Subscription.Status.TRIALING
     assert sub.trial_end == dt.datetime(2026, 11, 14, 12, tzinfo=UTC)
     assert (sub.current_period_start, sub.current_period_end) == (
-        dt.datetime(2026, 10, 15, 12, tzinfo=UTC), dt.datetime(2026, 11, 1, tzinfo=UTC))
+        dt.datetime(2026, 10, 15, 12, tzinfo=UTC),
+        dt.datetime(2026, 11, 1, tzinfo=UTC),
+    )
     assert sub.public_id.startswith("sub_")
     account.refresh_from_db()
     assert account.status == Account.Status.TRIALING
@@ -31,11 +33,14 @@ def test_subscribing_to_a_plan_with_a_trial_starts_trialing(plan):
 @time_machine.travel(dt.datetime(2026, 11, 26, tzinfo=UTC), tick=False)
 def test_a_backdated_subscription_past_its_trial_is_active_in_the_current_month(plan):
     account = AccountFactory()
-    sub = subscription_create(account=account, plan_version=plan("messaging-startup"),
-                              started_at=dt.datetime(2026, 3, 3, tzinfo=UTC))
+    sub = subscription_create(
+        account=account, plan_version=plan("messaging-startup"), started_at=dt.datetime(2026, 3, 3, tzinfo=UTC)
+    )
     assert sub.status == Subscription.Status.ACTIVE
     assert (sub.current_period_start, sub.current_period_end) == (
-        dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 12, 1, tzinfo=UTC))
+        dt.datetime(2026, 11, 1, tzinfo=UTC),
+        dt.datetime(2026, 12, 1, tzinfo=UTC),
+    )
     account.refresh_from_db()
     assert account.status == Account.Status.ACTIVE
 

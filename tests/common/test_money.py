@@ -6,8 +6,9 @@ from hypothesis import strategies as st
 
 from common.money import CURRENCY_MINOR_UNITS, UnknownCurrency, format_money, round_money
 
-amounts = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False,
-                      places=6)
+amounts = st.decimals(
+    min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False, places=6
+)
 currencies = st.sampled_from(sorted(CURRENCY_MINOR_UNITS))
 
 

@@ -8,7 +8,12 @@ from hypothesis import strategies as st
 from common.periods import Period, month_containing, month_period, next_month, parse_month, previous_month
 
 UTC = dt.UTC
-moments = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(UTC))
+# hypothesis takes naive bounds and attaches the time zone itself.
+moments = st.datetimes(
+    min_value=dt.datetime(2000, 1, 1),  # noqa: DTZ001
+    max_value=dt.datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
 
 
 def test_month_period_is_half_open():
@@ -34,7 +39,7 @@ def test_period_rejects_wrong_order_and_naive_bounds():
     with pytest.raises(ValueError, match="end after it starts"):
         Period(start, start)
     with pytest.raises(ValueError, match="timezone-aware"):
-        Period(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))
+        Period(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))  # noqa: DTZ001
 
 
 def test_parse_month_explains_bad_input():

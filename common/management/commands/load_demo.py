@@ -10,10 +10,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         result = demo_load(today=timezone.now().date())
         if result.created:
-            self.stdout.write(self.style.SUCCESS(
-                f"Demo loaded: {result.accounts} accounts, {result.tenants} tenants, "
-                f"{result.partners} master partners."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Demo loaded: {result.accounts} accounts, {result.tenants} tenants, "
+                    f"{result.partners} master partners."
+                )
+            )
         else:
             self.stdout.write("Demo data already present; nothing changed.")
         self.stdout.write("Logins (admin console at /admin/):")
