@@ -21,7 +21,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$STAMP" ] || [ "$REQ" -nt "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
   echo "-- installing Python packages from $REQ"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+  quiet() { "$@" 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'; }
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
   touch "$STAMP"
 fi
