@@ -1,20 +1,23 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
-from accounts.models import Account, AccountUser, Budget
+from accounts.models import Account, AccountUser, ApiKey, Budget
 from accounts.selectors import account_user_email_taken
 from accounts.services import (
     ACCOUNT_EDITABLE_FIELDS,
     ERR_EMAIL_TAKEN,
     account_create,
-    account_set_status,
+    account_reactivate,
+    account_suspend,
     account_update,
     account_user_create,
     account_user_set_role,
+    api_key_create,
+    api_key_revoke,
     budget_create,
     budget_update,
 )
@@ -83,7 +86,7 @@ class SubscriptionInline(admin.TabularInline):
 class AccountUserInline(admin.TabularInline):
     model = AccountUser
     fields = ("user", "role", "created_at")
-    readonly_fields = ("user", "created_at")
+    readonly_fields = ("user", "role", "created_at")
     extra = 0
     can_delete = False
     verbose_name_plural = "portal users (add them under Portal users)"
@@ -154,7 +157,7 @@ class AccountAdmin(ServiceAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(self.readonly_fields)
-        if obj is not None and obj.subscriptions.exists():
+        if obj is not None and (obj.subscriptions.exists() or obj.budgets.exists() or obj.custom_plans.exists()):
             fields.append("currency")  # amounts already agreed in this currency
         return fields
 
@@ -253,9 +256,7 @@ class AccountAdmin(ServiceAdmin):
             self,
             request,
             queryset,
-            lambda account, actor: account_set_status(
-                account=account, status=Account.Status.SUSPENDED, reason="suspended by staff", actor=actor
-            ),
+            lambda account, actor: account_suspend(account=account, actor=actor),
             "{count} account(s) suspended.",
         )
 
@@ -265,9 +266,7 @@ class AccountAdmin(ServiceAdmin):
             self,
             request,
             queryset,
-            lambda account, actor: account_set_status(
-                account=account, status=Account.Status.ACTIVE, reason="reactivated by staff", actor=actor
-            ),
+            lambda account, actor: account_reactivate(account=account, actor=actor),
             "{count} account(s) reactivated.",
         )
 
@@ -357,3 +356,103 @@ class BudgetAdmin(ServiceAdmin):
                 actor=request.user,
             )
         adopt(obj, saved)
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = (
+            "account",
+            "tenant",
+            "name",
+            "scope_ingest",
+            "scope_read",
+            "scope_export",
+            "expires_at",
+            "rate_limit_per_minute",
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("scope_export") and not self.may_create_export_keys:
+            raise ValidationError("Only Finance admins may create platform-wide export keys.")
+        return data
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ServiceAdmin):
+    list_display = (
+        "prefix",
+        "name",
+        "account",
+        "tenant",
+        "scope_list",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
+    list_filter = ("scope_ingest", "scope_read", "scope_export", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("prefix", "name", "account__public_id", "account__name", "tenant__public_id")
+    autocomplete_fields = ("account", "tenant")
+    list_select_related = ("account", "tenant")
+    actions = ("revoke",)
+
+    @admin.display(description="Scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        form = super().get_form(request, obj, **kwargs)
+        form.may_create_export_keys = request.user.has_perm("accounts.create_export_key")
+        return form
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ApiKeyAddForm.Meta.fields
+        return (
+            "prefix",
+            "name",
+            "account",
+            "tenant",
+            "scope_ingest",
+            "scope_read",
+            "scope_export",
+            "expires_at",
+            "rate_limit_per_minute",
+            "created_at",
+            "created_by",
+            "revoked_at",
+            "last_used_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        # A key's identity and powers never change; issue a new key and revoke the old one instead.
+        return self.get_fields(request, obj) if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        scopes = [s for s in ("ingest", "read", "export") if data.get(f"scope_{s}")]
+        saved, secret = api_key_create(
+            name=data["name"],
+            scopes=scopes,
+            account=data.get("account"),
+            tenant=data.get("tenant"),
+            expires_at=data.get("expires_at"),
+            rate_limit_per_minute=data.get("rate_limit_per_minute"),
+            actor=request.user,
+        )
+        adopt(obj, saved)
+        self.message_user(request, f"New API key — copy it now, it is shown only once: {secret}", messages.WARNING)
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda key, actor: api_key_revoke(api_key=key, actor=actor),
+            "{count} key(s) revoked.",
+        )

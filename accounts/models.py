@@ -200,3 +200,81 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.amount} {self.currency}/{self.period}"
+
+
+class ApiKey(models.Model):
+    """A credential for the REST API, sent as ``Authorization: Bearer <key>``.
+
+    The secret is shown once at creation; only its SHA-256 digest is stored (keys are 192-bit random,
+    so a fast hash is safe), next to a public prefix that identifies the key in lists and logs.
+    Scopes: ``ingest`` (send events), ``read`` (the account's usage, billing and invoices) and ``export``
+    (platform-wide read-only, for external billing/ERP systems; such keys belong to no account).
+    """
+
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text="The account the key acts for. Empty only for platform-wide export keys.",
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text="Optional pin: the key may only report and read usage of this tenant.",
+    )
+    name = models.CharField(max_length=120, help_text="What the key is for, e.g. 'production ingest'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False, help_text="Public part of the key.")
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scope_ingest = models.BooleanField(default=False, verbose_name="ingest scope")
+    scope_read = models.BooleanField(default=False, verbose_name="read scope")
+    scope_export = models.BooleanField(default=False, verbose_name="export scope")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; empty uses the platform default."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="The key stops working at this time.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    history = HistoricalRecords(excluded_fields=["last_used_at"])
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        permissions = [("create_export_key", "Can create platform-wide export API keys")]
+        constraints = [
+            models.CheckConstraint(
+                name="api_key_has_a_scope",
+                condition=Q(scope_ingest=True) | Q(scope_read=True) | Q(scope_export=True),
+                violation_error_message="Give the key at least one scope.",
+            ),
+            models.CheckConstraint(
+                name="api_key_export_is_platform_wide",
+                condition=Q(
+                    scope_export=True, account__isnull=True, scope_ingest=False, scope_read=False, tenant__isnull=True
+                )
+                | Q(scope_export=False, account__isnull=False),
+                violation_error_message="Export keys belong to no account and carry only the export scope; "
+                "every other key belongs to an account.",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def scopes(self) -> list[str]:
+        return [
+            s
+            for s, on in (("ingest", self.scope_ingest), ("read", self.scope_read), ("export", self.scope_export))
+            if on
+        ]

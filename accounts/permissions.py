@@ -2,9 +2,11 @@
 migrations as models are added) through ``staff_groups_sync``.
 
 - Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
-  tenants, partners, subscriptions and disputes, and view everything else (the catalogue included)
-  without changing it. They delete nothing.
-- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits.
+  API keys of accounts, tenants, partners, subscriptions and disputes, and view everything else (the
+  catalogue included) without changing it. They delete nothing and cannot create platform-wide export keys.
+- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, and edit
+  the periodic task schedule. Creating staff logins stays with superusers, so no group can grant itself
+  more rights.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ BILLING_STAFF = "Billing staff"
 FINANCE_ADMIN = "Finance admin"
 
 LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common")
+# Finance admins also run the billing schedule (django-celery-beat's periodic tasks).
+FINANCE_EXTRA_APPS = ("django_celery_beat",)
 
 # (app_label, model) pairs billing staff may add and change.
 BILLING_STAFF_EDITABLE = {
     ("accounts", "account"),
     ("accounts", "accountuser"),
     ("accounts", "budget"),
+    ("accounts", "apikey"),
     ("tenants", "tenant"),
     ("tenants", "masterpartner"),
     ("billing", "subscription"),
@@ -43,7 +48,8 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
     ours = list(Permission.objects.filter(content_type__app_label__in=LEDGERLINE_APPS).select_related("content_type"))
 
     finance, _ = Group.objects.get_or_create(name=FINANCE_ADMIN)
-    finance.permissions.set(ours)
+    schedules = list(Permission.objects.filter(content_type__app_label__in=FINANCE_EXTRA_APPS))
+    finance.permissions.set(ours + schedules)
 
     billing_staff, _ = Group.objects.get_or_create(name=BILLING_STAFF)
     allowed = []

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+
+from accounts import api_keys
+from accounts.models import ApiKey
 
 
 def account_user_email_taken(*, email: str) -> bool:
     """Whether any login (portal or staff) already uses ``email`` as e-mail or username."""
     User = get_user_model()
     return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+
+
+def api_key_for(*, key: str, now: dt.datetime) -> ApiKey | None:
+    """The live key matching ``key`` (not revoked, not expired), or None."""
+    parts = api_keys.split(key)
+    if parts is None:
+        return None
+    prefix, secret = parts
+    api_key = ApiKey.objects.select_related("account", "tenant").filter(prefix=prefix).first()
+    if api_key is None or not api_keys.matches(secret, api_key.secret_hash):
+        return None
+    if api_key.revoked_at is not None or (api_key.expires_at is not None and api_key.expires_at <= now):
+        return None
+    return api_key

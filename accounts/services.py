@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -9,13 +12,17 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Account, AccountUser, Budget, default_alert_thresholds
+from accounts import api_keys
+from accounts.models import Account, AccountUser, ApiKey, Budget, default_alert_thresholds
 from accounts.selectors import account_user_email_taken
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import model_update, public_id_next
 
-ERR_CURRENCY_LOCKED = "The currency of an account with subscriptions cannot change."
+USERNAME_RE = re.compile(r"^[\w.@+-]+\Z")
+ERR_CURRENCY_LOCKED = "The currency of an account with subscriptions, budgets or custom plans cannot change."
+ERR_SUSPEND = "Only trialing, active or past-due accounts can be suspended; this one is {status}."
+ERR_REACTIVATE = "Only suspended accounts can be reactivated; this one is {status}."
 ERR_BUDGET_CURRENCY = "A budget must be in the account currency ({currency})."
 ERR_EMAIL_TAKEN = "A user with the e-mail address {email} already exists."
 
@@ -70,9 +77,13 @@ def account_create(
     return account
 
 
+def _currency_in_use(account: Account) -> bool:
+    return account.subscriptions.exists() or account.budgets.exists() or account.custom_plans.exists()
+
+
 @transaction.atomic
 def account_update(*, account: Account, data: dict[str, Any], actor: Any = None) -> Account:
-    if "currency" in data and data["currency"] != account.currency and account.subscriptions.exists():
+    if "currency" in data and data["currency"] != account.currency and _currency_in_use(account):
         raise BillingError(ERR_CURRENCY_LOCKED, code="currency_locked", field="currency")
     stamp(account, actor=actor, reason="updated")
     account, _ = model_update(instance=account, fields=ACCOUNT_EDITABLE_FIELDS, data=data)
@@ -94,6 +105,29 @@ def account_set_status(*, account: Account, status: str, reason: str, actor: Any
 
 
 @transaction.atomic
+def account_suspend(*, account: Account, reason: str = "suspended by staff", actor: Any = None) -> Account:
+    """Suspend a trialing, active or past-due account (cancelled accounts stay cancelled)."""
+    if account.status not in (Account.Status.TRIALING, Account.Status.ACTIVE, Account.Status.PAST_DUE):
+        raise BillingError(
+            ERR_SUSPEND.format(status=account.get_status_display()), code="invalid_transition", field="status"
+        )
+    return account_set_status(account=account, status=Account.Status.SUSPENDED, reason=reason, actor=actor)
+
+
+@transaction.atomic
+def account_reactivate(*, account: Account, reason: str = "reactivated by staff", actor: Any = None) -> Account:
+    """Lift a suspension: back to trialing while the live subscription is in its trial, else active."""
+    if account.status != Account.Status.SUSPENDED:
+        raise BillingError(
+            ERR_REACTIVATE.format(status=account.get_status_display()), code="invalid_transition", field="status"
+        )
+    live = account.subscriptions.exclude(status="cancelled").first()
+    in_trial = live is not None and live.trial_end is not None and live.trial_end > timezone.now()
+    status = Account.Status.TRIALING if in_trial else Account.Status.ACTIVE
+    return account_set_status(account=account, status=status, reason=reason, actor=actor)
+
+
+@transaction.atomic
 def account_user_create(
     *,
     account: Account,
@@ -109,7 +143,9 @@ def account_user_create(
     email = User.objects.normalize_email(email).lower()
     if account_user_email_taken(email=email):
         raise BillingError(ERR_EMAIL_TAKEN.format(email=email), code="email_taken", field="email")
-    user = User(username=email, email=email, first_name=first_name, last_name=last_name, is_staff=False)
+    # The e-mail is the login; Django usernames allow fewer characters, so fall back to a generated one.
+    username = email if len(email) <= 150 and USERNAME_RE.match(email) else f"user_{secrets.token_hex(8)}"
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name, is_staff=False)
     if password:
         user.set_password(password)
     else:
@@ -173,3 +209,75 @@ def budget_update(*, budget: Budget, data: dict[str, Any], actor: Any = None) ->
         instance=budget, fields=("name", "amount", "currency", "period", "alert_thresholds", "is_active"), data=data
     )
     return budget
+
+
+ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, export; got {scopes}."
+ERR_KEY_EXPORT_ACCOUNT = "Export keys are platform-wide: give no account or tenant, and no other scope."
+ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest or read scope belong to an account."
+ERR_KEY_TENANT_ACCOUNT = "Tenant {tenant} does not belong to account {account}."
+ERR_KEY_REVOKED = "API key {prefix} is already revoked."
+KEY_TOUCH_INTERVAL = dt.timedelta(seconds=60)
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    name: str,
+    scopes: list[str],
+    account: Account | None = None,
+    tenant: Any = None,
+    expires_at: dt.datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+    actor: Any = None,
+) -> tuple[ApiKey, str]:
+    """Issue a key. Returns the row and the secret key, which is never retrievable again."""
+    wanted = set(scopes)
+    if not wanted or not wanted <= set(api_keys.SCOPES):
+        raise BillingError(
+            ERR_KEY_SCOPES.format(scopes=", ".join(sorted(wanted)) or "none"), code="invalid_scopes", field="scopes"
+        )
+    if "export" in wanted and (account is not None or tenant is not None or len(wanted) > 1):
+        raise BillingError(ERR_KEY_EXPORT_ACCOUNT, code="invalid_scopes", field="scopes")
+    if "export" not in wanted and account is None:
+        raise BillingError(ERR_KEY_NEEDS_ACCOUNT, code="account_required", field="account")
+    if tenant is not None and tenant.account_id != account.pk:
+        raise BillingError(
+            ERR_KEY_TENANT_ACCOUNT.format(tenant=tenant.public_id, account=account.public_id),
+            code="tenant_not_in_account",
+            field="tenant",
+        )
+    key, prefix, secret_hash = api_keys.generate()
+    api_key = ApiKey(
+        account=account,
+        tenant=tenant,
+        name=name,
+        prefix=prefix,
+        secret_hash=secret_hash,
+        scope_ingest="ingest" in wanted,
+        scope_read="read" in wanted,
+        scope_export="export" in wanted,
+        expires_at=expires_at,
+        rate_limit_per_minute=rate_limit_per_minute,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    api_key.full_clean()
+    stamp(api_key, actor=actor, reason="created")
+    api_key.save()
+    return api_key, key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: Any = None) -> ApiKey:
+    if api_key.revoked_at is not None:
+        raise BillingError(ERR_KEY_REVOKED.format(prefix=api_key.prefix), code="already_revoked")
+    api_key.revoked_at = timezone.now()
+    stamp(api_key, actor=actor, reason="revoked")
+    api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey, now: dt.datetime) -> None:
+    """Record use, at most once a minute per key so the hot path does not write on every request."""
+    if api_key.last_used_at is None or now - api_key.last_used_at >= KEY_TOUCH_INTERVAL:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now

@@ -29,6 +29,7 @@ from billing.services.catalogue import (
 from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
 from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
 from common.errors import BillingError
+from common.money import format_money
 
 
 @admin.register(Metric)
@@ -117,7 +118,7 @@ class PlanAdmin(ServiceAdmin):
         if not versions:
             return "—"
         latest = versions[-1]
-        price = "price on request" if latest.price_on_request else f"{latest.base_fee:.2f} {latest.currency}"
+        price = "price on request" if latest.price_on_request else format_money(latest.base_fee, latest.currency)
         return f"v{latest.version}: {price}"
 
     def save_model(self, request, obj, form, change):
@@ -226,6 +227,8 @@ class PlanVersionAdmin(ServiceAdmin):
 class PriceTierFormSet(BaseInlineFormSet):
     """Checks the whole ladder (contiguous from 0, last open-ended) before anything is saved."""
 
+    tier_specs = None
+
     def clean(self):
         super().clean()
         if any(self.errors) or not self.instance.is_tiered:
@@ -286,7 +289,8 @@ class PlanChargeAdmin(ServiceAdmin):
         adopt(obj, saved)
 
     def save_formset(self, request, form, formset, change):
-        if not formset.has_changed():
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if not formset.has_changed() or formset.tier_specs is None:
             return
         saved = plan_charge_set_tiers(charge=form.instance, tiers=formset.tier_specs, actor=request.user)
         formset.new_objects, formset.changed_objects, formset.deleted_objects = saved, [], []
@@ -364,6 +368,8 @@ class SubscriptionAdmin(ServiceAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def save_model(self, request, obj, form, change):
+        if change:
+            return  # every field is read-only; changes go through the actions
         data = form.cleaned_data
         saved = subscription_create(
             account=data["account"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -32,18 +33,23 @@ def run_action(modeladmin: Any, request: Any, queryset: Any, service: Any, succe
             done += 1
         except BillingError as exc:
             modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+        except ValidationError as exc:
+            modeladmin.message_user(request, f"{obj}: {' '.join(exc.messages)}", messages.ERROR)
     if done:
         modeladmin.message_user(request, success.format(count=done), messages.SUCCESS)
 
 
 class ServiceAdmin(SimpleHistoryAdmin):
-    """Base admin: audit history, and a domain error raised while saving becomes an error message
-    on the same page instead of a server error. The admin's transaction is rolled back first, so
-    nothing is half-written."""
+    """Base admin: audit history, and a domain or validation error raised by a service while saving
+    becomes an error message on the same page instead of a server error. The admin's transaction is
+    rolled back first, so nothing is half-written."""
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except BillingError as exc:
             self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())

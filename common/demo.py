@@ -1,4 +1,4 @@
-"""A deterministic book of business for the demo: 20 accounts across both catalogues, 60 tenants,
+"""A deterministic book of business for the demo: 20 accounts across both catalogues, 67 tenants,
 master partners, portal users, and staff users in both staff groups. Built only through services,
 so the demo exercises the same rules as production."""
 
@@ -16,7 +16,7 @@ from django.db import transaction
 
 from accounts.models import Account, AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
-from accounts.services import account_create, account_user_create, budget_create
+from accounts.services import account_create, account_user_create, api_key_create, api_key_revoke, budget_create
 from billing.models import Plan, PlanCharge
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
 from billing.services.catalogue_loader import catalogue_load
@@ -199,11 +199,13 @@ def demo_load(*, today: dt.date) -> DemoResult:
                 account=account,
                 public_id=f"ten_{slug[:40]}_{region}_{t + 1}",
                 name=f"{name} – {region.replace('_', ' ').upper()} {t + 1}",
-                activated_at=started + dt.timedelta(days=rng.randint(0, 20)),
+                activated_at=min(started + dt.timedelta(days=rng.randint(0, 20)), today_start),
             )
             result.tenants += 1
             if n_tenants > 3 and t == n_tenants - 1 and index % 2 == 0:
-                tenant_archive(tenant=tenant, at=month_start + dt.timedelta(days=rng.randint(2, 9)))
+                archive_at = today_start - dt.timedelta(days=rng.randint(1, 5))
+                if archive_at > tenant.activated_at:
+                    tenant_archive(tenant=tenant, at=archive_at)
         for p in range(n_partners):
             kind = PARTNER_KINDS[p % len(PARTNER_KINDS)]
             partner_create(
@@ -211,7 +213,7 @@ def demo_load(*, today: dt.date) -> DemoResult:
                 public_id=f"prt_{kind}_{p + 1:03d}",
                 name=f"{name.split()[0]} {kind.title()} {p + 1}",
                 department=DEPARTMENTS[rng.randrange(len(DEPARTMENTS))],
-                activated_at=started + dt.timedelta(days=rng.randint(0, 30)),
+                activated_at=min(started + dt.timedelta(days=rng.randint(0, 30)), today_start),
             )
             result.partners += 1
         owner_email = f"owner@{slug.replace('_', '')}.example"
@@ -234,3 +236,17 @@ def demo_load(*, today: dt.date) -> DemoResult:
     # Demo only: every portal user gets the demo password. Hashed once (a hash costs ~0.3 s by design).
     get_user_model().objects.filter(account_membership__isnull=False).update(password=make_password(DEMO_PASSWORD))
     return result
+
+
+DEMO_KEY_NAME = "Demo key (make demo)"
+
+
+@transaction.atomic
+def demo_api_key() -> tuple[Account, str]:
+    """A fresh ingest+read key for the first demo account; earlier demo keys are revoked, since a
+    secret can only be shown when it is made."""
+    account = Account.objects.order_by("public_id").first()
+    for old in account.api_keys.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True):
+        api_key_revoke(api_key=old)
+    _, secret = api_key_create(name=DEMO_KEY_NAME, scopes=["ingest", "read"], account=account)
+    return account, secret

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from common.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, CURRENCY_CHOICES
+from common.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, CURRENCY_CHOICES, CURRENCY_MINOR_UNITS
 
 
 class Dispute(models.Model):
@@ -45,6 +45,9 @@ class Dispute(models.Model):
         ordering = ["-opened_at"]
         constraints = [
             models.CheckConstraint(name="dispute_amount_positive", condition=Q(amount__gt=0)),
+            models.CheckConstraint(
+                name="dispute_currency_supported", condition=Q(currency__in=list(CURRENCY_MINOR_UNITS))
+            ),
             models.CheckConstraint(
                 name="dispute_closed_has_time",
                 condition=Q(status__in=["open", "under_review"], closed_at__isnull=True)

@@ -16,6 +16,8 @@ from tenants.models import MasterPartner, Tenant
 
 ERR_TENANT_ARCHIVED = "Tenant {public_id} is archived and cannot change."
 ERR_ARCHIVE_BEFORE_ACTIVATION = "A tenant cannot be archived before it was activated ({activated_at})."
+ERR_ARCHIVE_IN_FUTURE = "A tenant can only be archived now or in the past."
+ERR_DEACTIVATE_BEFORE_ACTIVATION = "A partner cannot be deactivated before it was activated ({activated_at})."
 ERR_PARTNER_INACTIVE = "Partner {public_id} is already deactivated."
 
 
@@ -45,6 +47,8 @@ def tenant_create(
 @transaction.atomic
 def tenant_update(*, tenant: Tenant, data: dict[str, Any], actor: Any = None) -> Tenant:
     """Rename or suspend/reactivate a tenant. Archiving has its own service; ids never change."""
+    if not data:
+        return tenant
     if tenant.status == Tenant.Status.ARCHIVED:
         raise BillingError(ERR_TENANT_ARCHIVED.format(public_id=tenant.public_id), code="tenant_archived")
     if data.get("status") == Tenant.Status.ARCHIVED:
@@ -59,7 +63,10 @@ def tenant_archive(*, tenant: Tenant, at: dt.datetime | None = None, actor: Any 
     """End a tenant's billable life at ``at`` (exclusive). Its usage up to then is still billed."""
     if tenant.status == Tenant.Status.ARCHIVED:
         raise BillingError(ERR_TENANT_ARCHIVED.format(public_id=tenant.public_id), code="tenant_archived")
-    at = at or timezone.now()
+    now = timezone.now()
+    at = at or now
+    if at > now:
+        raise BillingError(ERR_ARCHIVE_IN_FUTURE, code="invalid_archive_time", field="archived_at")
     if at <= tenant.activated_at:
         raise BillingError(
             ERR_ARCHIVE_BEFORE_ACTIVATION.format(activated_at=tenant.activated_at.isoformat()),
@@ -107,7 +114,14 @@ def partner_update(*, partner: MasterPartner, data: dict[str, Any], actor: Any =
 def partner_deactivate(*, partner: MasterPartner, at: dt.datetime | None = None, actor: Any = None) -> MasterPartner:
     if partner.deactivated_at is not None:
         raise BillingError(ERR_PARTNER_INACTIVE.format(public_id=partner.public_id), code="partner_inactive")
-    partner.deactivated_at = at or timezone.now()
+    at = at or timezone.now()
+    if at <= partner.activated_at:
+        raise BillingError(
+            ERR_DEACTIVATE_BEFORE_ACTIVATION.format(activated_at=partner.activated_at.isoformat()),
+            code="invalid_deactivation_time",
+            field="deactivated_at",
+        )
+    partner.deactivated_at = at
     partner.full_clean()
     stamp(partner, actor=actor, reason="deactivated")
     partner.save(update_fields=["deactivated_at"])

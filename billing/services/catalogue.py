@@ -175,7 +175,7 @@ def plan_version_create(
         discount_percent=discount_percent,
         term_months=term_months,
         support_level=support_level,
-        features=list(features),
+        features=list(features or ()),
     )
     version.full_clean()
     stamp(version, actor=actor, reason="created")
@@ -208,7 +208,8 @@ def plan_charge_create(*, plan_version: PlanVersion, spec: ChargeSpec, actor: An
     charge.full_clean()
     stamp(charge, actor=actor, reason="created")
     charge.save()
-    if charge.is_tiered or spec.tiers:
+    # A draft tiered charge may get its tiers later (on its own admin page); publishing checks them.
+    if spec.tiers:
         plan_charge_set_tiers(charge=charge, tiers=spec.tiers, actor=actor)
     return charge
 
@@ -244,7 +245,10 @@ def plan_version_publish(*, plan_version: PlanVersion, actor: Any = None) -> Pla
     for charge in plan_version.charges.select_related("metric").prefetch_related("tiers"):
         if charge.is_tiered:
             tiers = [TierSpec(t.lower_bound, t.upper_bound, t.unit_price, t.flat_fee) for t in charge.tiers.all()]
-            validate_tiers(tiers)
+            try:
+                validate_tiers(tiers)
+            except BillingError as exc:
+                raise BillingError(f"{charge.metric.code}: {exc.message}", code=exc.code, field="tiers") from exc
     plan_version.published_at = timezone.now()
     stamp(plan_version, actor=actor, reason="published")
     plan_version.save(update_fields=["published_at"])
@@ -294,7 +298,18 @@ def plan_update(*, plan: Plan, data: dict[str, Any], actor: Any = None) -> Plan:
 
 @transaction.atomic
 def plan_version_update(*, plan_version: PlanVersion, data: dict[str, Any], actor: Any = None) -> PlanVersion:
+    if not data:
+        return plan_version
     _ensure_draft(plan_version)
+    if "features" in data and data["features"] is None:
+        data = {**data, "features": []}
+    account = plan_version.plan.account
+    if account is not None and data.get("currency", account.currency) != account.currency:
+        raise BillingError(
+            ERR_CURRENCY_MISMATCH.format(currency=data["currency"], account_currency=account.currency),
+            code="currency_mismatch",
+            field="currency",
+        )
     stamp(plan_version, actor=actor, reason="draft updated")
     plan_version, _ = model_update(instance=plan_version, fields=PLAN_VERSION_DRAFT_FIELDS, data=data)
     return plan_version
@@ -302,6 +317,8 @@ def plan_version_update(*, plan_version: PlanVersion, data: dict[str, Any], acto
 
 @transaction.atomic
 def plan_charge_update(*, charge: PlanCharge, data: dict[str, Any], actor: Any = None) -> PlanCharge:
+    if not data:
+        return charge
     _ensure_draft(charge.plan_version)
     stamp(charge, actor=actor, reason="draft updated")
     charge, _ = model_update(instance=charge, fields=PLAN_CHARGE_DRAFT_FIELDS, data=data)

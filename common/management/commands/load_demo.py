@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from common.demo import DEMO_PASSWORD, STAFF, demo_load
+from common.demo import DEMO_PASSWORD, STAFF, demo_api_key, demo_load
 
 
 class Command(BaseCommand):
@@ -21,3 +21,6 @@ class Command(BaseCommand):
         self.stdout.write("Logins (admin console at /admin/):")
         for username, _email, group, _name in STAFF:
             self.stdout.write(f"  {username:<10} / {DEMO_PASSWORD:<18} {group or 'superuser'}")
+        account, key = demo_api_key()
+        self.stdout.write(f"API key for {account.public_id} ({account.name}), scopes ingest+read:")
+        self.stdout.write(f"  {key}")

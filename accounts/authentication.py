@@ -1,0 +1,85 @@
+"""API key authentication and scope permissions for the REST API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+
+from accounts.models import ApiKey
+from accounts.selectors import api_key_for
+from accounts.services import api_key_touch
+
+ERR_NO_KEY = "Send an API key as 'Authorization: Bearer <key>'."
+ERR_BAD_KEY = "The API key is not valid: unknown, revoked or expired."
+ERR_SCOPE = "This API key lacks the '{scope}' scope."
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The authenticated caller of an API request (``request.user``)."""
+
+    api_key: ApiKey
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+    is_staff: bool = False
+
+    @property
+    def pk(self) -> int:
+        return self.api_key.pk
+
+    def __str__(self) -> str:
+        return f"API key {self.api_key.prefix}"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise exceptions.AuthenticationFailed(ERR_NO_KEY)
+        now = timezone.now()
+        api_key = api_key_for(key=key.strip(), now=now)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(ERR_BAD_KEY)
+        api_key_touch(api_key=api_key, now=now)
+        return ApiClient(api_key), api_key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="ledgerline"'
+
+
+class NotAuthenticated(exceptions.NotAuthenticated):
+    default_detail = ERR_NO_KEY
+
+
+def _scope_permission(scope: str) -> type[permissions.BasePermission]:
+    class HasScope(permissions.BasePermission):
+        message = ERR_SCOPE.format(scope=scope)
+
+        def has_permission(self, request, view):
+            if not isinstance(request.auth, ApiKey):
+                raise NotAuthenticated()
+            return scope in request.auth.scopes
+
+    HasScope.__name__ = f"Has{scope.title()}Scope"
+    return HasScope
+
+
+HasIngestScope = _scope_permission("ingest")
+HasReadScope = _scope_permission("read")
+HasExportScope = _scope_permission("export")
+
+
+class HasReadOrExportScope(permissions.BasePermission):
+    message = "This API key needs the 'read' or 'export' scope."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise NotAuthenticated()
+        return bool({"read", "export"} & set(request.auth.scopes))
