@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from accounts.models import ApiKey
@@ -83,3 +84,18 @@ class HasReadOrExportScope(permissions.BasePermission):
         if not isinstance(request.auth, ApiKey):
             raise NotAuthenticated()
         return bool({"read", "export"} & set(request.auth.scopes))
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents the API key as an HTTP bearer token in the OpenAPI schema."""
+
+    target_class = ApiKeyAuthentication
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "ll_<prefix>_<secret>",
+            "description": "An API key: `Authorization: Bearer ll_…`. Scopes: ingest, read, export.",
+        }

@@ -76,3 +76,20 @@ def format_money(amount: Decimal, currency: str) -> str:
     rounded = round_money(amount, currency)
     places = minor_unit(currency)
     return f"{currency} {rounded:,.{places}f}"
+
+
+def allocate(amount: Decimal, weights: dict, currency: str) -> dict:
+    """Split a rounded ``amount`` over ``weights`` in proportion, to the minor unit, so the shares add up
+    to ``amount`` exactly (largest remainder; ties go to the larger weight, then the first key)."""
+    total_weight = sum(weights.values(), Decimal(0))
+    if not weights or total_weight <= 0:
+        return {key: round_money(0, currency) for key in weights}
+    unit = Decimal(1).scaleb(-minor_unit(currency))
+    minor_total = int((round_money(amount, currency) / unit).to_integral_value())
+    exact = {k: Decimal(minor_total) * w / total_weight for k, w in weights.items()}
+    floors = {k: int(v.to_integral_value(rounding="ROUND_FLOOR")) for k, v in exact.items()}
+    leftover = minor_total - sum(floors.values())
+    order = sorted(weights, key=lambda k: (-(exact[k] - floors[k]), -weights[k], list(weights).index(k)))
+    for key in order[:leftover]:
+        floors[key] += 1
+    return {k: round_money(Decimal(v) * unit, currency) for k, v in floors.items()}

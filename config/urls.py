@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
 from common import views as common_views
 
@@ -8,11 +9,15 @@ admin.site.site_header = "Ledgerline billing console"
 admin.site.site_title = "Ledgerline"
 admin.site.index_title = "Billing operations"
 
+# The documentation is public; every /v1/ endpoint needs an API key.
+public = {"authentication_classes": [], "permission_classes": [AllowAny], "throttle_classes": []}
+
 urlpatterns = [
     path("", common_views.home, name="home"),
     path("healthz", common_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("v1/", include("usage.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
 ]

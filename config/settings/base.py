@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "tenants",
     "billing",
     "disputes",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -115,6 +116,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttling.ApiKeyRateThrottle"],
+    "UNAUTHENTICATED_USER": None,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "common.api.exception_handler",
@@ -128,6 +133,15 @@ SPECTACULAR_SETTINGS = {
 }
 
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+
+# SQLite (demo only) cannot enforce the rollup bucket key with NULL partners; its writer upserts in Python.
+SILENCED_SYSTEM_CHECKS = ["models.W047"]
+
+# Usage API. A batch of 10,000 events is about 2-3 MB of JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 16 * 1024 * 1024)
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 6000)
+USAGE_LATE_GRACE_DAYS = env_int("USAGE_LATE_GRACE_DAYS", 7)
+USAGE_MAX_AGE_DAYS = env_int("USAGE_MAX_AGE_DAYS", 62)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,285 @@
+"""The usage endpoints: event ingestion, usage and estimated charges, tenant quotas."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.authentication import HasIngestScope, HasReadOrExportScope
+from accounts.models import Account, ApiKey
+from billing.selectors import charges_estimate, partner_breakdown, tenant_breakdown
+from common.api import error_response
+from common.errors import BillingError
+from common.idempotency import idempotent
+from common.periods import Period, month_containing, month_period
+from tenants.models import Tenant
+from usage import schema
+from usage.ingest import MAX_BATCH
+from usage.quotas import quota_statuses
+from usage.services import IngestRejected, events_ingest
+
+ERR_JSON = 'The body must be JSON: one event object, or {"events": [...]}.'
+ERR_BATCH = f"A batch holds at most {MAX_BATCH:,} events; split it."
+ERR_BODY_TOO_BIG = "The request body is too large; send at most 10,000 events per request."
+ERR_EVENTS_LIST = "'events' must be a non-empty list of event objects."
+ERR_ACCOUNT_PARAM = "Export keys name the account: ?account=acc_…"
+ERR_ACCOUNT_UNKNOWN = "No account '{account}'."
+
+
+def _number(value) -> str:
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _money(value) -> str:
+    return format(value, "f")
+
+
+class EventsIngestApi(APIView):
+    permission_classes = [HasIngestScope]
+
+    @extend_schema(
+        operation_id="events_ingest",
+        summary="Report usage events",
+        description=schema.EVENTS_DESCRIPTION,
+        request=schema.EventsRequest,
+        responses={
+            202: schema.IngestAccepted,
+            400: OpenApiResponse(schema.EventErrors, description="Invalid events; nothing was stored."),
+            401: OpenApiResponse(schema.Error, description="No or invalid API key."),
+            403: OpenApiResponse(
+                schema.EventErrors,
+                description="Key without the ingest scope, or a tenant "
+                "of another account (or outside the key's tenant pin).",
+            ),
+            409: OpenApiResponse(schema.Error, description="Idempotency-Key reused with a different body."),
+            413: OpenApiResponse(schema.Error, description="More than 10,000 events."),
+            429: OpenApiResponse(schema.Error, description="Rate limit exceeded; see Retry-After."),
+        },
+        parameters=[schema.IDEMPOTENCY_HEADER],
+        examples=schema.EVENTS_EXAMPLES,
+        tags=["Usage"],
+    )
+    def post(self, request):
+        return idempotent(request, lambda: self._ingest(request))
+
+    def _ingest(self, request) -> Response:
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return error_response([{"code": "payload_too_large", "field": None, "message": ERR_BODY_TOO_BIG}], 413)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return error_response([{"code": "invalid_json", "field": None, "message": ERR_JSON}], 400)
+        if isinstance(payload, dict) and "events" in payload:
+            items = payload["events"]
+            if not isinstance(items, list) or not items:
+                return error_response([{"code": "invalid_events", "field": "events", "message": ERR_EVENTS_LIST}], 400)
+            if len(items) > MAX_BATCH:
+                return error_response([{"code": "batch_too_large", "field": "events", "message": ERR_BATCH}], 413)
+        elif isinstance(payload, dict):
+            items = [payload]
+        else:
+            return error_response([{"code": "invalid_json", "field": None, "message": ERR_JSON}], 400)
+        try:
+            result = events_ingest(api_key=request.auth, items=items, now=timezone.now())
+        except IngestRejected as rejected:
+            n = len(rejected.errors)
+            summary = {
+                400: f"{n} invalid event(s); nothing was stored." if n < 100 else "Invalid events; nothing was stored.",
+                403: "This API key may not report usage for the tenant(s) named; nothing was stored.",
+            }[rejected.status]
+            body = {
+                "error": {
+                    "code": "invalid_events" if rejected.status == 400 else "tenant_not_allowed",
+                    "field": "events",
+                    "message": summary,
+                },
+                "errors": rejected.errors,
+            }
+            return Response(body, status=rejected.status)
+        return Response({"accepted": result.accepted, "duplicates": result.duplicates}, status=status.HTTP_202_ACCEPTED)
+
+
+def _account_for(request) -> Account:
+    api_key: ApiKey = request.auth
+    if api_key.scope_export:
+        public_id = request.query_params.get("account")
+        if not public_id:
+            raise BillingError(ERR_ACCOUNT_PARAM, code="required", field="account")
+        account = Account.objects.filter(public_id=public_id).first()
+        if account is None:
+            raise BillingError(
+                ERR_ACCOUNT_UNKNOWN.format(account=public_id), code="not_found", field="account", status=404
+            )
+        return account
+    return api_key.account
+
+
+def usage_document(account: Account, period: Period, now: dt.datetime) -> dict:
+    estimate = charges_estimate(account=account, period=period, now=now)
+    metrics = []
+    for line in estimate.lines:
+        if line.kind != "usage":
+            continue
+        charge = line.charge
+        metrics.append(
+            {
+                "metric": line.metric_code,
+                "name": charge.metric.name,
+                "unit": charge.metric.get_billing_unit_display(),
+                "quantity": _number(line.quantity),
+                "included": None if line.included is None else _number(line.included),
+                "billable": _number(line.billable),
+                "limit": None if charge.limit is None else _number(charge.limit),
+                "limit_window": charge.limit_window if charge.limit is not None else None,
+                "charge": _money(line.amount),
+            }
+        )
+    other = [
+        {"kind": line.kind, "description": line.description, "amount": _money(line.amount)}
+        for line in estimate.lines
+        if line.kind != "usage"
+    ]
+    return {
+        "account_id": account.public_id,
+        "currency": estimate.currency,
+        "period": {
+            "start": period.start.isoformat().replace("+00:00", "Z"),
+            "end": period.end.isoformat().replace("+00:00", "Z"),
+        },
+        "as_of": now.isoformat().replace("+00:00", "Z"),
+        "plan": str(estimate.subscription.plan_version) if estimate.subscription else None,
+        "metrics": metrics,
+        "fees": other,
+        "usage_to_date": {
+            "estimated_charges": _money(estimate.subtotal),
+            "estimated_tax": _money(estimate.tax),
+            "estimated_total": _money(estimate.total),
+        },
+        "tenants": [
+            {
+                "tenant_id": row["tenant"].public_id,
+                "tenant_name": row["tenant"].name,
+                "usage": {code: _number(q) for code, q in sorted(row["quantities"].items(), key=lambda kv: kv[0])},
+                "cost": _money(row["cost"]),
+            }
+            for row in tenant_breakdown(estimate)
+        ],
+        "partner_breakdown": [
+            {
+                "partner_id": row["partner"].public_id,
+                "partner_name": row["partner"].name,
+                "department": row["partner"].department,
+                "message_count": _number(row["message_count"]),
+                "cost": _money(row["cost"]),
+            }
+            for row in partner_breakdown(estimate)
+        ],
+    }
+
+
+class CurrentUsageApi(APIView):
+    permission_classes = [HasReadOrExportScope]
+
+    @extend_schema(
+        operation_id="usage_current",
+        summary="Usage and estimated charges of the running period",
+        description=schema.USAGE_DESCRIPTION,
+        parameters=[OpenApiParameter("account", OpenApiTypes.STR, description="Export keys only: acc_… id.")],
+        responses={200: schema.UsageDocument, 401: schema.Error, 403: schema.Error, 404: schema.Error},
+        examples=[schema.USAGE_EXAMPLE],
+        tags=["Usage"],
+    )
+    def get(self, request):
+        account = _account_for(request)
+        now = timezone.now()
+        return Response(usage_document(account, month_containing(now), now))
+
+
+class MonthUsageApi(APIView):
+    permission_classes = [HasReadOrExportScope]
+
+    class Query(serializers.Serializer):
+        year = serializers.IntegerField(min_value=2000, max_value=9998)
+        month = serializers.IntegerField(min_value=1, max_value=12)
+
+    @extend_schema(
+        operation_id="usage_month",
+        summary="Usage and charges of a calendar month",
+        description="The same document as `/v1/billing/usage/current`, for the month named by `year` and `month` "
+        "(UTC). A future month is a 400.",
+        parameters=[
+            OpenApiParameter("year", int, required=True),
+            OpenApiParameter("month", int, required=True),
+            OpenApiParameter("account", OpenApiTypes.STR, description="Export keys only: acc_… id."),
+        ],
+        responses={200: schema.UsageDocument, 400: schema.Error, 401: schema.Error, 403: schema.Error},
+        tags=["Usage"],
+    )
+    def get(self, request):
+        query = self.Query(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        account = _account_for(request)
+        now = timezone.now()
+        period = month_period(query.validated_data["year"], query.validated_data["month"])
+        if period.start > now:
+            raise BillingError("That month has not started yet.", code="future_period", field="month")
+        return Response(usage_document(account, period, min(now, period.end)))
+
+
+class TenantQuotaApi(APIView):
+    permission_classes = [HasReadOrExportScope | HasIngestScope]
+
+    @extend_schema(
+        operation_id="tenant_quota",
+        summary="Where a tenant's account stands against its plan limits",
+        description=schema.QUOTA_DESCRIPTION,
+        responses={200: schema.QuotaDocument, 401: schema.Error, 403: schema.Error, 404: schema.Error},
+        examples=[schema.QUOTA_EXAMPLE],
+        tags=["Usage"],
+    )
+    def get(self, request, tenant: str):
+        api_key: ApiKey = request.auth
+        scope = Tenant.objects.select_related("account")
+        if not api_key.scope_export:
+            scope = scope.filter(account=api_key.account)
+            if api_key.tenant_id:
+                scope = scope.filter(pk=api_key.tenant_id)
+        found = get_object_or_404(scope, public_id=tenant)
+        now = timezone.now()
+        limits = []
+        for status_ in quota_statuses(account=found.account, now=now):
+            limits.append(
+                {
+                    "metric": status_.metric.code,
+                    "name": status_.metric.name,
+                    "window": status_.window,
+                    "period": status_.period_label,
+                    "limit": _number(status_.limit),
+                    "current_usage": _number(status_.current),
+                    "percentage": _number(status_.percentage),
+                    "remaining": _number(status_.remaining),
+                    "exceeded": status_.exceeded,
+                }
+            )
+        return Response(
+            {
+                "tenant_id": found.public_id,
+                "account_id": found.account.public_id,
+                "as_of": now.isoformat().replace("+00:00", "Z"),
+                "limits": limits,
+            }
+        )

@@ -1,0 +1,145 @@
+"""Parsing and validation of reported events: the one place that defines what a valid event is.
+
+The events API, the OpenAPI schema and the docs all take their field list, limits and error codes
+from here. Validation is all-or-nothing: the caller stores nothing unless every event is valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from common.money import QUANTITY_DECIMAL_PLACES, QUANTITY_MAX_DIGITS
+
+MAX_BATCH = 10_000
+MAX_TRANSACTION_ID = 255
+MAX_PROPERTY_VALUE = 255
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+EVENT_FIELDS = ("transaction_id", "tenant", "metric", "quantity", "timestamp", "properties")
+MAX_QUANTITY = Decimal(10) ** (QUANTITY_MAX_DIGITS - QUANTITY_DECIMAL_PLACES) - 1
+
+# Error codes, one per reason, with their messages.
+E = {
+    "invalid_event": "Each event must be a JSON object.",
+    "unknown_field": "Unknown field '{field}'; an event has: " + ", ".join(EVENT_FIELDS) + ".",
+    "required": "This field is required.",
+    "invalid_transaction_id": f"A non-empty string of at most {MAX_TRANSACTION_ID} characters.",
+    "unknown_tenant": "No tenant '{value}'.",
+    "tenant_not_allowed": "Tenant '{value}' is not one this API key may report for.",
+    "tenant_inactive": "Tenant '{value}' was not live at this timestamp.",
+    "unknown_metric": "No metric '{value}'.",
+    "metric_not_reportable": "Metric '{value}' is counted by Ledgerline itself and cannot be reported.",
+    "invalid_quantity": "A decimal number (JSON number or string) with at most "
+    f"{QUANTITY_DECIMAL_PLACES} decimal places and below {MAX_QUANTITY + 1:.0f}.",
+    "negative_quantity": "The quantity must not be negative.",
+    "invalid_timestamp": "An RFC 3339 timestamp with a time zone, e.g. 2026-11-26T10:15:00Z.",
+    "timestamp_in_future": "The timestamp is more than 5 minutes in the future.",
+    "timestamp_too_old": "The timestamp is older than the {days} days usage is accepted for.",
+    "period_closed": "Usage for {month} was invoiced and its grace window for late usage ended on {until}.",
+    "invalid_properties": "properties must be a JSON object of strings, numbers or booleans.",
+    "missing_property": "Metric '{metric}' counts unique values of properties.{prop}, which is missing.",
+    "unknown_partner": "No master partner '{value}' in this account.",
+}
+
+
+class EventError(Exception):
+    def __init__(self, field: str | None, code: str, **fmt: Any) -> None:
+        self.field = field
+        self.code = code
+        self.message = E[code].format(**fmt)
+        super().__init__(self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    transaction_id: str
+    tenant: str
+    metric: str
+    quantity: Decimal
+    timestamp: dt.datetime
+    properties: dict[str, Any]
+
+
+def parse_quantity(value: Any) -> Decimal:
+    if value is None:
+        return Decimal(1)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise EventError("quantity", "invalid_quantity")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EventError("quantity", "invalid_quantity")
+        value = repr(value)
+    try:
+        quantity = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise EventError("quantity", "invalid_quantity") from None
+    if not quantity.is_finite():
+        raise EventError("quantity", "invalid_quantity")
+    if quantity < 0:
+        raise EventError("quantity", "negative_quantity")
+    if quantity > MAX_QUANTITY or -quantity.as_tuple().exponent > QUANTITY_DECIMAL_PLACES:
+        raise EventError("quantity", "invalid_quantity")
+    return quantity
+
+
+def parse_timestamp(value: Any, now: dt.datetime) -> dt.datetime:
+    if value is None:
+        return now
+    if not isinstance(value, str) or "T" not in value.upper():
+        raise EventError("timestamp", "invalid_timestamp")
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise EventError("timestamp", "invalid_timestamp") from None
+    if moment.tzinfo is None:
+        raise EventError("timestamp", "invalid_timestamp")
+    moment = moment.astimezone(dt.UTC)
+    if moment > now + FUTURE_TOLERANCE:
+        raise EventError("timestamp", "timestamp_in_future")
+    return moment
+
+
+def parse_properties(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError("properties", "invalid_properties")
+    for key, item in value.items():
+        if not isinstance(key, str) or isinstance(item, (dict, list)):
+            raise EventError("properties", "invalid_properties")
+        if isinstance(item, str) and len(item) > MAX_PROPERTY_VALUE:
+            raise EventError(f"properties.{key}", "invalid_properties")
+    return value
+
+
+def parse_event(item: Any, now: dt.datetime) -> RawEvent:
+    """Check an event's own shape (no database). Raises ``EventError`` naming the field."""
+    if not isinstance(item, dict):
+        raise EventError(None, "invalid_event")
+    for key in item:
+        if key not in EVENT_FIELDS:
+            raise EventError(key, "unknown_field", field=key)
+    transaction_id = item.get("transaction_id")
+    if transaction_id is None:
+        raise EventError("transaction_id", "required")
+    if not isinstance(transaction_id, str) or not transaction_id or len(transaction_id) > MAX_TRANSACTION_ID:
+        raise EventError("transaction_id", "invalid_transaction_id")
+    for name in ("tenant", "metric"):
+        if item.get(name) is None:
+            raise EventError(name, "required")
+    tenant, metric = item["tenant"], item["metric"]
+    if not isinstance(tenant, str):
+        raise EventError("tenant", "unknown_tenant", value=tenant)
+    if not isinstance(metric, str):
+        raise EventError("metric", "unknown_metric", value=metric)
+    return RawEvent(
+        transaction_id=transaction_id,
+        tenant=tenant,
+        metric=metric,
+        quantity=parse_quantity(item.get("quantity")),
+        timestamp=parse_timestamp(item.get("timestamp"), now),
+        properties=parse_properties(item.get("properties")),
+    )

@@ -1,0 +1,146 @@
+"""Event store and rollups.
+
+Invariants:
+- ``EventKey`` holds one row per acknowledged ``(account, transaction_id)``; an event row exists iff its
+  key row was inserted by the same transaction, so every acknowledged event is stored exactly once.
+- Rollups hold, per bucket, exactly the aggregate of the events in it: they are written in the same
+  transaction as the events they count, from the rows that transaction inserted (never from a request).
+- ``billing_month`` is the first day (UTC) of the month whose invoice bills the event: the month of its
+  timestamp, or for late usage (its month already invoiced) the month in which it arrived.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from common.money import QUANTITY_DECIMAL_PLACES, QUANTITY_MAX_DIGITS
+
+
+def _quantity(**kwargs):
+    return models.DecimalField(max_digits=QUANTITY_MAX_DIGITS, decimal_places=QUANTITY_DECIMAL_PLACES, **kwargs)
+
+
+class EventKey(models.Model):
+    """The idempotency key of every stored event. Kept apart from the events so the event table can be
+    range-partitioned by month (a unique key on a partitioned table must contain the partition key)."""
+
+    pk = models.CompositePrimaryKey("account_id", "transaction_id")
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    transaction_id = models.CharField(max_length=255)
+
+    class Meta:
+        verbose_name = "event key"
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.transaction_id}"
+
+
+class UsageEvent(models.Model):
+    """One billable event as reported. Append-only: never updated, never deleted while billable."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    partner = models.ForeignKey(
+        "tenants.MasterPartner", on_delete=models.PROTECT, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    transaction_id = models.CharField(max_length=255, help_text="The client's idempotency key for this event.")
+    timestamp = models.DateTimeField(help_text="When the usage happened (UTC).")
+    quantity = _quantity()
+    properties = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(help_text="When Ledgerline acknowledged the event.")
+    billing_month = models.DateField(help_text="First day of the month whose invoice bills this event.")
+    is_late = models.BooleanField(default=False, help_text="Arrived after its month was invoiced.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "timestamp"], name="usage_event_account_ts"),
+            models.Index(fields=["account", "transaction_id"], name="usage_event_account_txn"),
+            models.Index(fields=["account", "billing_month", "metric"], name="usage_event_billing"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id} {self.metric_id} {self.quantity}"
+
+
+class UsageRollup(models.Model):
+    """Hourly aggregate of one (account, tenant, metric, partner, billing month) bucket.
+
+    For gauges (time-weighted metrics) it also keeps the readings' shape inside the hour, so a period's
+    unit-hours follow from the rollups alone: ``gauge_first_at``/``gauge_first_value``, the
+    ``gauge_last_at``/``gauge_last_value``, and ``gauge_inner_area`` — the unit-hours between the first and
+    the last reading of the hour.
+    """
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    partner = models.ForeignKey(
+        "tenants.MasterPartner", on_delete=models.PROTECT, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    hour = models.DateTimeField(help_text="Start of the hour (UTC) the events happened in.")
+    billing_month = models.DateField()
+    quantity_sum = _quantity(default=0)
+    event_count = models.BigIntegerField(default=0)
+    quantity_max = _quantity(null=True, blank=True)
+    gauge_first_at = models.DateTimeField(null=True, blank=True)
+    gauge_first_value = _quantity(null=True, blank=True)
+    gauge_last_at = models.DateTimeField(null=True, blank=True)
+    gauge_last_value = _quantity(null=True, blank=True)
+    gauge_inner_area = _quantity(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "tenant", "metric", "partner", "hour", "billing_month"],
+                name="usage_rollup_bucket",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(name="usage_rollup_count_non_negative", condition=Q(event_count__gte=0)),
+        ]
+        indexes = [
+            models.Index(fields=["account", "billing_month", "metric"], name="usage_rollup_billing"),
+            models.Index(fields=["account", "metric", "hour"], name="usage_rollup_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric_id} @ {self.hour:%Y-%m-%d %H:00}: {self.quantity_sum}"
+
+
+class UsageUniqueValue(models.Model):
+    """A distinct property value (a user_id, a feature) seen for a unique-count metric in a month."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    usage_month = models.DateField(help_text="First day of the month the value was seen in.")
+    value = models.CharField(max_length=255)
+    billing_month = models.DateField(help_text="Month whose invoice bills it (later for late usage).")
+    first_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "tenant", "metric", "usage_month", "value"], name="usage_unique_value"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "usage_month", "metric"], name="usage_unique_month")]
+
+    def __str__(self) -> str:
+        return f"{self.metric_id} {self.usage_month:%Y-%m}: {self.value}"
+
+
+class ClosedPeriod(models.Model):
+    """An account's month whose invoice is final. Events for it are late usage (inside the grace
+    window) or refused (after it)."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="closed_periods")
+    month = models.DateField(help_text="First day of the closed month.")
+    closed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "month"], name="closed_period_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.month:%Y-%m} closed {self.closed_at:%Y-%m-%d}"

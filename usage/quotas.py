@@ -1,0 +1,178 @@
+"""Plan limits: where an account stands, and the alerts recorded as usage crosses them.
+
+Crossing 75 %, 90 % and 100 % of a limit records one ``billing.usage_threshold`` outbox event per
+account, metric, period and threshold; going beyond the limit records one ``billing.limit_exceeded``.
+Both are written in the ingest transaction, so an alert exists iff the usage that caused it does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Q
+
+from accounts.models import Account
+from billing.models import Metric, PlanCharge, Subscription
+from common.models import OutboxEvent
+from common.periods import month_containing
+from tenants.models import MasterPartner, Tenant
+from usage.selectors import ZERO, gauge_current_level, hour_usage
+
+THRESHOLDS = (75, 90, 100)
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    metric: Metric
+    limit: Decimal
+    window: str  # "period" or "hour"
+    period_label: str
+    current: Decimal
+
+    @property
+    def percentage(self) -> Decimal:
+        return (self.current * 100 / self.limit).quantize(Decimal("0.01")) if self.limit else Decimal(0)
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.limit - self.current, ZERO)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.current > self.limit
+
+
+def live_subscription(account: Account) -> Subscription | None:
+    return (
+        Subscription.objects.filter(account=account)
+        .exclude(status=Subscription.Status.CANCELLED)
+        .select_related("plan_version__plan")
+        .prefetch_related("plan_version__charges__metric", "plan_version__charges__tiers")
+        .first()
+    )
+
+
+def _current(account: Account, charge: PlanCharge, now: dt.datetime, tenant: Tenant | None) -> Decimal:
+    from usage.models import UsageRollup, UsageUniqueValue
+
+    metric = charge.metric
+    month = month_containing(now)
+    scope = {"tenant": tenant} if tenant is not None else {}
+    if charge.limit_window == PlanCharge.LimitWindow.HOUR:
+        if tenant is None:
+            return hour_usage(account=account, metric=metric, hour=now.replace(minute=0, second=0, microsecond=0))
+        rows = UsageRollup.objects.filter(
+            account=account, metric=metric, tenant=tenant, hour=now.replace(minute=0, second=0, microsecond=0)
+        )
+        return sum((r.quantity_sum for r in rows), ZERO)
+    if metric.source == Metric.Source.TENANTS:
+        return Decimal(
+            Tenant.objects.filter(account=account, activated_at__lte=now)
+            .filter(Q(archived_at__isnull=True) | Q(archived_at__gt=now))
+            .count()
+        )
+    if metric.source == Metric.Source.PARTNERS:
+        return Decimal(
+            MasterPartner.objects.filter(account=account, activated_at__lte=now)
+            .filter(Q(deactivated_at__isnull=True) | Q(deactivated_at__gt=now))
+            .count()
+        )
+    if metric.aggregation == Metric.Aggregation.TIME_WEIGHTED:
+        if tenant is None:
+            return gauge_current_level(account=account, metric=metric, now=now)
+        last = (
+            UsageRollup.objects.filter(
+                account=account, metric=metric, tenant=tenant, hour__lte=now, gauge_last_at__isnull=False
+            )
+            .order_by("-hour")
+            .first()
+        )
+        return last.gauge_last_value if last else ZERO
+    if metric.aggregation == Metric.Aggregation.UNIQUE_COUNT:
+        qs = UsageUniqueValue.objects.filter(account=account, metric=metric, usage_month=month.start.date(), **scope)
+        return Decimal(qs.values("value").distinct().count())
+    rows = UsageRollup.objects.filter(account=account, metric=metric, billing_month=month.start.date(), **scope)
+    if metric.aggregation == Metric.Aggregation.COUNT:
+        return Decimal(sum(r.event_count for r in rows))
+    if metric.aggregation == Metric.Aggregation.MAX:
+        return max((r.quantity_max or ZERO for r in rows), default=ZERO)
+    return sum((r.quantity_sum for r in rows), ZERO)
+
+
+def quota_statuses(
+    *, account: Account, now: dt.datetime, metric_ids: set[int] | None = None, tenant: Tenant | None = None
+) -> list[QuotaStatus]:
+    """Every limit of the account's plan (or those of ``metric_ids``) with current usage."""
+    subscription = live_subscription(account)
+    if subscription is None:
+        return []
+    statuses = []
+    for charge in subscription.plan_version.charges.all():
+        if charge.limit is None or (metric_ids is not None and charge.metric_id not in metric_ids):
+            continue
+        if charge.limit_window == PlanCharge.LimitWindow.HOUR:
+            label = now.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:00Z")
+        else:
+            label = f"{now:%Y-%m}"
+        statuses.append(
+            QuotaStatus(
+                metric=charge.metric,
+                limit=charge.limit,
+                window=charge.limit_window,
+                period_label=label,
+                current=_current(account, charge, now, tenant),
+            )
+        )
+    return sorted(statuses, key=lambda s: s.metric.code)
+
+
+def _number(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+
+
+def quotas_evaluate(*, account: Account, metric_ids: set[int], now: dt.datetime) -> list[OutboxEvent]:
+    """Record threshold and limit-exceeded events newly reached by ``account``'s usage. Idempotent."""
+    recorded = []
+    for status in quota_statuses(account=account, now=now, metric_ids=metric_ids):
+        if status.limit <= 0:
+            continue
+        reached = [t for t in THRESHOLDS if status.current * 100 >= status.limit * t]
+        events = [
+            (
+                "billing.usage_threshold",
+                t,
+                f"usage_threshold:{account.pk}:{status.metric.code}:{status.period_label}:{t}",
+            )
+            for t in reached
+        ]
+        if status.exceeded:
+            events.append(
+                (
+                    "billing.limit_exceeded",
+                    None,
+                    f"limit_exceeded:{account.pk}:{status.metric.code}:{status.period_label}",
+                )
+            )
+        for event_type, threshold, key in events:
+            data = {
+                "account_id": account.public_id,
+                "threshold_type": status.metric.code,
+                "threshold_percentage": threshold if threshold is not None else int(status.percentage),
+                "current_usage": _number(status.current),
+                "plan_limit": _number(status.limit),
+                "period": status.period_label,
+            }
+            event, created = OutboxEvent.objects.get_or_create(
+                dedup_key=key,
+                defaults={
+                    "type": event_type,
+                    "account": account,
+                    "created_at": now,
+                    "payload": {"type": event_type, "data": data},
+                },
+            )
+            if created:
+                recorded.append(event)
+    return recorded

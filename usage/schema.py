@@ -1,0 +1,252 @@
+"""OpenAPI documentation of the usage endpoints: shapes and examples. The ingest view parses JSON
+itself for speed; the field list and error codes shown here come from ``usage.ingest``."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
+from rest_framework import serializers
+
+from usage.ingest import MAX_BATCH, E
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Optional. A retry with the same key and body replays the first response "
+    "(header `Idempotent-Replayed: true`); the same key with another body is a 409. Kept 24 hours.",
+)
+
+EVENTS_DESCRIPTION = (
+    f"""
+Send one event object, or `{{"events": [...]}}` with up to {MAX_BATCH:,} events. Authenticate with
+`Authorization: Bearer <key>` (a key with the `ingest` scope).
+
+**Exactly once.** `transaction_id` is the idempotency key of an event, unique per account: an event whose
+`transaction_id` was already stored counts as a duplicate (not an error), across batches and concurrent
+requests. A `202` means every accepted event is committed.
+
+**All or nothing.** If any event is invalid the response is `400` listing every problem as
+`{{index, field, code, message}}` and nothing is stored. Codes: """
+    + ", ".join(f"`{c}`" for c in E)
+    + """.
+
+**Late usage.** Events for a month whose invoice is final are accepted for a grace window (7 days by
+default) and billed on the next invoice; after it they are refused with `period_closed`.
+
+Fields: `transaction_id` (string, ≤ 255), `tenant` (a tenant's public id), `metric` (a catalogue code:
+`api_requests`, `messages`, `storage_gb` (a gauge: the GB stored from this timestamp on), `active_users`
+(needs `properties.user_id`), `premium_features` (needs `properties.feature`)), `quantity` (non-negative
+decimal, number or string, default 1), `timestamp` (RFC 3339 with zone, default now, at most 5 minutes
+ahead), `properties` (object; `partner_id` attributes messages to a master partner).
+"""
+)
+
+USAGE_DESCRIPTION = """
+Usage of the running calendar month (UTC) for the key's account, per metric: `quantity` to date,
+`included`, `billable` overage and its `charge`; the fees (base fee, discount, minimum commitment);
+`usage_to_date.estimated_charges` — the subtotal the invoice would show if the period closed now — with
+tax and total; the breakdown per tenant (with each tenant's share of the charges) and `partner_breakdown`
+(per master partner: messages and their share of the message charge). Amounts are decimal strings in
+the account currency. Export keys add `?account=acc_…`.
+"""
+
+QUOTA_DESCRIPTION = """
+Every limit of the plan of the tenant's account — storage, users, API requests per hour, messages per
+month, tenants, master partners — with the current usage, percentage and what remains. Usage beyond a
+limit is not blocked; it is alerted (`billing.usage_threshold` at 75/90/100 %, `billing.limit_exceeded`)
+and billed as overage where the plan prices it.
+"""
+
+EVENT_FIELDS = {
+    "transaction_id": serializers.CharField(max_length=255),
+    "tenant": serializers.CharField(),
+    "metric": serializers.CharField(),
+    "quantity": serializers.DecimalField(max_digits=24, decimal_places=8, required=False, default=1),
+    "timestamp": serializers.DateTimeField(required=False),
+    "properties": serializers.DictField(required=False),
+}
+EventsRequest = inline_serializer("EventsBatch", {"events": inline_serializer("Event", EVENT_FIELDS, many=True)})
+IngestAccepted = inline_serializer(
+    "IngestAccepted", {"accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()}
+)
+
+
+class ErrorItem(serializers.Serializer):
+    code = serializers.CharField()
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class EventErrorItem(ErrorItem):
+    index = serializers.IntegerField()
+
+
+class Error(serializers.Serializer):
+    error = ErrorItem()
+    errors = ErrorItem(many=True, required=False)
+
+
+class EventErrors(serializers.Serializer):
+    error = ErrorItem()
+    errors = EventErrorItem(many=True)
+
+
+UsageDocument = inline_serializer(
+    "UsageDocument",
+    {
+        "account_id": serializers.CharField(),
+        "currency": serializers.CharField(),
+        "period": serializers.DictField(),
+        "as_of": serializers.DateTimeField(),
+        "plan": serializers.CharField(allow_null=True),
+        "metrics": serializers.ListField(child=serializers.DictField()),
+        "fees": serializers.ListField(child=serializers.DictField()),
+        "usage_to_date": serializers.DictField(),
+        "tenants": serializers.ListField(child=serializers.DictField()),
+        "partner_breakdown": serializers.ListField(child=serializers.DictField()),
+    },
+)
+QuotaDocument = inline_serializer(
+    "QuotaDocument",
+    {
+        "tenant_id": serializers.CharField(),
+        "account_id": serializers.CharField(),
+        "as_of": serializers.DateTimeField(),
+        "limits": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+EVENTS_EXAMPLES = [
+    OpenApiExample(
+        "A batch",
+        request_only=True,
+        value={
+            "events": [
+                {
+                    "transaction_id": "msg-2026-11-26-000001",
+                    "tenant": "ten_acme_eu",
+                    "metric": "messages",
+                    "quantity": 1,
+                    "timestamp": "2026-11-26T10:15:00Z",
+                    "properties": {"partner_id": "prt_supplier_001"},
+                },
+                {
+                    "transaction_id": "users-2026-11-26-u42",
+                    "tenant": "ten_acme_eu",
+                    "metric": "active_users",
+                    "properties": {"user_id": "u42"},
+                },
+                {
+                    "transaction_id": "storage-2026-11-26T10",
+                    "tenant": "ten_acme_eu",
+                    "metric": "storage_gb",
+                    "quantity": "12.5",
+                    "timestamp": "2026-11-26T10:00:00Z",
+                },
+            ]
+        },
+    ),
+    OpenApiExample(
+        "One event",
+        request_only=True,
+        value={"transaction_id": "req-8d1f", "tenant": "ten_acme_eu", "metric": "api_requests", "quantity": 250},
+    ),
+    OpenApiExample("Accepted", response_only=True, status_codes=["202"], value={"accepted": 2, "duplicates": 1}),
+    OpenApiExample(
+        "Invalid",
+        response_only=True,
+        status_codes=["400"],
+        value={
+            "error": {
+                "code": "invalid_events",
+                "field": "events",
+                "message": "2 invalid event(s); nothing was stored.",
+            },
+            "errors": [
+                {
+                    "index": 0,
+                    "field": "quantity",
+                    "code": "negative_quantity",
+                    "message": "The quantity must not be negative.",
+                },
+                {"index": 3, "field": "metric", "code": "unknown_metric", "message": "No metric 'sms'."},
+            ],
+        },
+    ),
+    OpenApiExample(
+        "Rate limited",
+        response_only=True,
+        status_codes=["429"],
+        value={
+            "error": {
+                "code": "rate_limited",
+                "field": None,
+                "message": "Request was throttled. Expected available in 12 seconds.",
+            }
+        },
+    ),
+]
+
+USAGE_EXAMPLE = OpenApiExample(
+    "Business plan, mid-month",
+    response_only=True,
+    value={
+        "account_id": "acc_000001",
+        "currency": "USD",
+        "period": {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
+        "as_of": "2026-11-26T10:00:00Z",
+        "plan": "Business v1",
+        "metrics": [
+            {
+                "metric": "messages",
+                "name": "Messages",
+                "unit": "per 1",
+                "quantity": "31000",
+                "included": "25000",
+                "billable": "6000",
+                "limit": "25000",
+                "limit_window": "period",
+                "charge": "180.00",
+            }
+        ],
+        "fees": [{"kind": "base_fee", "description": "Business base fee", "amount": "299.00"}],
+        "usage_to_date": {"estimated_charges": "562.00", "estimated_tax": "0.00", "estimated_total": "562.00"},
+        "tenants": [
+            {"tenant_id": "ten_acme_eu", "tenant_name": "Acme EU", "usage": {"messages": "31000"}, "cost": "180.00"}
+        ],
+        "partner_breakdown": [
+            {
+                "partner_id": "prt_supplier_001",
+                "partner_name": "Acme Supplies",
+                "department": "Procurement",
+                "message_count": "12000",
+                "cost": "69.68",
+            }
+        ],
+    },
+)
+
+QUOTA_EXAMPLE = OpenApiExample(
+    "Basic plan",
+    response_only=True,
+    value={
+        "tenant_id": "ten_acme_eu",
+        "account_id": "acc_000001",
+        "as_of": "2026-11-26T10:12:00Z",
+        "limits": [
+            {
+                "metric": "api_requests",
+                "name": "API requests",
+                "window": "hour",
+                "period": "2026-11-26T10:00Z",
+                "limit": "5000",
+                "current_usage": "4100",
+                "percentage": "82",
+                "remaining": "900",
+                "exceeded": False,
+            }
+        ],
+    },
+)

@@ -1,0 +1,192 @@
+"""Writes of usage: ingesting events (with their rollups and quota alerts in the same transaction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import OperationalError, transaction
+
+from accounts.models import ApiKey
+from common.errors import BillingError
+from tenants.models import MasterPartner, Tenant
+from usage import catalogue_cache
+from usage.ingest import EventError, RawEvent, parse_event
+from usage.models import ClosedPeriod
+from usage.quotas import quotas_evaluate
+from usage.writers import StagedEvent, write_events
+
+MAX_REPORTED_ERRORS = 100
+DEADLOCK_RETRIES = 3
+
+
+@dataclass
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass
+class IngestRejected(Exception):
+    """The batch was refused as a whole; nothing was stored."""
+
+    status: int
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _month(moment: dt.datetime) -> dt.date:
+    return dt.date(moment.year, moment.month, 1)
+
+
+def _setting_days(name: str, default: int) -> dt.timedelta:
+    return dt.timedelta(days=getattr(settings, name, default))
+
+
+def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) -> IngestResult:
+    """Validate every event, then store the new ones exactly once. All or nothing.
+
+    Raises ``IngestRejected`` (400 with every problem, or 403 when an event names a tenant the key may
+    not report for) and stores nothing in that case.
+    """
+    errors: list[dict[str, Any]] = []
+    forbidden: list[dict[str, Any]] = []
+    parsed: list[tuple[int, RawEvent]] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append((index, parse_event(item, now)))
+        except EventError as exc:
+            errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
+
+    account = api_key.account
+    tenants = {
+        t.public_id: t
+        for t in Tenant.objects.filter(public_id__in={e.tenant for _, e in parsed}).only(
+            "id", "public_id", "account_id", "activated_at", "archived_at"
+        )
+    }
+    partner_ids = {str(e.properties["partner_id"]) for _, e in parsed if "partner_id" in e.properties}
+    partners = (
+        dict(MasterPartner.objects.filter(account=account, public_id__in=partner_ids).values_list("public_id", "id"))
+        if partner_ids
+        else {}
+    )
+    metrics = catalogue_cache.metrics_by_code()
+    months = {_month(e.timestamp) for _, e in parsed}
+    closed = dict(ClosedPeriod.objects.filter(account=account, month__in=months).values_list("month", "closed_at"))
+    grace = _setting_days("USAGE_LATE_GRACE_DAYS", 7)
+    oldest = now - _setting_days("USAGE_MAX_AGE_DAYS", 62)
+    current_month = _month(now)
+
+    staged: dict[str, StagedEvent] = {}
+    duplicates_in_batch = 0
+    for index, event in parsed:
+        try:
+            tenant = tenants.get(event.tenant)
+            if tenant is None:
+                raise EventError("tenant", "unknown_tenant", value=event.tenant)
+            if tenant.account_id != account.pk or (api_key.tenant_id and api_key.tenant_id != tenant.pk):
+                forbidden.append(
+                    {
+                        "index": index,
+                        "field": "tenant",
+                        "code": "tenant_not_allowed",
+                        "message": EventError("tenant", "tenant_not_allowed", value=event.tenant).message,
+                    }
+                )
+                continue
+            if event.timestamp < tenant.activated_at or (
+                tenant.archived_at is not None and event.timestamp >= tenant.archived_at
+            ):
+                raise EventError("timestamp", "tenant_inactive", value=event.tenant)
+            metric = metrics.get(event.metric)
+            if metric is None:
+                raise EventError("metric", "unknown_metric", value=event.metric)
+            if not metric.reportable:
+                raise EventError("metric", "metric_not_reportable", value=event.metric)
+            if event.timestamp < oldest:
+                raise EventError("timestamp", "timestamp_too_old", days=(now - oldest).days)
+            usage_month = _month(event.timestamp)
+            billing_month, is_late = usage_month, False
+            closed_at = closed.get(usage_month)
+            if closed_at is not None:
+                if now > closed_at + grace:
+                    raise EventError(
+                        "timestamp",
+                        "period_closed",
+                        month=f"{usage_month:%Y-%m}",
+                        until=f"{closed_at + grace:%Y-%m-%d %H:%M} UTC",
+                    )
+                billing_month, is_late = current_month, True
+            partner_id = None
+            if "partner_id" in event.properties:
+                partner_id = partners.get(str(event.properties["partner_id"]))
+                if partner_id is None:
+                    raise EventError("properties.partner_id", "unknown_partner", value=event.properties["partner_id"])
+            unique_value = None
+            if metric.unique_property:
+                raw = event.properties.get(metric.unique_property)
+                if raw is None or raw == "":
+                    raise EventError(
+                        f"properties.{metric.unique_property}",
+                        "missing_property",
+                        metric=metric.code,
+                        prop=metric.unique_property,
+                    )
+                unique_value = str(raw)
+        except EventError as exc:
+            errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
+            continue
+        if event.transaction_id in staged:
+            duplicates_in_batch += 1
+            continue
+        staged[event.transaction_id] = StagedEvent(
+            transaction_id=event.transaction_id,
+            account_id=account.pk,
+            tenant_id=tenant.pk,
+            metric_id=metric.id,
+            partner_id=None if metric.is_gauge else partner_id,
+            timestamp=event.timestamp,
+            quantity=event.quantity,
+            properties=orjson.dumps(event.properties).decode(),
+            billing_month=usage_month if metric.is_gauge else billing_month,
+            usage_month=usage_month,
+            is_late=is_late and not metric.is_gauge,
+            unique_value=unique_value,
+            is_gauge=metric.is_gauge,
+        )
+    if forbidden:
+        raise IngestRejected(403, forbidden[:MAX_REPORTED_ERRORS])
+    if errors:
+        errors.sort(key=lambda e: e["index"])
+        raise IngestRejected(400, errors[:MAX_REPORTED_ERRORS])
+    if not staged:
+        return IngestResult(accepted=0, duplicates=duplicates_in_batch)
+
+    rows = sorted(staged.values(), key=lambda s: s.transaction_id)
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            with transaction.atomic():
+                inserted = write_events(rows=rows, now=now)
+                if inserted:
+                    quotas_evaluate(account=account, metric_ids={r.metric_id for r in rows}, now=now)
+            break
+        except OperationalError as exc:  # deadlock or serialization failure between concurrent batches
+            if getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in ("40P01", "40001") or (
+                attempt == DEADLOCK_RETRIES - 1
+            ):
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    return IngestResult(accepted=inserted, duplicates=duplicates_in_batch + len(rows) - inserted)
+
+
+def period_close(*, account: Any, month: dt.date, closed_at: dt.datetime) -> ClosedPeriod:
+    """Mark an account's month as invoiced: later events for it are late usage, then refused."""
+    if month.day != 1:
+        raise BillingError("A closed period is a month: give its first day.", code="invalid_month", field="month")
+    closed, _ = ClosedPeriod.objects.get_or_create(account=account, month=month, defaults={"closed_at": closed_at})
+    return closed
