@@ -14,7 +14,7 @@ from __future__ import annotations
 BILLING_STAFF = "Billing staff"
 FINANCE_ADMIN = "Finance admin"
 
-LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common")
+LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common", "usage")
 # Finance admins also run the billing schedule (django-celery-beat's periodic tasks).
 FINANCE_EXTRA_APPS = ("django_celery_beat",)
 

@@ -52,6 +52,9 @@ class MetricAdmin(ServiceAdmin):
             return ("created_at",)
         return ("code", "source", "aggregation", "aggregation_property", "billing_unit", "created_at")
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # events refer to metrics by id for ever; retire a metric by deactivating it
+
     def save_model(self, request, obj, form, change):
         if change:
             saved = metric_update(

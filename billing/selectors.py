@@ -181,7 +181,11 @@ def partner_breakdown(estimate: Estimate, metric_code: str = "messages") -> list
         return []
     line = estimate.line_for(metric_code)
     partners = {p.id: p for p in MasterPartner.objects.filter(pk__in=usage.by_partner)}
-    costs = allocate(line.amount if line else ZERO, usage.by_partner, estimate.currency)
+    weights: dict = dict(usage.by_partner)
+    unattributed = usage.quantity - sum(usage.by_partner.values(), ZERO)
+    if unattributed > 0:  # messages sent without a partner keep their share of the charge
+        weights[None] = unattributed
+    costs = allocate(line.amount if line else ZERO, weights, estimate.currency)
     return [
         {"partner": partners[p], "message_count": usage.by_partner[p], "cost": costs[p]}
         for p in sorted(usage.by_partner, key=lambda p: partners[p].public_id)

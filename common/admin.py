@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from common.models import Counter
+from common.models import Counter, OutboxEvent
 
 
 @admin.register(Counter)
@@ -9,6 +9,26 @@ class CounterAdmin(admin.ModelAdmin):
 
     list_display = ("name", "value")
     search_fields = ("name",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    """Domain events waiting for (or past) webhook delivery. Written by services only."""
+
+    list_display = ("type", "account", "created_at", "delivered_at", "attempts")
+    list_filter = ("type", ("delivered_at", admin.EmptyFieldListFilter))
+    search_fields = ("=account__public_id", "type", "dedup_key")
+    list_select_related = ("account",)
+    readonly_fields = ("type", "account", "payload", "dedup_key", "created_at", "delivered_at", "attempts")
 
     def has_add_permission(self, request):
         return False

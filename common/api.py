@@ -58,7 +58,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
     else:
-        code = _CODES.get(response.status_code, getattr(exc, "default_code", "error"))
+        code = getattr(exc, "default_code", None)
+        if code in (None, "error", "throttled"):
+            code = _CODES.get(response.status_code, "error")
         errors = [{"code": code, "field": None, "message": str(getattr(exc, "detail", exc))}]
     headers = {k: v for k, v in response.items() if k in ("Retry-After", "WWW-Authenticate", "Allow")}
     return error_response(errors, response.status_code, headers)

@@ -2,6 +2,14 @@ import pytest
 
 from billing.models import PlanVersion
 from billing.services.catalogue_loader import catalogue_load
+from usage import catalogue_cache
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metric_cache():
+    """Each test's database gets its own metric rows; the ingest path's per-process cache must not
+    carry ids over from another test."""
+    catalogue_cache.clear()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ MAX_QUANTITY = Decimal(10) ** (QUANTITY_MAX_DIGITS - QUANTITY_DECIMAL_PLACES) - 
 # Error codes, one per reason, with their messages.
 E = {
     "invalid_event": "Each event must be a JSON object.",
-    "unknown_field": "Unknown field '{field}'; an event has: " + ", ".join(EVENT_FIELDS) + ".",
+    "unknown_field": "Unknown field '{name}'; an event has: " + ", ".join(EVENT_FIELDS) + ".",
     "required": "This field is required.",
     "invalid_transaction_id": f"A non-empty string of at most {MAX_TRANSACTION_ID} characters.",
     "unknown_tenant": "No tenant '{value}'.",
@@ -121,7 +121,7 @@ def parse_event(item: Any, now: dt.datetime) -> RawEvent:
         raise EventError(None, "invalid_event")
     for key in item:
         if key not in EVENT_FIELDS:
-            raise EventError(key, "unknown_field", field=key)
+            raise EventError(key, "unknown_field", name=key)
     transaction_id = item.get("transaction_id")
     if transaction_id is None:
         raise EventError("transaction_id", "required")

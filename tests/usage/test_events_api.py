@@ -1,0 +1,277 @@
+"""POST /v1/events: every status code, and the stored state after each failure (nothing half-written)."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.test import override_settings
+
+from accounts.services import api_key_create, api_key_revoke
+from tests.accounts.factories import AccountFactory
+from tests.tenants.factories import TenantFactory
+from usage.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
+from usage.services import period_close
+
+pytestmark = pytest.mark.django_db
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def event(n=1, **overrides):
+    base = {
+        "transaction_id": f"txn-{n}",
+        "tenant": "ten_northwind_eu",
+        "metric": "messages",
+        "quantity": 1,
+        "timestamp": "2026-11-26T10:00:00Z",
+    }
+    return {**base, **overrides}
+
+
+def post(client, body, **headers):
+    return client.post("/v1/events", body, format="json", **headers)
+
+
+def nothing_stored():
+    return (
+        UsageEvent.objects.count(),
+        EventKey.objects.count(),
+        UsageRollup.objects.count(),
+        UsageUniqueValue.objects.count(),
+    ) == (0, 0, 0, 0)
+
+
+def test_a_single_event_is_accepted_and_rolled_up(business, api):
+    response = post(api(business["key"]), event(quantity="2.5", properties={"partner_id": "prt_supplier_001"}))
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    stored = UsageEvent.objects.get()
+    assert (stored.transaction_id, stored.quantity, stored.partner, stored.is_late) == (
+        "txn-1",
+        Decimal("2.5"),
+        business["partner"],
+        False,
+    )
+    rollup = UsageRollup.objects.get()
+    assert (rollup.hour, rollup.quantity_sum, rollup.event_count) == (
+        dt.datetime(2026, 11, 26, 10, tzinfo=UTC),
+        Decimal("2.5"),
+        1,
+    )
+
+
+def test_repeated_transaction_ids_are_duplicates_within_and_across_batches(business, api):
+    client = api(business["key"])
+    first = post(client, {"events": [event(1), event(2), event(1, quantity=99)]})
+    assert first.status_code == 202 and first.json() == {"accepted": 2, "duplicates": 1}
+    second = post(client, {"events": [event(2), event(3)]})
+    assert second.json() == {"accepted": 1, "duplicates": 1}
+    assert UsageEvent.objects.count() == 3
+    assert UsageRollup.objects.get().quantity_sum == Decimal("3")
+
+
+def test_defaults_quantity_one_and_timestamp_now(business, api):
+    response = post(api(business["key"]), {"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages"})
+    assert response.status_code == 202
+    stored = UsageEvent.objects.get()
+    assert (stored.quantity, stored.timestamp) == (Decimal("1"), NOW)
+
+
+@pytest.mark.parametrize(
+    "bad, field, code",
+    [
+        ({"tenant": "ten_nobody"}, "tenant", "unknown_tenant"),
+        ({"metric": "sms"}, "metric", "unknown_metric"),
+        ({"metric": "tenants"}, "metric", "metric_not_reportable"),
+        ({"quantity": -1}, "quantity", "negative_quantity"),
+        ({"quantity": "ten"}, "quantity", "invalid_quantity"),
+        ({"quantity": True}, "quantity", "invalid_quantity"),
+        ({"quantity": "1.123456789"}, "quantity", "invalid_quantity"),
+        ({"timestamp": "yesterday"}, "timestamp", "invalid_timestamp"),
+        ({"timestamp": "2026-11-26T10:00:00"}, "timestamp", "invalid_timestamp"),
+        ({"timestamp": "2026-11-26T10:36:00Z"}, "timestamp", "timestamp_in_future"),
+        ({"timestamp": "2026-08-01T00:00:00Z"}, "timestamp", "timestamp_too_old"),
+        ({"transaction_id": ""}, "transaction_id", "invalid_transaction_id"),
+        ({"transaction_id": "x" * 256}, "transaction_id", "invalid_transaction_id"),
+        ({"properties": ["a"]}, "properties", "invalid_properties"),
+        ({"properties": {"partner_id": "prt_unknown"}}, "properties.partner_id", "unknown_partner"),
+        ({"metric": "active_users"}, "properties.user_id", "missing_property"),
+        ({"colour": "blue"}, "colour", "unknown_field"),
+    ],
+)
+def test_one_invalid_event_rejects_the_whole_batch(business, api, bad, field, code):
+    response = post(api(business["key"]), {"events": [event(1), event(2, **bad), event(3)]})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"]["code"] == "invalid_events"
+    assert [(e["index"], e["field"], e["code"]) for e in body["errors"]] == [(1, field, code)]
+    assert body["errors"][0]["message"]
+    assert nothing_stored()
+
+
+def test_missing_required_fields_are_each_reported(business, api):
+    response = post(
+        api(business["key"]),
+        {
+            "events": [
+                {"tenant": "ten_northwind_eu", "metric": "messages"},
+                {"transaction_id": "a", "metric": "messages"},
+                "nope",
+            ]
+        },
+    )
+    assert response.status_code == 400
+    assert [(e["index"], e["field"], e["code"]) for e in response.json()["errors"]] == [
+        (0, "transaction_id", "required"),
+        (1, "tenant", "required"),
+        (2, None, "invalid_event"),
+    ]
+    assert nothing_stored()
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"events": []}', b'{"events": {}}'])
+def test_malformed_bodies_are_400(business, api, body):
+    response = api(business["key"]).post("/v1/events", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in ("invalid_json", "invalid_events")
+    assert nothing_stored()
+
+
+def test_no_key_or_a_bad_key_is_401(business, api):
+    assert post(api(None), event()).status_code == 401
+    response = post(api("ll_000000000000_" + "0" * 48), event())
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert nothing_stored()
+
+
+def test_a_revoked_key_is_401(business, api):
+    api_key, secret = api_key_create(name="old", scopes=["ingest"], account=business["account"])
+    api_key_revoke(api_key=api_key)
+    assert post(api(secret), event()).status_code == 401
+
+
+def test_a_key_without_ingest_scope_is_403(business, api):
+    _, secret = api_key_create(name="reader", scopes=["read"], account=business["account"])
+    response = post(api(secret), event())
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "This API key lacks the 'ingest' scope."
+    assert nothing_stored()
+
+
+def test_a_tenant_of_another_account_is_403(business, api):
+    TenantFactory(
+        account=AccountFactory(), public_id="ten_someone_else", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    response = post(api(business["key"]), {"events": [event(1), event(2, tenant="ten_someone_else")]})
+    assert response.status_code == 403
+    assert response.json()["errors"] == [
+        {
+            "index": 1,
+            "field": "tenant",
+            "code": "tenant_not_allowed",
+            "message": "Tenant 'ten_someone_else' is not one this API key may report for.",
+        }
+    ]
+    assert nothing_stored()
+
+
+def test_a_tenant_pinned_key_reports_only_for_its_tenant(business, api):
+    other = TenantFactory(
+        account=business["account"], public_id="ten_northwind_us", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    _, secret = api_key_create(name="pinned", scopes=["ingest"], account=business["account"], tenant=business["tenant"])
+    assert post(api(secret), event(1, tenant=other.public_id)).status_code == 403
+    assert post(api(secret), event(2)).status_code == 202
+    assert UsageEvent.objects.count() == 1
+
+
+def test_more_than_ten_thousand_events_is_413(business, api):
+    response = post(api(business["key"]), {"events": [event(i) for i in range(10_001)]})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "batch_too_large"
+    assert nothing_stored()
+
+
+def test_ten_thousand_events_fit_in_one_batch(business, api):
+    response = post(api(business["key"]), {"events": [event(i) for i in range(10_000)]})
+    assert response.json() == {"accepted": 10_000, "duplicates": 0}
+    assert UsageRollup.objects.get().quantity_sum == Decimal(10_000)
+
+
+def test_the_rate_limit_is_429_with_retry_after(business, api):
+    api_key, secret = api_key_create(
+        name="slow", scopes=["ingest"], account=business["account"], rate_limit_per_minute=2
+    )
+    client = api(secret)
+    assert [post(client, event(i)).status_code for i in range(2)] == [202, 202]
+    response = post(client, event(3))
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert UsageEvent.objects.count() == 2
+
+
+def test_late_usage_inside_the_grace_window_is_billed_next_month(business, api):
+    period_close(
+        account=business["account"], month=dt.date(2026, 10, 1), closed_at=dt.datetime(2026, 11, 22, tzinfo=UTC)
+    )
+    response = post(api(business["key"]), event(1, timestamp="2026-10-31T23:00:00Z", quantity=5))
+    assert response.status_code == 202
+    stored = UsageEvent.objects.get()
+    assert (stored.is_late, stored.billing_month) == (True, dt.date(2026, 11, 1))
+
+
+def test_usage_for_an_invoiced_month_after_its_grace_window_is_refused(business, api):
+    period_close(
+        account=business["account"], month=dt.date(2026, 10, 1), closed_at=dt.datetime(2026, 11, 2, tzinfo=UTC)
+    )
+    response = post(api(business["key"]), {"events": [event(1), event(2, timestamp="2026-10-31T23:00:00Z")]})
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert (error["index"], error["code"]) == (1, "period_closed")
+    assert "2026-10" in error["message"]
+    assert nothing_stored()
+
+
+def test_events_outside_the_tenants_life_are_refused(business, api):
+    TenantFactory(account=business["account"], public_id="ten_new", activated_at=dt.datetime(2026, 11, 20, tzinfo=UTC))
+    response = post(api(business["key"]), event(1, tenant="ten_new", timestamp="2026-11-10T00:00:00Z"))
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "tenant_inactive"
+    assert nothing_stored()
+
+
+def test_idempotency_key_replays_the_first_response(business, api):
+    client = api(business["key"])
+    first = post(client, {"events": [event(1), event(2)]}, HTTP_IDEMPOTENCY_KEY="batch-7")
+    again = post(client, {"events": [event(1), event(2)]}, HTTP_IDEMPOTENCY_KEY="batch-7")
+    assert first.json() == again.json() == {"accepted": 2, "duplicates": 0}
+    assert again["Idempotent-Replayed"] == "true"
+    assert UsageEvent.objects.count() == 2
+
+
+def test_idempotency_key_with_another_body_is_409(business, api):
+    client = api(business["key"])
+    post(client, event(1), HTTP_IDEMPOTENCY_KEY="k1")
+    response = post(client, event(2), HTTP_IDEMPOTENCY_KEY="k1")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+    assert UsageEvent.objects.count() == 1
+
+
+@override_settings(USAGE_LATE_GRACE_DAYS=0)
+def test_grace_window_is_configurable(business, api):
+    period_close(
+        account=business["account"], month=dt.date(2026, 10, 1), closed_at=dt.datetime(2026, 11, 25, tzinfo=UTC)
+    )
+    response = post(api(business["key"]), event(1, timestamp="2026-10-31T23:00:00Z"))
+    assert response.json()["errors"][0]["code"] == "period_closed"

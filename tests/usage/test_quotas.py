@@ -1,0 +1,134 @@
+"""Plan limits: alerts at 75/90/100 % once per account, metric, period and threshold; the quota endpoint."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+
+from accounts.models import ApiKey
+from accounts.services import api_key_create
+from billing.services.subscriptions import subscription_create
+from common.models import OutboxEvent
+from tests.accounts.factories import AccountFactory
+from tests.tenants.factories import TenantFactory
+from usage.services import events_ingest
+
+pytestmark = pytest.mark.django_db
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def startup(plan):
+    account = AccountFactory()
+    subscription_create(
+        account=account, plan_version=plan("messaging-startup"), started_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    TenantFactory(account=account, public_id="ten_startup", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    api_key, secret = api_key_create(name="k", scopes=["ingest", "read"], account=account)
+    return account, api_key, secret
+
+
+def send(api_key, txn, quantity, metric="messages"):
+    with time_machine.travel(NOW, tick=False):
+        return events_ingest(
+            api_key=api_key,
+            items=[
+                {
+                    "transaction_id": txn,
+                    "tenant": "ten_startup",
+                    "metric": metric,
+                    "quantity": quantity,
+                    "timestamp": "2026-11-26T10:00:00Z",
+                }
+            ],
+            now=NOW,
+        )
+
+
+def alerts(account):
+    return [
+        (e.type, e.payload["data"]["threshold_percentage"], e.payload["data"]["current_usage"])
+        for e in OutboxEvent.objects.filter(account=account).order_by("id")
+    ]
+
+
+def test_crossing_thresholds_records_each_alert_once(startup):
+    account, api_key, _ = startup
+    send(api_key, "a", 3700)  # 74 %
+    assert alerts(account) == []
+    send(api_key, "b", 100)  # 76 %
+    assert alerts(account) == [("billing.usage_threshold", 75, "3800")]
+    send(api_key, "c", 1200)  # 100 %
+    assert alerts(account)[1:] == [("billing.usage_threshold", 90, "5000"), ("billing.usage_threshold", 100, "5000")]
+    send(api_key, "d", 1)  # over the limit
+    send(api_key, "e", 500)  # still over: nothing new
+    assert alerts(account)[3:] == [("billing.limit_exceeded", 100, "5001")]
+    assert OutboxEvent.objects.filter(account=account).count() == 4
+
+
+def test_alert_payload_has_the_documented_shape(startup):
+    account, api_key, _ = startup
+    send(api_key, "a", 4000)
+    event = OutboxEvent.objects.get(account=account)
+    assert event.payload == {
+        "type": "billing.usage_threshold",
+        "data": {
+            "account_id": account.public_id,
+            "threshold_type": "messages",
+            "threshold_percentage": 75,
+            "current_usage": "4000",
+            "plan_limit": "5000",
+            "period": "2026-11",
+        },
+    }
+
+
+def test_a_duplicate_event_raises_no_alert(startup):
+    account, api_key, _ = startup
+    send(api_key, "a", 3000)
+    send(api_key, "a", 3000)
+    assert alerts(account) == []
+
+
+def test_hourly_limits_alert_per_hour(plan):
+    account = AccountFactory()
+    subscription_create(
+        account=account, plan_version=plan("platform-basic"), started_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    TenantFactory(account=account, public_id="ten_startup", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    api_key, _ = api_key_create(name="k", scopes=["ingest"], account=account)
+    send(api_key, "a", 5001, metric="api_requests")
+    types = {(e.type, e.payload["data"]["period"]) for e in OutboxEvent.objects.filter(account=account)}
+    assert ("billing.limit_exceeded", "2026-11-26T10:00Z") in types
+    assert all(e.payload["data"]["plan_limit"] == "5000" for e in OutboxEvent.objects.filter(account=account))
+
+
+def test_the_quota_endpoint_shows_every_limit(startup, api):
+    account, api_key, secret = startup
+    send(api_key, "a", 4600)
+    with time_machine.travel(NOW, tick=False):
+        response = api(secret).get("/v1/tenants/ten_startup/quota")
+    assert response.status_code == 200
+    limits = {row["metric"]: row for row in response.json()["limits"]}
+    assert limits["messages"] == {
+        "metric": "messages",
+        "name": "Messages",
+        "window": "period",
+        "period": "2026-11",
+        "limit": "5000",
+        "current_usage": "4600",
+        "percentage": "92",
+        "remaining": "400",
+        "exceeded": False,
+    }
+    assert (limits["tenants"]["current_usage"], limits["tenants"]["limit"]) == ("1", "3")
+    assert limits["master_partners"]["limit"] == "10"
+
+
+def test_the_quota_of_another_accounts_tenant_is_404(startup, api):
+    TenantFactory(account=AccountFactory(), public_id="ten_other", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    _, _, secret = startup
+    assert api(secret).get("/v1/tenants/ten_other/quota").status_code == 404
+    assert api(secret).get("/v1/tenants/ten_nobody/quota").status_code == 404
+    assert ApiKey.objects.count() == 1
