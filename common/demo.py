@@ -250,3 +250,89 @@ def demo_api_key() -> tuple[Account, str]:
         api_key_revoke(api_key=old)
     _, secret = api_key_create(name=DEMO_KEY_NAME, scopes=["ingest", "read"], account=account)
     return account, secret
+
+
+def demo_usage(*, now: dt.datetime) -> int:
+    """Realistic usage from the start of last month up to ``now`` for every demo tenant, reported
+    through the ingest service. Deterministic transaction ids, so running it again adds nothing."""
+    from usage.models import UsageEvent
+    from usage.services import events_ingest
+
+    if UsageEvent.objects.exists():
+        return 0
+    rng = random.Random(SEED + 1)
+    start = (dt.datetime(now.year, now.month, 1, tzinfo=UTC) - dt.timedelta(days=1)).replace(day=1)
+    accepted = 0
+    for account in Account.objects.order_by("public_id").prefetch_related("tenants", "partners"):
+        plan = account.subscriptions.order_by("-started_at").first().plan_version.plan
+        partners = [p.public_id for p in account.partners.all()]
+        events: list[dict] = []
+        for tenant in account.tenants.all():
+            size = rng.uniform(0.4, 2.5)  # how busy this tenant is
+            first = max(start, tenant.activated_at)
+            last = min(now, tenant.archived_at or now)
+            day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+            stored = D(str(round(rng.uniform(0.2, 8) * size, 2)))
+            users = [f"u{n:04d}" for n in range(int(rng.uniform(10, 90) * size))]
+            while day < last:
+                moment = max(first, day + dt.timedelta(hours=rng.randint(8, 20), minutes=rng.randint(0, 59)))
+                if moment >= last:
+                    break
+                key = f"{tenant.public_id}:{day:%Y%m%d}"
+                stored = max(D("0.10"), stored + D(str(round(rng.uniform(-0.05, 0.15) * float(size), 2))))
+                events.append(
+                    {
+                        "transaction_id": f"{key}:storage",
+                        "tenant": tenant.public_id,
+                        "metric": "storage_gb",
+                        "quantity": str(stored),
+                        "timestamp": moment.isoformat(),
+                    }
+                )
+                if plan.product == Plan.Product.MESSAGING:
+                    for p in rng.sample(partners, min(len(partners), 3)) or [None]:
+                        event = {
+                            "transaction_id": f"{key}:messages:{p}",
+                            "tenant": tenant.public_id,
+                            "metric": "messages",
+                            "quantity": int(rng.uniform(20, 160) * size),
+                            "timestamp": moment.isoformat(),
+                        }
+                        if p:
+                            event["properties"] = {"partner_id": p}
+                        events.append(event)
+                else:
+                    events.append(
+                        {
+                            "transaction_id": f"{key}:api",
+                            "tenant": tenant.public_id,
+                            "metric": "api_requests",
+                            "quantity": int(rng.uniform(20_000, 90_000) * size),
+                            "timestamp": moment.isoformat(),
+                        }
+                    )
+                    for user in rng.sample(users, max(1, len(users) // 12)):
+                        events.append(
+                            {
+                                "transaction_id": f"{key}:user:{user}",
+                                "tenant": tenant.public_id,
+                                "metric": "active_users",
+                                "properties": {"user_id": user},
+                                "timestamp": moment.isoformat(),
+                            }
+                        )
+                    if rng.random() < 0.1:
+                        feature = rng.choice(["sso", "audit_log", "advanced_reports", "sandbox"])
+                        events.append(
+                            {
+                                "transaction_id": f"{key}:feature:{feature}",
+                                "tenant": tenant.public_id,
+                                "metric": "premium_features",
+                                "properties": {"feature": feature},
+                                "timestamp": moment.isoformat(),
+                            }
+                        )
+                day += dt.timedelta(days=1)
+        for offset in range(0, len(events), 5000):
+            accepted += events_ingest(account=account, items=events[offset : offset + 5000], now=now).accepted
+    return accepted

@@ -94,7 +94,9 @@ class EventsIngestApi(APIView):
         else:
             return error_response([{"code": "invalid_json", "field": None, "message": ERR_JSON}], 400)
         try:
-            result = events_ingest(api_key=request.auth, items=items, now=timezone.now())
+            result = events_ingest(
+                account=request.auth.account, items=items, now=timezone.now(), pinned_tenant_id=request.auth.tenant_id
+            )
         except IngestRejected as rejected:
             n = len(rejected.errors)
             summary = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,9 +11,10 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.core.cache import cache
+from django.db import OperationalError, connection, transaction
 
-from accounts.models import ApiKey
+from accounts.models import Account
 from common.errors import BillingError
 from tenants.models import MasterPartner, Tenant
 from usage import catalogue_cache
@@ -21,7 +23,10 @@ from usage.models import ClosedPeriod
 from usage.quotas import quotas_evaluate
 from usage.writers import StagedEvent, write_events
 
+logger = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 100
+QUOTA_WINDOW_SECONDS = 2
+ADVISORY_QUOTAS = 7_301  # advisory-lock namespace for quota evaluation
 DEADLOCK_RETRIES = 3
 
 
@@ -47,8 +52,11 @@ def _setting_days(name: str, default: int) -> dt.timedelta:
     return dt.timedelta(days=getattr(settings, name, default))
 
 
-def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) -> IngestResult:
-    """Validate every event, then store the new ones exactly once. All or nothing.
+def events_ingest(
+    *, account: Account, items: Sequence[Any], now: dt.datetime, pinned_tenant_id: int | None = None
+) -> IngestResult:
+    """Validate every event for ``account`` (and, for a tenant-pinned API key, its one tenant), then store
+    the new ones exactly once. All or nothing.
 
     Raises ``IngestRejected`` (400 with every problem, or 403 when an event names a tenant the key may
     not report for) and stores nothing in that case.
@@ -62,7 +70,6 @@ def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) ->
         except EventError as exc:
             errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
 
-    account = api_key.account
     tenants = {
         t.public_id: t
         for t in Tenant.objects.filter(public_id__in={e.tenant for _, e in parsed}).only(
@@ -76,8 +83,13 @@ def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) ->
         else {}
     )
     metrics = catalogue_cache.metrics_by_code()
-    months = {_month(e.timestamp) for _, e in parsed}
-    closed = dict(ClosedPeriod.objects.filter(account=account, month__in=months).values_list("month", "closed_at"))
+    # The running month is never closed, so most requests need no lookup here.
+    past_months = {_month(e.timestamp) for _, e in parsed} - {_month(now)}
+    closed = (
+        dict(ClosedPeriod.objects.filter(account=account, month__in=past_months).values_list("month", "closed_at"))
+        if past_months
+        else {}
+    )
     grace = _setting_days("USAGE_LATE_GRACE_DAYS", 7)
     oldest = now - _setting_days("USAGE_MAX_AGE_DAYS", 62)
     current_month = _month(now)
@@ -89,7 +101,7 @@ def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) ->
             tenant = tenants.get(event.tenant)
             if tenant is None:
                 raise EventError("tenant", "unknown_tenant", value=event.tenant)
-            if tenant.account_id != account.pk or (api_key.tenant_id and api_key.tenant_id != tenant.pk):
+            if tenant.account_id != account.pk or (pinned_tenant_id and pinned_tenant_id != tenant.pk):
                 forbidden.append(
                     {
                         "index": index,
@@ -172,8 +184,10 @@ def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) ->
         try:
             with transaction.atomic():
                 inserted = write_events(rows=rows, now=now)
-                if inserted:
-                    quotas_evaluate(account=account, metric_ids={r.metric_id for r in rows}, now=now)
+                if inserted and settings.CELERY_TASK_ALWAYS_EAGER:
+                    quotas_check(account=account, now=now)  # no workers: in this transaction
+                elif inserted:
+                    transaction.on_commit(lambda: quotas_schedule(account=account))
             break
         except OperationalError as exc:  # deadlock or serialization failure between concurrent batches
             if getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in ("40P01", "40001") or (
@@ -182,6 +196,34 @@ def events_ingest(*, api_key: ApiKey, items: Sequence[Any], now: dt.datetime) ->
                 raise
             time.sleep(0.01 * (attempt + 1))
     return IngestResult(accepted=inserted, duplicates=duplicates_in_batch + len(rows) - inserted)
+
+
+def lock_account(account: Account) -> None:
+    """Transaction-scoped advisory lock on the account (PostgreSQL; SQLite has one writer anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_QUOTAS, account.pk])
+
+
+def quotas_schedule(*, account: Account) -> None:
+    """Queue the evaluation of the account's limits after new usage committed: one task per account per
+    window, run when the window closes, so it sees every batch committed in the window and the request
+    path does no quota work. (Without workers, ``events_ingest`` evaluates in its own transaction.)"""
+    from usage.tasks import quotas_check_task
+
+    try:
+        if cache.add(f"quotas-pending:{account.pk}", 1, timeout=QUOTA_WINDOW_SECONDS):
+            quotas_check_task.apply_async(args=[account.pk], countdown=QUOTA_WINDOW_SECONDS)
+    except Exception:  # the usage is committed and acknowledged; the next batch schedules again
+        logger.exception("Could not queue the quota check of account %s", account.public_id)
+
+
+@transaction.atomic
+def quotas_check(*, account: Account, now: dt.datetime) -> None:
+    """Record the alerts the account's committed usage has reached. One evaluation per account at a time
+    (advisory lock), each seeing all usage committed before it, so no crossing is missed."""
+    lock_account(account)
+    quotas_evaluate(account=account, metric_ids=None, now=now)
 
 
 def period_close(*, account: Any, month: dt.date, closed_at: dt.datetime) -> ClosedPeriod:

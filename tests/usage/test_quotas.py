@@ -32,7 +32,7 @@ def startup(plan):
 def send(api_key, txn, quantity, metric="messages"):
     with time_machine.travel(NOW, tick=False):
         return events_ingest(
-            api_key=api_key,
+            account=api_key.account,
             items=[
                 {
                     "transaction_id": txn,

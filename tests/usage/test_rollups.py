@@ -10,7 +10,6 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accounts.models import ApiKey
 from billing.models import Metric
 from common.periods import month_period
 from tests.tenants.factories import TenantFactory
@@ -103,15 +102,14 @@ def setup(business):
 @given(items=raw_events, cuts=st.lists(st.integers(min_value=1, max_value=79), max_size=4))
 def test_rollups_equal_raw_aggregation(setup, items, cuts):
     account = setup["account"]
-    api_key = ApiKey.objects.get(account=account)
     payload = as_payload(items)
     bounds = sorted({0, len(payload), *[c for c in cuts if c < len(payload)]})
     with time_machine.travel(NOW, tick=False), transaction.atomic():
         accepted = 0
         for start, end in zip(bounds, bounds[1:], strict=False):
-            accepted += events_ingest(api_key=api_key, items=payload[start:end], now=NOW).accepted
+            accepted += events_ingest(account=account, items=payload[start:end], now=NOW).accepted
             # Resending a batch is always all duplicates.
-            assert events_ingest(api_key=api_key, items=payload[start:end], now=NOW).accepted == 0
+            assert events_ingest(account=account, items=payload[start:end], now=NOW).accepted == 0
         first_seen = {}
         for event in payload:
             first_seen.setdefault(event["transaction_id"], event)

@@ -5,7 +5,6 @@ import datetime as dt
 import pytest
 import time_machine
 
-from accounts.models import ApiKey
 from accounts.services import api_key_create
 from billing.services.subscriptions import subscription_create
 from tests.accounts.factories import AccountFactory
@@ -18,7 +17,7 @@ UTC = dt.UTC
 
 def ingest(account, events, now):
     with time_machine.travel(now, tick=False):
-        return events_ingest(api_key=ApiKey.objects.filter(account=account).first(), items=events, now=now)
+        return events_ingest(account=account, items=events, now=now)
 
 
 @pytest.fixture

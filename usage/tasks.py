@@ -1,0 +1,13 @@
+from celery import shared_task
+from django.utils import timezone
+
+from accounts.models import Account
+from usage.services import quotas_check
+
+
+@shared_task(acks_late=True, max_retries=5, default_retry_delay=5, soft_time_limit=60)
+def quotas_check_task(account_id: int) -> None:
+    """Evaluate an account's plan limits against its committed usage (see usage.services.quotas_schedule)."""
+    account = Account.objects.filter(pk=account_id).first()
+    if account is not None:
+        quotas_check(account=account, now=timezone.now())
