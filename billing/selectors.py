@@ -160,11 +160,18 @@ def tenant_breakdown(estimate: Estimate) -> list[dict]:
     for line in estimate.lines:
         if line.kind != "usage":
             continue
-        per_tenant = estimate.usage[line.metric_code].by_tenant
+        metric_usage = estimate.usage[line.metric_code]
+        per_tenant = metric_usage.by_tenant
         for tenant_id, quantity in per_tenant.items():
             if tenant_id in shares:
                 shares[tenant_id][line.metric_code] = quantity
-        for tenant_id, cost in allocate(line.amount, per_tenant, estimate.currency).items():
+        weights: dict = dict(per_tenant)
+        # Usage no tenant accounts for (account-wide counts, e.g. users seen in several tenants) keeps its
+        # share, so tenant costs never exceed the line.
+        unattributed = metric_usage.quantity - sum(per_tenant.values(), ZERO)
+        if unattributed > 0 or not weights:
+            weights[None] = unattributed if unattributed > 0 else Decimal(1)
+        for tenant_id, cost in allocate(line.amount, weights, estimate.currency).items():
             if tenant_id in costs:
                 costs[tenant_id] += cost
     return [

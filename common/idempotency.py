@@ -8,7 +8,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.response import Response
 
@@ -17,12 +19,34 @@ from common.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 RETENTION = dt.timedelta(hours=24)
+ABANDONED = dt.timedelta(minutes=5)  # an in-progress record this old belongs to a request that died
 ERR_REUSED = "This Idempotency-Key was already used with a different request body."
 ERR_IN_PROGRESS = "A request with this Idempotency-Key is still being processed; retry shortly."
 ERR_KEY = "An Idempotency-Key is 1 to 255 printable characters."
+ERR_TOO_BIG = "The request body is too large; send at most 10,000 events per request."
 # Outcomes worth replaying. Rate limits and server errors are not: the retry should run again.
 STORED = range(200, 500)
 NOT_STORED = {409, 429}
+
+
+def _claim(api_key, key: str, digest: str, now) -> tuple[IdempotencyRecord | None, IdempotencyRecord | None]:
+    """Claim ``key`` for this request: ``(new record, None)``, or ``(None, the record that holds it)``."""
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                # Expired records, and in-progress ones whose request died with its process, give way.
+                IdempotencyRecord.objects.filter(api_key=api_key, key=key).filter(
+                    Q(created_at__lt=now - RETENTION) | Q(status_code__isnull=True, created_at__lt=now - ABANDONED)
+                ).delete()
+                return IdempotencyRecord.objects.create(
+                    api_key=api_key, key=key, request_hash=digest, created_at=now
+                ), None
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+            if existing is not None:
+                return None, existing
+            # The holder finished with an error and gave the key back: try again.
+    return None, None
 
 
 def idempotent(request, handler: Callable[[], Response]) -> Response:
@@ -31,18 +55,16 @@ def idempotent(request, handler: Callable[[], Response]) -> Response:
         return handler()
     if not 0 < len(key) <= 255 or not key.isprintable():
         return error_response([{"code": "invalid_idempotency_key", "field": HEADER, "message": ERR_KEY}], 400)
-    api_key = request.auth
-    digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + request.body).hexdigest()
-    now = timezone.now()
     try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.filter(api_key=api_key, key=key, created_at__lt=now - RETENTION).delete()
-            record = IdempotencyRecord.objects.create(api_key=api_key, key=key, request_hash=digest, created_at=now)
-    except IntegrityError:
-        existing = IdempotencyRecord.objects.get(api_key=api_key, key=key)
-        if existing.request_hash != digest:
+        body = request.body
+    except RequestDataTooBig:
+        return error_response([{"code": "payload_too_large", "field": None, "message": ERR_TOO_BIG}], 413)
+    digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + body).hexdigest()
+    record, existing = _claim(request.auth, key, digest, timezone.now())
+    if record is None:
+        if existing is not None and existing.request_hash != digest:
             return error_response([{"code": "idempotency_key_reused", "field": HEADER, "message": ERR_REUSED}], 409)
-        if existing.status_code is None:
+        if existing is None or existing.status_code is None:
             return error_response(
                 [{"code": "idempotency_key_in_progress", "field": HEADER, "message": ERR_IN_PROGRESS}],
                 409,

@@ -22,14 +22,26 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         window_start = int(now // self.window) * self.window
         key = f"ratelimit:{api_key.pk}:{window_start}"
-        cache.add(key, 0, timeout=self.window + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, timeout=self.window + 5)
-            count = 1
+        count = _count(key, self.window + 5)
         self._wait = window_start + self.window - now
         return count <= limit
 
     def wait(self):
         return max(1, int(self._wait + 0.999))
+
+
+def _count(key: str, ttl: int) -> int:
+    """Increment the window's counter: one round trip to Redis (INCR + EXPIRE in a pipeline)."""
+    client_for = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if client_for is not None:  # django.core.cache.backends.redis.RedisCache
+        pipe = client_for(key, write=True).pipeline()
+        full_key = cache.make_and_validate_key(key)
+        pipe.incr(full_key)
+        pipe.expire(full_key, ttl, nx=True)
+        return int(pipe.execute()[0])
+    cache.add(key, 0, timeout=ttl)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=ttl)
+        return 1

@@ -55,10 +55,15 @@ def clear() -> None:
 
 
 class _MissReloadingDict(dict):
+    """A snapshot that reloads the catalogue at most once, on the first unknown code."""
+
+    reloaded = False
+
     def get(self, code, default=None):  # type: ignore[override]
         global _cache, _loaded_at
-        if code not in self:
+        if code not in self and not self.reloaded:
             with _lock:
                 _cache, _loaded_at = _load(), time.monotonic()
             self.update(_cache)
+            self.reloaded = True
         return super().get(code, default)

@@ -12,28 +12,30 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.money import QUANTITY_DECIMAL_PLACES, QUANTITY_MAX_DIGITS
+from common.money import QUANTITY_DECIMAL_PLACES
 
 MAX_BATCH = 10_000
 MAX_TRANSACTION_ID = 255
+QUANTUM = Decimal(1).scaleb(-QUANTITY_DECIMAL_PLACES)
 MAX_PROPERTY_VALUE = 255
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EVENT_FIELDS = ("transaction_id", "tenant", "metric", "quantity", "timestamp", "properties")
-MAX_QUANTITY = Decimal(10) ** (QUANTITY_MAX_DIGITS - QUANTITY_DECIMAL_PLACES) - 1
+# One event reports less than a trillion units, so hourly and monthly sums stay far inside their columns.
+QUANTITY_LIMIT = Decimal(10) ** 12  # exclusive
 
 # Error codes, one per reason, with their messages.
 E = {
     "invalid_event": "Each event must be a JSON object.",
     "unknown_field": "Unknown field '{name}'; an event has: " + ", ".join(EVENT_FIELDS) + ".",
     "required": "This field is required.",
-    "invalid_transaction_id": f"A non-empty string of at most {MAX_TRANSACTION_ID} characters.",
+    "invalid_transaction_id": f"A non-empty string of at most {MAX_TRANSACTION_ID} printable characters.",
     "unknown_tenant": "No tenant '{value}'.",
     "tenant_not_allowed": "Tenant '{value}' is not one this API key may report for.",
     "tenant_inactive": "Tenant '{value}' was not live at this timestamp.",
     "unknown_metric": "No metric '{value}'.",
     "metric_not_reportable": "Metric '{value}' is counted by Ledgerline itself and cannot be reported.",
     "invalid_quantity": "A decimal number (JSON number or string) with at most "
-    f"{QUANTITY_DECIMAL_PLACES} decimal places and below {MAX_QUANTITY + 1:.0f}.",
+    f"{QUANTITY_DECIMAL_PLACES} decimal places and below 1,000,000,000,000.",
     "negative_quantity": "The quantity must not be negative.",
     "invalid_timestamp": "An RFC 3339 timestamp with a time zone, e.g. 2026-11-26T10:15:00Z.",
     "timestamp_in_future": "The timestamp is more than 5 minutes in the future.",
@@ -80,9 +82,9 @@ def parse_quantity(value: Any) -> Decimal:
         raise EventError("quantity", "invalid_quantity")
     if quantity < 0:
         raise EventError("quantity", "negative_quantity")
-    if quantity > MAX_QUANTITY or -quantity.as_tuple().exponent > QUANTITY_DECIMAL_PLACES:
+    if quantity >= QUANTITY_LIMIT or -quantity.as_tuple().exponent > QUANTITY_DECIMAL_PLACES:
         raise EventError("quantity", "invalid_quantity")
-    return quantity
+    return quantity.quantize(QUANTUM)
 
 
 def parse_timestamp(value: Any, now: dt.datetime) -> dt.datetime:
@@ -92,11 +94,11 @@ def parse_timestamp(value: Any, now: dt.datetime) -> dt.datetime:
         raise EventError("timestamp", "invalid_timestamp")
     try:
         moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise ValueError
+        moment = moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise EventError("timestamp", "invalid_timestamp") from None
-    if moment.tzinfo is None:
-        raise EventError("timestamp", "invalid_timestamp")
-    moment = moment.astimezone(dt.UTC)
     if moment > now + FUTURE_TOLERANCE:
         raise EventError("timestamp", "timestamp_in_future")
     return moment
@@ -110,7 +112,7 @@ def parse_properties(value: Any) -> dict[str, Any]:
     for key, item in value.items():
         if not isinstance(key, str) or isinstance(item, (dict, list)):
             raise EventError("properties", "invalid_properties")
-        if isinstance(item, str) and len(item) > MAX_PROPERTY_VALUE:
+        if isinstance(item, str) and (len(item) > MAX_PROPERTY_VALUE or "\x00" in item) or "\x00" in key:
             raise EventError(f"properties.{key}", "invalid_properties")
     return value
 
@@ -125,15 +127,20 @@ def parse_event(item: Any, now: dt.datetime) -> RawEvent:
     transaction_id = item.get("transaction_id")
     if transaction_id is None:
         raise EventError("transaction_id", "required")
-    if not isinstance(transaction_id, str) or not transaction_id or len(transaction_id) > MAX_TRANSACTION_ID:
+    if (
+        not isinstance(transaction_id, str)
+        or not transaction_id
+        or len(transaction_id) > MAX_TRANSACTION_ID
+        or not transaction_id.isprintable()
+    ):
         raise EventError("transaction_id", "invalid_transaction_id")
     for name in ("tenant", "metric"):
         if item.get(name) is None:
             raise EventError(name, "required")
     tenant, metric = item["tenant"], item["metric"]
-    if not isinstance(tenant, str):
+    if not isinstance(tenant, str) or not tenant.isprintable():
         raise EventError("tenant", "unknown_tenant", value=tenant)
-    if not isinstance(metric, str):
+    if not isinstance(metric, str) or not metric.isprintable():
         raise EventError("metric", "unknown_metric", value=metric)
     return RawEvent(
         transaction_id=transaction_id,

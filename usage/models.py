@@ -21,6 +21,11 @@ def _quantity(**kwargs):
     return models.DecimalField(max_digits=QUANTITY_MAX_DIGITS, decimal_places=QUANTITY_DECIMAL_PLACES, **kwargs)
 
 
+def _total(**kwargs):
+    """Aggregates of many events: room for billions of maximal events."""
+    return models.DecimalField(max_digits=38, decimal_places=QUANTITY_DECIMAL_PLACES, **kwargs)
+
+
 class EventKey(models.Model):
     """The idempotency key of every stored event. Kept apart from the events so the event table can be
     range-partitioned by month (a unique key on a partitioned table must contain the partition key)."""
@@ -81,14 +86,14 @@ class UsageRollup(models.Model):
     )
     hour = models.DateTimeField(help_text="Start of the hour (UTC) the events happened in.")
     billing_month = models.DateField()
-    quantity_sum = _quantity(default=0)
+    quantity_sum = _total(default=0)
     event_count = models.BigIntegerField(default=0)
     quantity_max = _quantity(null=True, blank=True)
     gauge_first_at = models.DateTimeField(null=True, blank=True)
     gauge_first_value = _quantity(null=True, blank=True)
     gauge_last_at = models.DateTimeField(null=True, blank=True)
     gauge_last_value = _quantity(null=True, blank=True)
-    gauge_inner_area = _quantity(null=True, blank=True)
+    gauge_inner_area = _total(null=True, blank=True)
 
     class Meta:
         constraints = [

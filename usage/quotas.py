@@ -18,7 +18,7 @@ from billing.models import Metric, PlanCharge, Subscription
 from common.models import OutboxEvent
 from common.periods import month_containing
 from tenants.models import MasterPartner, Tenant
-from usage.selectors import ZERO, gauge_current_level, hour_usage
+from usage.selectors import ZERO, gauge_current_level
 
 THRESHOLDS = (75, 90, 100)
 
@@ -61,11 +61,10 @@ def _current(account: Account, charge: PlanCharge, now: dt.datetime, tenant: Ten
     month = month_containing(now)
     scope = {"tenant": tenant} if tenant is not None else {}
     if charge.limit_window == PlanCharge.LimitWindow.HOUR:
-        if tenant is None:
-            return hour_usage(account=account, metric=metric, hour=now.replace(minute=0, second=0, microsecond=0))
-        rows = UsageRollup.objects.filter(
-            account=account, metric=metric, tenant=tenant, hour=now.replace(minute=0, second=0, microsecond=0)
-        )
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        rows = UsageRollup.objects.filter(account=account, metric=metric, hour=hour, **scope)
+        if metric.aggregation == Metric.Aggregation.COUNT:
+            return Decimal(sum(r.event_count for r in rows))
         return sum((r.quantity_sum for r in rows), ZERO)
     if metric.source == Metric.Source.TENANTS:
         return Decimal(

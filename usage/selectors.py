@@ -213,8 +213,3 @@ def gauge_current_level(*, account: Account, metric: Metric, now: dt.datetime) -
     ):
         latest[tenant_id] = value
     return sum(latest.values(), ZERO)
-
-
-def hour_usage(*, account: Account, metric: Metric, hour: dt.datetime) -> Decimal:
-    total = UsageRollup.objects.filter(account=account, metric=metric, hour=hour).aggregate(s=Sum("quantity_sum"))
-    return total["s"] or ZERO

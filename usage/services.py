@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from django.conf import settings
@@ -27,7 +27,16 @@ logger = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 100
 QUOTA_WINDOW_SECONDS = 2
 ADVISORY_QUOTAS = 7_301  # advisory-lock namespace for quota evaluation
+ADVISORY_PERIODS = 7_302  # advisory-lock namespace for closing months
 DEADLOCK_RETRIES = 3
+
+
+class _TenantRow(NamedTuple):
+    pk: int
+    public_id: str
+    account_id: int
+    activated_at: dt.datetime
+    archived_at: dt.datetime | None
 
 
 @dataclass
@@ -53,7 +62,12 @@ def _setting_days(name: str, default: int) -> dt.timedelta:
 
 
 def events_ingest(
-    *, account: Account, items: Sequence[Any], now: dt.datetime, pinned_tenant_id: int | None = None
+    *,
+    account: Account,
+    items: Sequence[Any],
+    now: dt.datetime,
+    pinned_tenant_id: int | None = None,
+    _revalidated: bool = False,
 ) -> IngestResult:
     """Validate every event for ``account`` (and, for a tenant-pinned API key, its one tenant), then store
     the new ones exactly once. All or nothing.
@@ -71,8 +85,8 @@ def events_ingest(
             errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
 
     tenants = {
-        t.public_id: t
-        for t in Tenant.objects.filter(public_id__in={e.tenant for _, e in parsed}).only(
+        row[1]: _TenantRow(*row)
+        for row in Tenant.objects.filter(public_id__in={e.tenant for _, e in parsed}).values_list(
             "id", "public_id", "account_id", "activated_at", "archived_at"
         )
     }
@@ -85,11 +99,7 @@ def events_ingest(
     metrics = catalogue_cache.metrics_by_code()
     # The running month is never closed, so most requests need no lookup here.
     past_months = {_month(e.timestamp) for _, e in parsed} - {_month(now)}
-    closed = (
-        dict(ClosedPeriod.objects.filter(account=account, month__in=past_months).values_list("month", "closed_at"))
-        if past_months
-        else {}
-    )
+    closed = _closed_months(account, past_months) if past_months else {}
     grace = _setting_days("USAGE_LATE_GRACE_DAYS", 7)
     oldest = now - _setting_days("USAGE_MAX_AGE_DAYS", 62)
     current_month = _month(now)
@@ -183,12 +193,24 @@ def events_ingest(
     for attempt in range(DEADLOCK_RETRIES):
         try:
             with transaction.atomic():
+                if past_months:
+                    # Closing a month takes this lock exclusively: the months validated above cannot
+                    # close before this batch commits, or the batch sees them closed and is re-validated.
+                    lock_periods(account, exclusive=False)
+                    if _closed_months(account, past_months) != closed:
+                        raise _PeriodsChanged
                 inserted = write_events(rows=rows, now=now)
                 if inserted and settings.CELERY_TASK_ALWAYS_EAGER:
                     quotas_check(account=account, now=now)  # no workers: in this transaction
                 elif inserted:
                     transaction.on_commit(lambda: quotas_schedule(account=account))
             break
+        except _PeriodsChanged:
+            if _revalidated:
+                raise
+            return events_ingest(
+                account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id, _revalidated=True
+            )
         except OperationalError as exc:  # deadlock or serialization failure between concurrent batches
             if getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in ("40P01", "40001") or (
                 attempt == DEADLOCK_RETRIES - 1
@@ -196,6 +218,23 @@ def events_ingest(
                 raise
             time.sleep(0.01 * (attempt + 1))
     return IngestResult(accepted=inserted, duplicates=duplicates_in_batch + len(rows) - inserted)
+
+
+class _PeriodsChanged(Exception):
+    """A month of the batch closed between validation and write."""
+
+
+def _closed_months(account: Account, months: set[dt.date]) -> dict[dt.date, dt.datetime]:
+    return dict(ClosedPeriod.objects.filter(account=account, month__in=months).values_list("month", "closed_at"))
+
+
+def lock_periods(account: Account, *, exclusive: bool) -> None:
+    """Transaction-scoped advisory lock between closing an account's months (exclusive) and writing its
+    events for past months (shared). PostgreSQL only; SQLite has one writer anyway."""
+    if connection.vendor == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {function}(%s, %s)", [ADVISORY_PERIODS, account.pk])
 
 
 def lock_account(account: Account) -> None:
@@ -226,8 +265,11 @@ def quotas_check(*, account: Account, now: dt.datetime) -> None:
     quotas_evaluate(account=account, metric_ids=None, now=now)
 
 
+@transaction.atomic
 def period_close(*, account: Any, month: dt.date, closed_at: dt.datetime) -> ClosedPeriod:
-    """Mark an account's month as invoiced: later events for it are late usage, then refused."""
+    """Mark an account's month as invoiced: later events for it are late usage, then refused. Waits for
+    batches writing past-month events of the account to commit first (see ``lock_periods``)."""
+    lock_periods(account, exclusive=True)
     if month.day != 1:
         raise BillingError("A closed period is a month: give its first day.", code="invalid_month", field="month")
     closed, _ = ClosedPeriod.objects.get_or_create(account=account, month=month, defaults={"closed_at": closed_at})

@@ -104,6 +104,11 @@ def test_defaults_quantity_one_and_timestamp_now(business, api):
         ({"properties": {"partner_id": "prt_unknown"}}, "properties.partner_id", "unknown_partner"),
         ({"metric": "active_users"}, "properties.user_id", "missing_property"),
         ({"colour": "blue"}, "colour", "unknown_field"),
+        ({"transaction_id": "a\x00b"}, "transaction_id", "invalid_transaction_id"),
+        ({"tenant": "ten_\x00"}, "tenant", "unknown_tenant"),
+        ({"timestamp": "0001-01-01T00:30:00+01:00"}, "timestamp", "invalid_timestamp"),
+        ({"quantity": "1000000000000"}, "quantity", "invalid_quantity"),
+        ({"properties": {"k": "a\x00"}}, "properties.k", "invalid_properties"),
     ],
 )
 def test_one_invalid_event_rejects_the_whole_batch(business, api, bad, field, code):
@@ -275,3 +280,23 @@ def test_grace_window_is_configurable(business, api):
     )
     response = post(api(business["key"]), event(1, timestamp="2026-10-31T23:00:00Z"))
     assert response.json()["errors"][0]["code"] == "period_closed"
+
+
+def test_odd_but_valid_numbers_are_normalised(business, api):
+    response = post(
+        api(business["key"]),
+        {
+            "events": [
+                event(1, quantity="0E+5000"),
+                event(2, quantity=2.5e-3),
+                event(3, quantity="999999999999.99999999"),
+            ]
+        },
+    )
+    assert response.json() == {"accepted": 3, "duplicates": 0}
+    assert sorted(UsageEvent.objects.values_list("quantity", flat=True)) == [
+        Decimal("0"),
+        Decimal("0.0025"),
+        Decimal("999999999999.99999999"),
+    ]
+    assert UsageRollup.objects.get().quantity_sum == Decimal("1000000000000.00249999")
