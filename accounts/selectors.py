@@ -23,7 +23,8 @@ def api_key_for(*, key: str, now: dt.datetime) -> ApiKey | None:
     if parts is None:
         return None
     prefix, secret = parts
-    api_key = ApiKey.objects.select_related("account", "tenant").filter(prefix=prefix).first()
+    # ``prefix`` is unique: no ordering needed (this runs on every API request).
+    api_key = next(iter(ApiKey.objects.select_related("account").filter(prefix=prefix)), None)
     if api_key is None or not api_keys.matches(secret, api_key.secret_hash):
         return None
     if api_key.revoked_at is not None or (api_key.expires_at is not None and api_key.expires_at <= now):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
@@ -30,11 +32,25 @@ class ApiKeyRateThrottle(BaseThrottle):
         return max(1, int(self._wait + 0.999))
 
 
+_redis_clients: dict[str, Any] = {}
+
+
+def _redis():
+    """One Redis client per process (building a client per request costs more than the round trip)."""
+    url = settings.REDIS_URL
+    if not url:
+        return None
+    client = _redis_clients.get(url)
+    if client is None:
+        client = _redis_clients[url] = redis.Redis.from_url(url)
+    return client
+
+
 def _count(key: str, ttl: int) -> int:
     """Increment the window's counter: one round trip to Redis (INCR + EXPIRE in a pipeline)."""
-    client_for = getattr(getattr(cache, "_cache", None), "get_client", None)
-    if client_for is not None:  # django.core.cache.backends.redis.RedisCache
-        pipe = client_for(key, write=True).pipeline()
+    client = _redis() if "Redis" in type(cache).__name__ else None
+    if client is not None:
+        pipe = client.pipeline(transaction=False)
         full_key = cache.make_and_validate_key(key)
         pipe.incr(full_key)
         pipe.expire(full_key, ttl, nx=True)
