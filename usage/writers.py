@@ -205,23 +205,7 @@ def _write_postgresql(rows: list[StagedEvent], now: dt.datetime) -> int:
         cursor.execute(CREATE_STAGE)
         with cursor.cursor.copy(f"COPY usage_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
             for r in rows:
-                copy.write_row(
-                    (
-                        r.transaction_id,
-                        r.account_id,
-                        r.tenant_id,
-                        r.metric_id,
-                        r.partner_id,
-                        r.timestamp,
-                        r.quantity,
-                        r.properties,
-                        r.billing_month,
-                        r.usage_month,
-                        r.is_late,
-                        r.unique_value,
-                        r.is_gauge,
-                    )
-                )
+                copy.write_row(_row(r))
         cursor.execute(INSERT_ALL, [now])
         inserted = cursor.fetchone()[0]
         if inserted and any(r.is_gauge for r in rows):

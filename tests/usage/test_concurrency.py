@@ -9,8 +9,6 @@ client imports it to find its entry point.
 from __future__ import annotations
 
 import datetime as dt
-import http.client
-import json
 import multiprocessing
 import queue
 import random
@@ -20,30 +18,13 @@ from decimal import Decimal
 
 import pytest
 
+from tests.usage.http import post_events
+
 N_EVENTS = 3_000
 N_CLIENTS = 4
 BATCH = 500
 REQUEST_TIMEOUT = 60  # seconds, per request
 CLIENTS_DEADLINE = 120  # seconds, for all clients together
-
-
-def _post(host: str, port: int, secret: str, events: list[dict], timeout: float) -> tuple[int, dict | str]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request(
-            "POST",
-            "/v1/events",
-            body=json.dumps({"events": events}).encode(),
-            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        raw = response.read().decode()
-        try:
-            return response.status, json.loads(raw)
-        except ValueError:
-            return response.status, raw
-    finally:
-        conn.close()
 
 
 def _client(index: int, url: str, secret: str, batches: list[list[dict]], barrier, results) -> None:
@@ -53,7 +34,7 @@ def _client(index: int, url: str, secret: str, batches: list[list[dict]], barrie
     try:
         barrier.wait(timeout=60)
         for batch in batches:
-            out.append(_post(parts.hostname, parts.port, secret, batch, REQUEST_TIMEOUT))
+            out.append(post_events(parts.hostname, parts.port, secret, batch, REQUEST_TIMEOUT))
     except Exception as exc:  # reported to the test, which fails on it
         out.append((None, repr(exc)))
     results.put((index, out))

@@ -26,6 +26,7 @@ from accounts.services import api_key_create
 from billing.services.subscriptions import subscription_create
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import TenantFactory
+from tests.usage.http import post_events
 from usage.models import EventKey, UsageEvent, UsageRollup
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,25 +44,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def _post(port: int, secret: str, events: list[dict]) -> tuple[int, dict | str]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
-    try:
-        conn.request(
-            "POST",
-            "/v1/events",
-            body=json.dumps({"events": events}).encode(),
-            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        raw = response.read().decode()
-        try:
-            return response.status, json.loads(raw)
-        except ValueError:
-            return response.status, raw
-    finally:
-        conn.close()
 
 
 class Server:
@@ -316,7 +298,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event_and_resending_is_exact(p
         def resend(stream_batches: list[list[dict]], n: int) -> None:
             for i, batch in enumerate(stream_batches):
                 try:
-                    status, body = _post(server.port, secret, batch)
+                    status, body = post_events(HOST, server.port, secret, batch, REQUEST_TIMEOUT)
                 except (OSError, http.client.HTTPException) as exc:
                     status, body = -1, repr(exc)
                 results.append((n * BATCHES_PER_STREAM + i, status, body))
