@@ -272,7 +272,7 @@ def demo_usage(*, now: dt.datetime) -> int:
             first = max(start, tenant.activated_at)
             last = min(now, tenant.archived_at or now)
             day = first.replace(hour=0, minute=0, second=0, microsecond=0)
-            stored = D(str(round(rng.uniform(0.2, 8) * size, 2)))
+            stored = D(str(round(rng.uniform(0.1, 3) * size, 2)))
             users = [f"u{n:04d}" for n in range(int(rng.uniform(10, 90) * size))]
             while day < last:
                 moment = max(first, day + dt.timedelta(hours=rng.randint(8, 20), minutes=rng.randint(0, 59)))
@@ -295,7 +295,7 @@ def demo_usage(*, now: dt.datetime) -> int:
                             "transaction_id": f"{key}:messages:{p}",
                             "tenant": tenant.public_id,
                             "metric": "messages",
-                            "quantity": int(rng.uniform(20, 160) * size),
+                            "quantity": int(rng.uniform(5, 40) * size),
                             "timestamp": moment.isoformat(),
                         }
                         if p:
