@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -17,16 +18,34 @@ def account_user_email_taken(*, email: str) -> bool:
     return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
 
 
+# Keys looked up in the last few seconds, per process: the lookup is a large share of a small request.
+# Revoking or expiring a key therefore takes effect within KEY_CACHE_SECONDS.
+KEY_CACHE_SECONDS = 5.0
+_key_cache: dict[str, tuple[float, ApiKey]] = {}
+
+
 def api_key_for(*, key: str, now: dt.datetime) -> ApiKey | None:
     """The live key matching ``key`` (not revoked, not expired), or None."""
     parts = api_keys.split(key)
     if parts is None:
         return None
     prefix, secret = parts
-    # ``prefix`` is unique: no ordering needed (this runs on every API request).
-    api_key = next(iter(ApiKey.objects.select_related("account").filter(prefix=prefix)), None)
+    cached = _key_cache.get(prefix)
+    if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
+        api_key = cached[1]
+    else:
+        # ``prefix`` is unique: no ordering needed.
+        api_key = next(iter(ApiKey.objects.select_related("account").filter(prefix=prefix)), None)
+        if api_key is not None:
+            if len(_key_cache) > 10_000:
+                _key_cache.clear()
+            _key_cache[prefix] = (time.monotonic(), api_key)
     if api_key is None or not api_keys.matches(secret, api_key.secret_hash):
         return None
     if api_key.revoked_at is not None or (api_key.expires_at is not None and api_key.expires_at <= now):
         return None
     return api_key
+
+
+def api_key_cache_clear() -> None:
+    _key_cache.clear()

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts import api_keys
 from accounts.models import Account, AccountUser, ApiKey, Budget, default_alert_thresholds
-from accounts.selectors import account_user_email_taken
+from accounts.selectors import account_user_email_taken, api_key_cache_clear
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import model_update, public_id_next
@@ -273,6 +273,8 @@ def api_key_revoke(*, api_key: ApiKey, actor: Any = None) -> ApiKey:
     api_key.revoked_at = timezone.now()
     stamp(api_key, actor=actor, reason="revoked")
     api_key.save(update_fields=["revoked_at"])
+    # This process forgets the key at once; other processes within KEY_CACHE_SECONDS.
+    transaction.on_commit(api_key_cache_clear)
     return api_key
 
 

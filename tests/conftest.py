@@ -1,5 +1,6 @@
 import pytest
 
+from accounts.selectors import api_key_cache_clear
 from billing.models import PlanVersion
 from billing.services.catalogue_loader import catalogue_load
 from usage import catalogue_cache
@@ -10,6 +11,7 @@ def _fresh_metric_cache():
     """Each test's database gets its own metric rows; the ingest path's per-process cache must not
     carry ids over from another test."""
     catalogue_cache.clear()
+    api_key_cache_clear()
 
 
 @pytest.fixture
