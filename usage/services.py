@@ -26,6 +26,7 @@ from usage.writers import StagedEvent, write_events
 logger = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 100
 QUOTA_WINDOW_SECONDS = 2
+_queued_until: dict[int, float] = {}  # per process: account id → until when a queued check covers commits
 ADVISORY_QUOTAS = 7_301  # advisory-lock namespace for quota evaluation
 ADVISORY_PERIODS = 7_302  # advisory-lock namespace for closing months
 DEADLOCK_RETRIES = 3
@@ -250,9 +251,13 @@ def quotas_schedule(*, account: Account) -> None:
     path does no quota work. (Without workers, ``events_ingest`` evaluates in its own transaction.)"""
     from usage.tasks import quotas_check_task
 
+    # This process queued a check that runs after this commit: nothing to do (saves a Redis round trip).
+    if time.monotonic() < _queued_until.get(account.pk, 0.0):
+        return
     try:
         if cache.add(f"quotas-pending:{account.pk}", 1, timeout=QUOTA_WINDOW_SECONDS):
             quotas_check_task.apply_async(args=[account.pk], countdown=QUOTA_WINDOW_SECONDS)
+            _queued_until[account.pk] = time.monotonic() + QUOTA_WINDOW_SECONDS - 0.1
     except Exception:  # the usage is committed and acknowledged; the next batch schedules again
         logger.exception("Could not queue the quota check of account %s", account.public_id)
 
