@@ -143,18 +143,7 @@ def gauge_unit_hours(*, account: Account, metric: Metric, period: Period, now: d
             "tenant_id", "gauge_first_at", "gauge_first_value", "gauge_last_at", "gauge_last_value", "gauge_inner_area"
         )
     )
-    carry: dict[int, Decimal] = {}
-    for tenant_id, value in (
-        UsageRollup.objects.filter(
-            account=account, metric=metric, hour__lt=period.start, partner__isnull=True, gauge_last_at__isnull=False
-        )
-        .order_by("tenant_id", "-hour")
-        .distinct("tenant_id")
-        .values_list("tenant_id", "gauge_last_value")
-        if _supports_distinct_on()
-        else _carry_generic(account, metric, period)
-    ):
-        carry[tenant_id] = value
+    carry = _last_levels(account, metric, hour__lt=period.start)
     result: dict[int, Decimal] = defaultdict(lambda: ZERO)
     cursor: dict[int, dt.datetime] = {}
     level: dict[int, Decimal] = dict(carry)
@@ -182,34 +171,25 @@ def gauge_unit_hours(*, account: Account, metric: Metric, period: Period, now: d
     return {t: round(v, 8) for t, v in result.items()}
 
 
-def _supports_distinct_on() -> bool:
+def _last_levels(account: Account, metric: Metric, **hours) -> dict[int, Decimal]:
+    """Each tenant's last gauge reading in the hours selected by ``hours`` (e.g. ``hour__lt=...``).
+
+    PostgreSQL reads one bucket per tenant (``DISTINCT ON``); other databases walk the buckets.
+    """
     from django.db import connection
 
-    return connection.features.can_distinct_on_fields
-
-
-def _carry_generic(account: Account, metric: Metric, period: Period) -> list[tuple[int, Decimal]]:
+    buckets = UsageRollup.objects.filter(
+        account=account, metric=metric, partner__isnull=True, gauge_last_at__isnull=False, **hours
+    )
+    if connection.features.can_distinct_on_fields:
+        rows = buckets.order_by("tenant_id", "-hour").distinct("tenant_id").values_list("tenant_id", "gauge_last_value")
+        return dict(rows)
     latest: dict[int, Decimal] = {}
-    for tenant_id, value in (
-        UsageRollup.objects.filter(
-            account=account, metric=metric, hour__lt=period.start, partner__isnull=True, gauge_last_at__isnull=False
-        )
-        .order_by("tenant_id", "hour")
-        .values_list("tenant_id", "gauge_last_value")
-    ):
+    for tenant_id, value in buckets.order_by("tenant_id", "hour").values_list("tenant_id", "gauge_last_value"):
         latest[tenant_id] = value
-    return list(latest.items())
+    return latest
 
 
 def gauge_current_level(*, account: Account, metric: Metric, now: dt.datetime) -> Decimal:
     """The gauge's level now, summed over tenants (e.g. GB stored right now): each tenant's last reading."""
-    latest: dict[int, Decimal] = {}
-    for tenant_id, value in (
-        UsageRollup.objects.filter(
-            account=account, metric=metric, hour__lte=now, partner__isnull=True, gauge_last_at__isnull=False
-        )
-        .order_by("tenant_id", "hour")
-        .values_list("tenant_id", "gauge_last_value")
-    ):
-        latest[tenant_id] = value
-    return sum(latest.values(), ZERO)
+    return sum(_last_levels(account, metric, hour__lte=now).values(), ZERO)
