@@ -64,3 +64,21 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status_code or 'in progress'})"
+
+
+class Clock(models.Model):
+    """The test clock: a settable "now" for demos and tests (like Stripe's test clocks).
+
+    One row. While ``frozen_at`` is set, ``common.clock.now()`` returns it, so trials, period ends and
+    grace windows can be reached without waiting. Only honoured where ``LEDGERLINE_TEST_CLOCK`` is on
+    (local and test settings); production always runs on the real time.
+    """
+
+    frozen_at = models.DateTimeField(null=True, blank=True, help_text="The time the system sees; empty: real time.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "test clock"
+
+    def __str__(self) -> str:
+        return f"Test clock at {self.frozen_at:%Y-%m-%d %H:%M:%S} UTC" if self.frozen_at else "Test clock (real time)"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db.models import Count, Max, Q, Sum
+from django.db.models.functions import TruncMonth
 
 from accounts.models import Account
 from billing.models import Metric
@@ -32,6 +33,7 @@ class MetricUsage:
     by_tenant: dict[int, Decimal] = field(default_factory=dict)
     by_partner: dict[int, Decimal] = field(default_factory=dict)
     unit_hours: Decimal | None = None  # gauges only
+    late_by_month: dict[dt.date, Decimal] = field(default_factory=dict)  # late usage per month it happened in
 
 
 def _month(period: Period) -> dt.date:
@@ -46,19 +48,38 @@ def _hours(delta: dt.timedelta) -> Decimal:
     return Decimal(_micros(delta)) / Decimal(3_600_000_000)
 
 
+def _floor_hour(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
 def period_usage(*, account: Account, period: Period, now: dt.datetime) -> dict[str, MetricUsage]:
     """Usage of every catalogue metric for ``account`` over ``period`` (a calendar month), as of ``now``."""
+    return period_usage_many(account_ids=[account.pk], period=period, now=now)[account.pk]
+
+
+def period_usage_many(
+    *, account_ids: list[int], period: Period, now: dt.datetime, until: dt.datetime | None = None
+) -> dict[int, dict[str, MetricUsage]]:
+    """``period_usage`` for many accounts at once: a fixed number of queries, whatever the number of accounts.
+
+    With ``until``, accumulating metrics (sums, counts, gauges) only count what happened before it (late
+    usage excluded): the usage of a span ``[a, b)`` of the period is the difference of two such reads.
+    """
     metrics = list(Metric.objects.all())
-    usage = {m.code: MetricUsage(metric=m) for m in metrics}
+    result = {a: {m.code: MetricUsage(metric=m) for m in metrics} for a in account_ids}
+    if not account_ids:
+        return result
     by_id = {m.id: m for m in metrics}
     month = _month(period)
+    events = [m for m in metrics if m.source == Metric.Source.EVENTS]
 
     # Sums, counts and maxima: hourly rollups billed in this month (late usage included, flagged).
-    additive = [m.id for m in metrics if m.source == Metric.Source.EVENTS and m.aggregation in ("sum", "count", "max")]
-    rows = (
-        UsageRollup.objects.filter(account=account, billing_month=month, metric_id__in=additive)
-        .values("metric_id", "tenant_id", "partner_id")
-        .annotate(
+    additive = [m.id for m in events if m.aggregation in ("sum", "count", "max")]
+    rollups = UsageRollup.objects.filter(account_id__in=account_ids, billing_month=month, metric_id__in=additive)
+    if until is not None:
+        rollups = rollups.filter(hour__gte=period.start, hour__lt=_floor_hour(until))
+    rows = list(
+        rollups.values("account_id", "metric_id", "tenant_id", "partner_id").annotate(
             total=Sum("quantity_sum"),
             events=Sum("event_count"),
             peak=Max("quantity_max"),
@@ -66,11 +87,25 @@ def period_usage(*, account: Account, period: Period, now: dt.datetime) -> dict[
             late_events=Sum("event_count", filter=Q(hour__lt=period.start)),
         )
     )
+    if until is not None and until > _floor_hour(until) and _floor_hour(until) >= period.start:
+        # The hour ``until`` falls in is read from the events themselves.
+        partial = (
+            UsageEvent.objects.filter(
+                account_id__in=account_ids,
+                billing_month=month,
+                metric_id__in=additive,
+                timestamp__gte=_floor_hour(until),
+                timestamp__lt=until,
+            )
+            .values("account_id", "metric_id", "tenant_id", "partner_id")
+            .annotate(total=Sum("quantity"), events=Count("id"), peak=Max("quantity"))
+        )
+        rows += [{**row, "late": ZERO, "late_events": 0} for row in partial]
     for row in rows:
         metric = by_id[row["metric_id"]]
-        entry = usage[metric.code]
+        entry = result[row["account_id"]][metric.code]
         if metric.aggregation == Metric.Aggregation.MAX:
-            value, late = row["peak"] or ZERO, ZERO
+            value = row["peak"] or ZERO
             entry.quantity = max(entry.quantity, value)
             entry.by_tenant[row["tenant_id"]] = max(entry.by_tenant.get(row["tenant_id"], ZERO), value)
             continue
@@ -83,113 +118,158 @@ def period_usage(*, account: Account, period: Period, now: dt.datetime) -> dict[
         entry.by_tenant[row["tenant_id"]] = entry.by_tenant.get(row["tenant_id"], ZERO) + value
         if row["partner_id"] is not None:
             entry.by_partner[row["partner_id"]] = entry.by_partner.get(row["partner_id"], ZERO) + value
+    if any(entry.late_quantity for usage in result.values() for entry in usage.values()):
+        late_rows = (
+            UsageRollup.objects.filter(
+                account_id__in=account_ids, billing_month=month, metric_id__in=additive, hour__lt=period.start
+            )
+            .annotate(usage_month=TruncMonth("hour", tzinfo=dt.UTC))
+            .values("account_id", "metric_id", "usage_month")
+            .annotate(total=Sum("quantity_sum"), events=Sum("event_count"))
+        )
+        for row in late_rows:
+            metric = by_id[row["metric_id"]]
+            value = row["events"] if metric.aggregation == Metric.Aggregation.COUNT else row["total"]
+            entry = result[row["account_id"]][metric.code]
+            key = row["usage_month"].date() if isinstance(row["usage_month"], dt.datetime) else row["usage_month"]
+            entry.late_by_month[key] = entry.late_by_month.get(key, ZERO) + Decimal(value or 0)
 
-    # Unique counts: distinct values first billed in this month.
-    unique_ids = [m.id for m in metrics if m.source == Metric.Source.EVENTS and m.aggregation == "unique_count"]
-    values = UsageUniqueValue.objects.filter(account=account, billing_month=month, metric_id__in=unique_ids)
-    for row in values.values("metric_id").annotate(
+    # Unique counts: distinct values first billed in this month (counted over the whole month).
+    unique_ids = [m.id for m in events if m.aggregation == "unique_count"]
+    values = UsageUniqueValue.objects.filter(account_id__in=account_ids, billing_month=month, metric_id__in=unique_ids)
+    for row in values.values("account_id", "metric_id").annotate(
         n=Count("value", distinct=True), late=Count("value", distinct=True, filter=~Q(usage_month=month))
     ):
-        entry = usage[by_id[row["metric_id"]].code]
+        entry = result[row["account_id"]][by_id[row["metric_id"]].code]
         entry.quantity, entry.late_quantity = Decimal(row["n"]), Decimal(row["late"])
-    for row in values.values("metric_id", "tenant_id").annotate(n=Count("value", distinct=True)):
-        usage[by_id[row["metric_id"]].code].by_tenant[row["tenant_id"]] = Decimal(row["n"])
+    for row in values.values("account_id", "metric_id", "tenant_id").annotate(n=Count("value", distinct=True)):
+        result[row["account_id"]][by_id[row["metric_id"]].code].by_tenant[row["tenant_id"]] = Decimal(row["n"])
+    late_values = values.exclude(usage_month=month)
+    if any(result[a][by_id[m].code].late_quantity for a in account_ids for m in unique_ids):
+        for row in late_values.values("account_id", "metric_id", "usage_month").annotate(
+            n=Count("value", distinct=True)
+        ):
+            entry = result[row["account_id"]][by_id[row["metric_id"]].code]
+            entry.late_by_month[row["usage_month"]] = Decimal(row["n"])
 
     # Gauges: integrate the readings' shape kept in the rollups.
-    for metric in metrics:
-        if metric.source == Metric.Source.EVENTS and metric.aggregation == Metric.Aggregation.TIME_WEIGHTED:
-            per_tenant = gauge_unit_hours(account=account, metric=metric, period=period, now=now)
-            entry = usage[metric.code]
-            entry.unit_hours = sum(per_tenant.values(), ZERO)
-            # GB-months (unit-months) to 8 places: the billed quantity of a gauge.
-            entry.by_tenant = {t: (hours / period.hours).quantize(QUANTUM) for t, hours in per_tenant.items()}
-            entry.quantity = (entry.unit_hours / period.hours).quantize(QUANTUM)
+    gauge_end = min(now, until) if until is not None else now
+    for metric in events:
+        if metric.aggregation == Metric.Aggregation.TIME_WEIGHTED:
+            per_tenant = gauge_unit_hours_many(account_ids=account_ids, metric=metric, period=period, now=gauge_end)
+            for account_id, tenants in per_tenant.items():
+                entry = result[account_id][metric.code]
+                entry.unit_hours = sum(tenants.values(), ZERO)
+                # GB-months (unit-months) to 8 places: the billed quantity of a gauge.
+                entry.by_tenant = {t: (hours / period.hours).quantize(QUANTUM) for t, hours in tenants.items()}
+                entry.quantity = (entry.unit_hours / period.hours).quantize(QUANTUM)
 
     # Tenants and partners live at any moment of the period (up to now).
     upto = min(period.end, max(now, period.start + dt.timedelta(microseconds=1)))
     for metric in metrics:
         if metric.source == Metric.Source.TENANTS:
-            live = Tenant.objects.filter(account=account, activated_at__lt=upto).filter(
+            live = Tenant.objects.filter(account_id__in=account_ids, activated_at__lt=upto).filter(
                 Q(archived_at__isnull=True) | Q(archived_at__gt=period.start)
             )
-            ids = list(live.values_list("id", flat=True))
-            usage[metric.code].quantity = Decimal(len(ids))
-            usage[metric.code].by_tenant = {i: Decimal(1) for i in ids}
+            for account_id, tenant_id in live.values_list("account_id", "id"):
+                entry = result[account_id][metric.code]
+                entry.quantity += 1
+                entry.by_tenant[tenant_id] = Decimal(1)
         elif metric.source == Metric.Source.PARTNERS:
-            live = MasterPartner.objects.filter(account=account, activated_at__lt=upto).filter(
+            live = MasterPartner.objects.filter(account_id__in=account_ids, activated_at__lt=upto).filter(
                 Q(deactivated_at__isnull=True) | Q(deactivated_at__gt=period.start)
             )
-            usage[metric.code].quantity = Decimal(live.count())
-    return usage
+            for row in live.values("account_id").annotate(n=Count("id")):
+                result[row["account_id"]][metric.code].quantity = Decimal(row["n"])
+    return result
 
 
 def gauge_unit_hours(*, account: Account, metric: Metric, period: Period, now: dt.datetime) -> dict[int, Decimal]:
     """Unit-hours per tenant over ``[period.start, min(period.end, now))``: each reading holds until the
     next; the level before the first reading of the period is the last one before it (or 0)."""
+    return gauge_unit_hours_many(account_ids=[account.pk], metric=metric, period=period, now=now).get(account.pk, {})
+
+
+def gauge_unit_hours_many(
+    *, account_ids: list[int], metric: Metric, period: Period, now: dt.datetime
+) -> dict[int, dict[int, Decimal]]:
+    """``gauge_unit_hours`` per account, then per tenant, in a fixed number of queries."""
     end = min(period.end, now)
     if end <= period.start:
         return {}
     buckets = (
         UsageRollup.objects.filter(
-            account=account,
+            account_id__in=account_ids,
             metric=metric,
             hour__gte=period.start,
             hour__lt=end,
             partner__isnull=True,
             gauge_first_at__isnull=False,
         )
-        .order_by("tenant_id", "hour")
+        .order_by("account_id", "tenant_id", "hour")
         .values_list(
-            "tenant_id", "gauge_first_at", "gauge_first_value", "gauge_last_at", "gauge_last_value", "gauge_inner_area"
+            "account_id",
+            "tenant_id",
+            "gauge_first_at",
+            "gauge_first_value",
+            "gauge_last_at",
+            "gauge_last_value",
+            "gauge_inner_area",
         )
     )
-    carry = _last_levels(account, metric, hour__lt=period.start)
-    result: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    cursor: dict[int, dt.datetime] = {}
-    level: dict[int, Decimal] = dict(carry)
-    for tenant_id, first_at, _first_value, last_at, last_value, inner in buckets:
+    level = _last_levels_many(account_ids, metric, hour__lt=period.start)
+    result: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
+    cursor: dict[tuple[int, int], dt.datetime] = {}
+    for account_id, tenant_id, first_at, _first_value, last_at, last_value, inner in buckets.iterator(chunk_size=5000):
         if first_at >= end:
             continue
-        since = cursor.get(tenant_id, period.start)
-        result[tenant_id] += level.get(tenant_id, ZERO) * _hours(first_at - since)
+        key = (account_id, tenant_id)
+        since = cursor.get(key, period.start)
+        result[key] += level.get(key, ZERO) * _hours(first_at - since)
         if last_at < end:
-            result[tenant_id] += inner
-            cursor[tenant_id], level[tenant_id] = last_at, last_value
+            result[key] += inner
+            cursor[key], level[key] = last_at, last_value
         else:  # the bucket runs past ``end``: only its readings before ``end`` count
             readings = list(
                 UsageEvent.objects.filter(
-                    account=account, tenant_id=tenant_id, metric=metric, timestamp__gte=first_at, timestamp__lt=end
+                    account_id=account_id, tenant_id=tenant_id, metric=metric, timestamp__gte=first_at, timestamp__lt=end
                 )
                 .order_by("timestamp", "id")
                 .values_list("timestamp", "quantity")
             )
             for (at, value), (next_at, _) in zip(readings, readings[1:], strict=False):
-                result[tenant_id] += value * _hours(next_at - at)
-            cursor[tenant_id], level[tenant_id] = readings[-1]
-    for tenant_id in set(level) | set(cursor):
-        result[tenant_id] += level.get(tenant_id, ZERO) * _hours(end - cursor.get(tenant_id, period.start))
-    return {t: round(v, 8) for t, v in result.items()}
+                result[key] += value * _hours(next_at - at)
+            cursor[key], level[key] = readings[-1]
+    for key in set(level) | set(cursor):
+        result[key] += level.get(key, ZERO) * _hours(end - cursor.get(key, period.start))
+    nested: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    for (account_id, tenant_id), hours in result.items():
+        nested[account_id][tenant_id] = round(hours, 8)
+    return dict(nested)
 
 
-def _last_levels(account: Account, metric: Metric, **hours) -> dict[int, Decimal]:
-    """Each tenant's last gauge reading in the hours selected by ``hours`` (e.g. ``hour__lt=...``).
-
-    PostgreSQL reads one bucket per tenant (``DISTINCT ON``); other databases walk the buckets.
-    """
+def _last_levels_many(account_ids: list[int], metric: Metric, **hours) -> dict[tuple[int, int], Decimal]:
+    """Each (account, tenant)'s last gauge reading in the hours selected by ``hours``."""
     from django.db import connection
 
     buckets = UsageRollup.objects.filter(
-        account=account, metric=metric, partner__isnull=True, gauge_last_at__isnull=False, **hours
+        account_id__in=account_ids, metric=metric, partner__isnull=True, gauge_last_at__isnull=False, **hours
     )
     if connection.features.can_distinct_on_fields:
-        rows = buckets.order_by("tenant_id", "-hour").distinct("tenant_id").values_list("tenant_id", "gauge_last_value")
-        return dict(rows)
-    latest: dict[int, Decimal] = {}
-    for tenant_id, value in buckets.order_by("tenant_id", "hour").values_list("tenant_id", "gauge_last_value"):
-        latest[tenant_id] = value
+        rows = (
+            buckets.order_by("account_id", "tenant_id", "-hour")
+            .distinct("account_id", "tenant_id")
+            .values_list("account_id", "tenant_id", "gauge_last_value")
+        )
+        return {(a, t): v for a, t, v in rows}
+    latest: dict[tuple[int, int], Decimal] = {}
+    for a, t, value in buckets.order_by("account_id", "tenant_id", "hour").values_list(
+        "account_id", "tenant_id", "gauge_last_value"
+    ):
+        latest[(a, t)] = value
     return latest
 
 
 def gauge_current_level(*, account: Account, metric: Metric, now: dt.datetime) -> Decimal:
     """The gauge's level now, summed over tenants (e.g. GB stored right now): each tenant's last reading."""
-    return sum(_last_levels(account, metric, hour__lte=now).values(), ZERO)
+    return sum(_last_levels_many([account.pk], metric, hour__lte=now).values(), ZERO)

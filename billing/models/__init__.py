@@ -1,4 +1,18 @@
 from billing.models.catalogue import Metric, Plan, PlanCharge, PlanVersion, PriceTier
+from billing.models.invoice import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.models.subscription import Subscription
 
-__all__ = ["Metric", "Plan", "PlanCharge", "PlanVersion", "PriceTier", "Subscription"]
+__all__ = [
+    "BillingRun",
+    "BillingRunItem",
+    "CreditNote",
+    "CreditNoteLine",
+    "Invoice",
+    "InvoiceLine",
+    "Metric",
+    "Plan",
+    "PlanCharge",
+    "PlanVersion",
+    "PriceTier",
+    "Subscription",
+]

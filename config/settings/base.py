@@ -143,6 +143,16 @@ API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 6000)
 USAGE_LATE_GRACE_DAYS = env_int("USAGE_LATE_GRACE_DAYS", 7)
 USAGE_MAX_AGE_DAYS = env_int("USAGE_MAX_AGE_DAYS", 62)
 
+# Billing cycle. Drafts wait BILLING_REVIEW_HOURS for staff review before they are finalized (0: at once).
+BILLING_REVIEW_HOURS = env_int("BILLING_REVIEW_HOURS", 24)
+BILLING_INVOICE_SERIES = env_str("BILLING_INVOICE_SERIES", "INV")
+BILLING_CREDIT_NOTE_SERIES = env_str("BILLING_CREDIT_NOTE_SERIES", "CN")
+BILLING_RUN_CHUNK = env_int("BILLING_RUN_CHUNK", 200)  # accounts per task and per transaction
+# A usage jump larger than this factor against the previous month is flagged for review.
+BILLING_ANOMALY_FACTOR = env_int("BILLING_ANOMALY_FACTOR", 10)
+# The settable test clock (common.clock): on for the demo and tests only.
+LEDGERLINE_TEST_CLOCK = env_bool("LEDGERLINE_TEST_CLOCK", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+os.environ.setdefault("LEDGERLINE_TEST_CLOCK", "1")
 
 from config.env import env_str  # noqa: E402
 from config.settings.base import *  # noqa: E402,F403
