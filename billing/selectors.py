@@ -144,7 +144,9 @@ def plan_segments(subscriptions: list[Subscription], period: Period) -> list[Seg
                 continue
             charged = trial_end is None or a >= trial_end
             segments.append(
-                Segment(a, b, subscription, subscription.plan_version, charged, period.fraction_covered_by(Period(a, b)))
+                Segment(
+                    a, b, subscription, subscription.plan_version, charged, period.fraction_covered_by(Period(a, b))
+                )
             )
     return segments
 
@@ -249,8 +251,10 @@ def rate(
             if monthly:
                 measured = _regular(whole)
                 terms = terms_of(charge)
-                exact = overage_amount(terms, measured.quantity) * Decimal(segment.fraction.numerator) / Decimal(
-                    segment.fraction.denominator
+                exact = (
+                    overage_amount(terms, measured.quantity)
+                    * Decimal(segment.fraction.numerator)
+                    / Decimal(segment.fraction.denominator)
                 )
                 included = terms.included
             else:

@@ -80,11 +80,13 @@ class Invoice(models.Model):
             ),
             models.CheckConstraint(
                 name="invoice_due_is_balance",
-                condition=Q(amount_due=F("total") - F("amount_paid") - F("amount_credited")),
+                condition=Q(status__in=["void", "uncollectible"], amount_due=0)
+                | Q(amount_due=F("total") - F("amount_paid") - F("amount_credited")),
             ),
             models.CheckConstraint(
                 name="invoice_number_when_issued",
-                condition=Q(status="draft", number__isnull=True) | (~Q(status="draft") & Q(number__isnull=False))
+                condition=Q(status="draft", number__isnull=True)
+                | (~Q(status="draft") & Q(number__isnull=False))
                 # A draft voided before finalization keeps no number.
                 | Q(status="void", number__isnull=True),
             ),
@@ -196,6 +198,9 @@ class CreditNoteLine(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(name="credit_note_line_positive", condition=Q(amount__gt=0))]
 
+    def __str__(self) -> str:
+        return self.description
+
 
 class BillingRun(models.Model):
     """The close of one month for every account (or one account): progress, failures and outcome.
@@ -224,9 +229,7 @@ class BillingRun(models.Model):
     class Meta:
         ordering = ["-month", "-started_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["month"], condition=Q(dry_run=False), name="billing_run_one_per_month"
-            ),
+            models.UniqueConstraint(fields=["month"], condition=Q(dry_run=False), name="billing_run_one_per_month"),
         ]
 
     def __str__(self) -> str:
@@ -260,3 +263,6 @@ class BillingRunItem(models.Model):
         ordering = ["run", "account_id"]
         constraints = [models.UniqueConstraint(fields=["run", "account"], name="billing_run_item_unique")]
         indexes = [models.Index(fields=["run", "status"], name="billing_run_item_status")]
+
+    def __str__(self) -> str:
+        return f"{self.run}: account #{self.account_id} {self.status}"

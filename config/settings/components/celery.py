@@ -12,3 +12,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Periodic tasks (django-celery-beat installs these in its tables; staff can see and pause them in the admin).
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = {
+    "close-billing-period": {"task": "billing.period_close", "schedule": crontab(minute=5, hour=0, day_of_month=1)},
+    "finalize-reviewed-invoices": {"task": "billing.finalize_due", "schedule": crontab(minute="*/15")},
+    "billing-lifecycle": {"task": "billing.lifecycle", "schedule": crontab(minute=30, hour=0)},
+}

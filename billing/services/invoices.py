@@ -1,0 +1,478 @@
+"""Writes of invoices and credit notes: draft, finalize, hold, void, record payments, credit.
+
+A finalized invoice never changes its number, period, lines or money (the services refuse, and a
+database trigger rejects the update); its balance moves only by payments and credit notes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.dispatch import Signal
+
+from accounts.models import Account
+from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from billing.selectors import ChargeLine, Estimate, charges_estimate, line_partner_costs, line_tenant_costs
+from common import clock
+from common.audit import stamp
+from common.errors import BillingError
+from common.models import Counter, OutboxEvent
+from common.money import round_money
+from common.periods import Period
+from tenants.models import MasterPartner, Tenant
+from usage.models import ClosedPeriod, UsageEvent
+from usage.services import ADVISORY_PERIODS
+
+ZERO = Decimal(0)
+# Sent (after commit) when an invoice is finalized with money to collect: the payment-collection hook.
+invoice_ready_for_collection = Signal()
+
+ERR_LOCKED = "Invoice {number} is {status}: it cannot change. Issue a credit note to correct it."
+ERR_NOT_DRAFT = "Only a draft can be {action}; invoice {invoice} is {status}."
+ERR_HELD = "The invoice is held ({reason}); release it before finalizing."
+ERR_CREDIT_TOO_MUCH = "A credit of {amount} exceeds what is left to credit on {number} ({left})."
+ERR_CREDIT_EMPTY = "A credit note needs at least one line with a positive amount."
+ERR_CREDIT_STATUS = "Only finalized or paid invoices can be credited; {number} is {status}."
+ERR_PAYMENT = "A payment must be positive and at most the amount due ({due})."
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def lock_accounts_periods(account_ids: Iterable[int]) -> None:
+    """Exclusive period locks on accounts (sorted, so concurrent runs never deadlock): past-month event
+    writers of these accounts finish first, and later ones see the month closed (late usage)."""
+    ids = sorted(set(account_ids))
+    if connection.vendor != "postgresql" or not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, id) FROM unnest(%s::int[]) AS t(id) ORDER BY id",
+            [ADVISORY_PERIODS, ids],
+        )
+
+
+def numbers_take(*, series: str, count: int) -> list[int]:
+    """``count`` consecutive numbers of ``series``, gap-free (row lock held until the caller commits)."""
+    if count <= 0:
+        return []
+    Counter.objects.get_or_create(name=series)
+    counter = Counter.objects.select_for_update().get(name=series)
+    first = counter.value + 1
+    counter.value += count
+    counter.save(update_fields=["value"])
+    return list(range(first, first + count))
+
+
+def _series(prefix: str, moment: dt.datetime) -> str:
+    return f"{prefix}-{moment.year}"
+
+
+def _breakdown(line: ChargeLine, estimate: Estimate, tenant_ids: dict[int, str], partner_ids: dict[int, str]) -> dict:
+    if line.kind != "usage":
+        return {}
+    usage = estimate.usage.get(line.metric_code or "")
+    costs = line_tenant_costs(line, usage, estimate.currency)
+    quantities = line.by_tenant or (usage.by_tenant if usage else {})
+    result: dict[str, list] = {
+        "tenants": [
+            {"tenant": tenant_ids.get(t, str(t)), "quantity": _money(quantities.get(t, ZERO)), "amount": _money(c)}
+            for t, c in sorted(costs.items(), key=lambda kv: tenant_ids.get(kv[0], "~") if kv[0] else "~")
+            if t is not None
+        ]
+    }
+    if None in costs and costs[None]:
+        result["unattributed"] = _money(costs[None])
+    if line.by_partner:
+        partner_costs = line_partner_costs(line, estimate.currency)
+        result["partners"] = [
+            {
+                "partner": partner_ids.get(p, str(p)),
+                "quantity": _money(line.by_partner.get(p, ZERO)),
+                "amount": _money(c),
+            }
+            for p, c in sorted(partner_costs.items(), key=lambda kv: partner_ids.get(kv[0], "~") if kv[0] else "~")
+            if p is not None
+        ]
+    return result
+
+
+def _line_rows(
+    invoice: Invoice, estimate: Estimate, tenant_ids: dict[int, str], partner_ids: dict[int, str]
+) -> list[InvoiceLine]:
+    period = estimate.period
+    rows = []
+    for position, line in enumerate(estimate.lines, start=1):
+        rows.append(
+            InvoiceLine(
+                invoice=invoice,
+                position=position,
+                kind=line.kind,
+                description=line.description[:300],
+                metric=line.charge.metric if line.charge is not None else None,
+                plan_version=line.plan_version,
+                period_start=line.start or period.start,
+                period_end=line.end or period.end,
+                usage_month=line.usage_month,
+                quantity=None if line.quantity is None else round(line.quantity, 8),
+                included=None if line.included is None else round(line.included, 8),
+                billable=None if line.billable is None else round(line.billable, 8),
+                unit_price=line.unit_price,
+                amount=line.amount,
+                breakdown=_breakdown(line, estimate, tenant_ids, partner_ids),
+            )
+        )
+    return rows
+
+
+def _late_transaction_ids(invoice_rows: list[tuple[Invoice, list[InvoiceLine]]], month: dt.date) -> None:
+    """Late lines name the events they bill."""
+    late = [(inv, line) for inv, lines in invoice_rows for line in lines if line.kind == InvoiceLine.Kind.LATE_USAGE]
+    if not late:
+        return
+    accounts = {inv.account_id for inv, _ in late}
+    ids: dict[tuple[int, int], list[str]] = {}
+    for account_id, metric_id, txn in (
+        UsageEvent.objects.filter(account_id__in=accounts, billing_month=month, is_late=True)
+        .order_by("timestamp", "transaction_id")
+        .values_list("account_id", "metric_id", "transaction_id")
+    ):
+        ids.setdefault((account_id, metric_id), []).append(txn)
+    for inv, line in late:
+        line.transaction_ids = ids.get((inv.account_id, line.metric_id), [])
+
+
+def _lookup_maps(account_ids: list[int]) -> tuple[dict[int, str], dict[int, str]]:
+    tenants = dict(Tenant.objects.filter(account_id__in=account_ids).values_list("id", "public_id"))
+    partners = dict(MasterPartner.objects.filter(account_id__in=account_ids).values_list("id", "public_id"))
+    return tenants, partners
+
+
+def invoices_write(
+    *,
+    estimates: list[Estimate],
+    now: dt.datetime,
+    run: Any = None,
+    finalize: bool,
+    anomalies: dict[int, list[str]] | None = None,
+) -> list[Invoice]:
+    """Write drafts (and, with ``finalize``, finalize them at once) for estimates of one period.
+
+    The caller holds the accounts' period locks (``lock_accounts_periods``) and runs in a transaction.
+    """
+    if not estimates:
+        return []
+    period = estimates[0].period
+    account_ids = [e.account.pk for e in estimates]
+    tenant_ids, partner_ids = _lookup_maps(account_ids)
+    review_hours = getattr(settings, "BILLING_REVIEW_HOURS", 24)
+    invoices = []
+    for estimate in estimates:
+        account = estimate.account
+        invoices.append(
+            Invoice(
+                account=account,
+                status=Invoice.Status.DRAFT,
+                period_start=period.start,
+                period_end=period.end,
+                currency=estimate.currency,
+                subtotal=estimate.subtotal,
+                discount_total=estimate.discount,
+                tax_rate=ZERO if account.tax_reverse_charge else account.tax_rate,
+                tax_reverse_charge=account.tax_reverse_charge,
+                tax=estimate.tax,
+                total=estimate.total,
+                amount_due=estimate.total,
+                billing_run=run,
+                review_until=now + dt.timedelta(hours=review_hours),
+                anomalies=(anomalies or {}).get(account.pk, []),
+                created_at=now,
+            )
+        )
+    Invoice.objects.bulk_create(invoices)
+    rows = [(inv, _line_rows(inv, est, tenant_ids, partner_ids)) for inv, est in zip(invoices, estimates, strict=True)]
+    _late_transaction_ids(rows, period.start.date())
+    # Lines go in while the invoices are drafts (the guard refuses lines of finalized invoices).
+    InvoiceLine.objects.bulk_create([line for _, lines in rows for line in lines], batch_size=2000)
+    if finalize:
+        _finalize_fields(list(zip(invoices, estimates, strict=True)), now)
+        _finalize_write(invoices, now)
+    return invoices
+
+
+def _finalize_fields(pairs: list[tuple[Invoice, Estimate]], now: dt.datetime) -> None:
+    """Numbers, snapshot, dates: set on the objects (the caller saves)."""
+    prefix = getattr(settings, "BILLING_INVOICE_SERIES", "INV")
+    series = _series(prefix, now)
+    numbers = numbers_take(series=series, count=len(pairs))
+    for (invoice, estimate), number in zip(pairs, numbers, strict=True):
+        account = estimate.account
+        invoice.number = f"{series}-{number:06d}"
+        invoice.status = Invoice.Status.FINALIZED if invoice.total > 0 else Invoice.Status.PAID
+        invoice.finalized_at = now
+        invoice.due_at = now + dt.timedelta(days=account.payment_terms_days)
+        invoice.paid_at = None if invoice.total > 0 else now
+        invoice.snapshot = _snapshot(account, estimate)
+
+
+def _snapshot(account: Account, estimate: Estimate) -> dict:
+    plans = []
+    for segment in estimate.segments:
+        name = str(segment.version)
+        if name not in plans:
+            plans.append(name)
+    metrics = {
+        line.metric_code: line.charge.metric.name
+        for line in estimate.lines
+        if line.charge is not None and line.metric_code
+    }
+    return {
+        "account": {
+            "id": account.public_id,
+            "name": account.name,
+            "legal_name": account.legal_name,
+            "billing_emails": list(account.billing_emails or []),
+            "tax_id": account.tax_id,
+            "tax_country": account.tax_country,
+            "timezone": account.timezone,
+        },
+        "plans": plans,
+        "metrics": metrics,
+    }
+
+
+def _finalize_write(invoices: list[Invoice], now: dt.datetime) -> None:
+    """Persist finalization of drafts whose fields ``_finalize_fields`` set; close their months; outbox."""
+    Invoice.objects.bulk_update(
+        invoices, ["number", "status", "finalized_at", "due_at", "paid_at", "snapshot"], batch_size=500
+    )
+    month = invoices[0].period_start.date()
+    ClosedPeriod.objects.bulk_create(
+        [ClosedPeriod(account_id=i.account_id, month=month, closed_at=now) for i in invoices], ignore_conflicts=True
+    )
+    OutboxEvent.objects.bulk_create(
+        [
+            OutboxEvent(
+                type="billing.invoice_generated",
+                account_id=invoice.account_id,
+                created_at=now,
+                dedup_key=f"invoice_generated:{invoice.pk}",
+                payload={
+                    "type": "billing.invoice_generated",
+                    "data": {
+                        "invoice_id": invoice.number,
+                        "invoice_number": invoice.number,
+                        "account_id": invoice.snapshot["account"]["id"],
+                        "status": invoice.status,
+                        "currency": invoice.currency,
+                        "subtotal": _money(invoice.subtotal),
+                        "tax": _money(invoice.tax),
+                        "total": _money(invoice.total),
+                        "amount_due": _money(invoice.amount_due),
+                        "due_at": _iso(invoice.due_at),
+                        "period": {"start": _iso(invoice.period_start), "end": _iso(invoice.period_end)},
+                    },
+                },
+            )
+            for invoice in invoices
+        ],
+        ignore_conflicts=True,
+    )
+    to_collect = [i.pk for i in invoices if i.amount_due > 0]
+    if to_collect:
+        transaction.on_commit(lambda: invoice_ready_for_collection.send(sender=Invoice, invoice_ids=to_collect))
+
+
+def _refuse_if_locked(invoice: Invoice) -> None:
+    if invoice.is_locked:
+        raise BillingError(
+            ERR_LOCKED.format(number=invoice.number or invoice.pk, status=invoice.get_status_display().lower()),
+            code="invoice_locked",
+            status=409,
+        )
+
+
+@transaction.atomic
+def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | None = None) -> Invoice:
+    """Finalize a draft: re-rate it first (late events for the month may have arrived during review),
+    then number it, snapshot the names, close the month and record ``billing.invoice_generated``."""
+    now = now or clock.now()
+    lock_accounts_periods([invoice.account_id])
+    invoice = Invoice.objects.select_for_update().select_related("account").get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.DRAFT:
+        raise BillingError(
+            ERR_NOT_DRAFT.format(action="finalized", invoice=invoice, status=invoice.get_status_display().lower()),
+            code="invoice_not_draft",
+            status=409,
+        )
+    if invoice.held:
+        raise BillingError(ERR_HELD.format(reason=invoice.hold_reason or "no reason given"), code="invoice_held")
+    period = Period(invoice.period_start, invoice.period_end)
+    estimate = charges_estimate(account=invoice.account, period=period, now=max(now, period.end))
+    tenant_ids, partner_ids = _lookup_maps([invoice.account_id])
+    invoice.lines.all().delete()
+    lines = _line_rows(invoice, estimate, tenant_ids, partner_ids)
+    _late_transaction_ids([(invoice, lines)], period.start.date())
+    InvoiceLine.objects.bulk_create(lines)
+    invoice.subtotal, invoice.discount_total = estimate.subtotal, estimate.discount
+    invoice.tax, invoice.total, invoice.amount_due = estimate.tax, estimate.total, estimate.total
+    invoice.save(update_fields=["subtotal", "discount_total", "tax", "total", "amount_due", "updated_at"])
+    _finalize_fields([(invoice, estimate)], now)
+    stamp(invoice, actor=actor, reason="finalized")
+    _finalize_write([invoice], now)
+    invoice.refresh_from_db()
+    return invoice
+
+
+@transaction.atomic
+def invoice_hold(*, invoice: Invoice, reason: str, actor: Any = None) -> Invoice:
+    """Keep a draft from being finalized automatically."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.DRAFT:
+        raise BillingError(
+            ERR_NOT_DRAFT.format(action="held", invoice=invoice, status=invoice.get_status_display().lower()),
+            code="invoice_not_draft",
+            status=409,
+        )
+    invoice.held, invoice.hold_reason = True, reason[:500]
+    stamp(invoice, actor=actor, reason=f"held: {reason}")
+    invoice.save(update_fields=["held", "hold_reason", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def invoice_release(*, invoice: Invoice, actor: Any = None) -> Invoice:
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    invoice.held, invoice.hold_reason = False, ""
+    stamp(invoice, actor=actor, reason="released")
+    invoice.save(update_fields=["held", "hold_reason", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.datetime | None = None) -> Invoice:
+    """Void a draft or an unpaid finalized invoice. Its number stays used (gap-free series); the account can be
+    billed for the period again by re-running the period for it."""
+    now = now or clock.now()
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status not in (Invoice.Status.DRAFT, Invoice.Status.FINALIZED) or invoice.amount_paid > 0:
+        raise BillingError(
+            f"Invoice {invoice} is {invoice.get_status_display().lower()}"
+            + (" and partly paid" if invoice.amount_paid else "")
+            + ": it cannot be voided; issue a credit note instead.",
+            code="invoice_not_voidable",
+            status=409,
+        )
+    invoice.status, invoice.voided_at, invoice.amount_due = Invoice.Status.VOID, now, ZERO
+    stamp(invoice, actor=actor, reason=f"voided: {reason}")
+    invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def invoice_payment_record(
+    *, invoice: Invoice, amount: Decimal, reference: str = "", actor: Any = None, now: dt.datetime | None = None
+) -> Invoice:
+    """Record a payment (manual/offline, or confirmed by the payment provider) against a finalized invoice."""
+    now = now or clock.now()
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.FINALIZED:
+        raise BillingError(
+            f"Payments apply to finalized invoices; {invoice} is {invoice.get_status_display().lower()}.",
+            code="invoice_not_payable",
+            status=409,
+        )
+    amount = round_money(amount, invoice.currency)
+    if amount <= 0 or amount > invoice.amount_due:
+        raise BillingError(ERR_PAYMENT.format(due=invoice.amount_due), code="invalid_amount", field="amount")
+    invoice.amount_paid += amount
+    invoice.amount_due -= amount
+    fields = ["amount_paid", "amount_due", "updated_at"]
+    if invoice.amount_due == 0:
+        invoice.status, invoice.paid_at = Invoice.Status.PAID, now
+        fields += ["status", "paid_at"]
+    stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip())
+    invoice.save(update_fields=fields)
+    return invoice
+
+
+@transaction.atomic
+def credit_note_issue(
+    *,
+    invoice: Invoice,
+    lines: list[tuple[InvoiceLine | None, str, Decimal]],
+    reason: str,
+    actor: Any = None,
+    now: dt.datetime | None = None,
+) -> CreditNote:
+    """Credit part or all of a finalized invoice. Tax is credited at the invoice's rate; the invoice's
+    amount due falls by the credit (a fully settled invoice becomes paid)."""
+    now = now or clock.now()
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status not in (Invoice.Status.FINALIZED, Invoice.Status.PAID):
+        raise BillingError(
+            ERR_CREDIT_STATUS.format(number=invoice.number or invoice.pk, status=invoice.get_status_display().lower()),
+            code="invoice_not_creditable",
+            status=409,
+        )
+    currency = invoice.currency
+    clean = [(line, description, round_money(amount, currency)) for line, description, amount in lines]
+    if not clean or any(amount <= 0 for _, _, amount in clean):
+        raise BillingError(ERR_CREDIT_EMPTY, code="invalid_amount", field="lines")
+    for line, _, _ in clean:
+        if line is not None and line.invoice_id != invoice.pk:
+            raise BillingError("A credited line must belong to the invoice.", code="invalid_line", field="lines")
+    subtotal = sum((amount for _, _, amount in clean), ZERO)
+    rate = ZERO if invoice.tax_reverse_charge else invoice.tax_rate
+    tax = round_money(subtotal * rate / 100, currency)
+    total = subtotal + tax
+    left = invoice.total - invoice.amount_credited
+    if total > left:
+        raise BillingError(
+            ERR_CREDIT_TOO_MUCH.format(amount=total, number=invoice.number, left=left),
+            code="credit_exceeds_invoice",
+            field="lines",
+        )
+    prefix = getattr(settings, "BILLING_CREDIT_NOTE_SERIES", "CN")
+    series = _series(prefix, now)
+    (number,) = numbers_take(series=series, count=1)
+    note = CreditNote(
+        number=f"{series}-{number:06d}",
+        invoice=invoice,
+        account_id=invoice.account_id,
+        currency=currency,
+        reason=reason[:500],
+        subtotal=subtotal,
+        tax=tax,
+        total=total,
+        issued_at=now,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    stamp(note, actor=actor, reason=reason[:100])
+    note.save()
+    CreditNoteLine.objects.bulk_create(
+        [CreditNoteLine(credit_note=note, invoice_line=line, description=d[:300], amount=a) for line, d, a in clean]
+    )
+    invoice.amount_credited += total
+    refund_due = max(total - invoice.amount_due, ZERO)  # credit beyond what is owed: refund or account credit
+    invoice.amount_due = invoice.total - invoice.amount_paid - invoice.amount_credited
+    if invoice.amount_due < 0:
+        invoice.amount_paid += invoice.amount_due  # the overpaid part is owed back to the customer
+        invoice.amount_due = ZERO
+    fields = ["amount_credited", "amount_due", "amount_paid", "updated_at"]
+    if invoice.amount_due == 0 and invoice.status == Invoice.Status.FINALIZED:
+        invoice.status, invoice.paid_at = Invoice.Status.PAID, now
+        fields += ["status", "paid_at"]
+    stamp(invoice, actor=actor, reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""))
+    invoice.save(update_fields=fields)
+    return note

@@ -1,0 +1,78 @@
+"""Step 5 of the cycle: subscriptions roll into the new month, trials end, unpaid accounts fall past due.
+
+Runs after every billing run and daily (``billing.tasks.lifecycle_update_task``); every change is
+audited with its reason. Idempotent: running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+
+from accounts.models import Account
+from accounts.services import account_set_status
+from billing.models import Invoice, Subscription
+from common import clock
+from common.audit import stamp
+from common.periods import Period, month_containing
+
+logger = logging.getLogger(__name__)
+LIVE = [Subscription.Status.TRIALING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE]
+
+
+@transaction.atomic
+def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = None) -> dict[str, int]:
+    """Apply what the time ``now`` implies. Returns how many of each change were made."""
+    now = now or clock.now()
+    changes = {"cancelled": 0, "rolled": 0, "trials_ended": 0, "past_due": 0, "recovered": 0}
+    current = month_containing(now)
+
+    # Cancellations requested for the period end take effect; the period was billed in full.
+    for sub in (
+        Subscription.objects.select_for_update()
+        .filter(status__in=LIVE, cancel_at_period_end=True, current_period_end__lte=now)
+        .select_related("account")
+    ):
+        sub.status, sub.ended_at = Subscription.Status.CANCELLED, sub.current_period_end
+        stamp(sub, reason="cancelled at period end")
+        sub.save(update_fields=["status", "ended_at", "updated_at"])
+        account_set_status(account=sub.account, status=Account.Status.CANCELLED, reason="subscription ended")
+        changes["cancelled"] += 1
+
+    # Live subscriptions move into the month containing now.
+    for sub in Subscription.objects.select_for_update().filter(status__in=LIVE, current_period_end__lte=now):
+        sub.current_period_start, sub.current_period_end = max(current.start, sub.started_at), current.end
+        stamp(sub, reason=f"period {current.label}")
+        sub.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
+        changes["rolled"] += 1
+
+    # Trials that ended: the subscription and its account become active.
+    for sub in (
+        Subscription.objects.select_for_update()
+        .filter(status=Subscription.Status.TRIALING, trial_end__lte=now)
+        .select_related("account")
+    ):
+        sub.status = Subscription.Status.ACTIVE
+        stamp(sub, reason="trial ended")
+        sub.save(update_fields=["status", "updated_at"])
+        if sub.account.status == Account.Status.TRIALING:
+            account_set_status(account=sub.account, status=Account.Status.ACTIVE, reason="trial ended")
+        changes["trials_ended"] += 1
+
+    # Unpaid past the due date: past due. Settled again: active.
+    overdue = set(
+        Invoice.objects.filter(status=Invoice.Status.FINALIZED, due_at__lt=now, amount_due__gt=0).values_list(
+            "account_id", flat=True
+        )
+    )
+    for account in Account.objects.select_for_update().filter(pk__in=overdue, status=Account.Status.ACTIVE):
+        account_set_status(account=account, status=Account.Status.PAST_DUE, reason="invoice unpaid past its due date")
+        changes["past_due"] += 1
+    for account in Account.objects.select_for_update().filter(status=Account.Status.PAST_DUE).exclude(pk__in=overdue):
+        account_set_status(account=account, status=Account.Status.ACTIVE, reason="overdue invoices settled")
+        changes["recovered"] += 1
+    if any(changes.values()):
+        logger.info("Lifecycle at %s: %s", now.isoformat(), changes)
+    return changes

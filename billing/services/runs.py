@@ -1,0 +1,291 @@
+"""The monthly billing cycle: close a month for every account, exactly once.
+
+Steps, per chunk of accounts (``BILLING_RUN_CHUNK``, one transaction each, so memory stays flat):
+1. collect and validate usage: flag anomalies (a metric more than ``BILLING_ANOMALY_FACTOR`` times last
+   month's, a tenant that reported last month and not this one);
+2. calculate and verify: rate with ``billing.selectors.charges_many`` (the same figures ``usage/current``
+   shows), check lines add up to the totals;
+3. generate invoices: drafts, finalized at once when ``BILLING_REVIEW_HOURS`` is 0, else by
+   ``invoices_finalize_due`` once the review window has passed (held invoices wait);
+4. hand off to payment collection (``invoice_ready_for_collection`` signal, after commit);
+5. update subscriptions and account status (``billing.services.lifecycle``).
+
+Exactly once: one run per month (re-running resumes it); within a chunk the accounts' period locks are
+taken first, and accounts that already have a (non-void) invoice for the month are skipped, so two runs
+at the same time, or a run resumed after a crash, never invoice an account twice. The unique constraint
+on (account, period) is the last guard.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q, Sum
+
+from accounts.models import Account
+from billing.models import BillingRun, BillingRunItem, Invoice, InvoiceLine, Subscription
+from billing.selectors import Estimate, charges_many
+from billing.services.invoices import invoices_write, lock_accounts_periods
+from common import clock
+from common.errors import BillingError
+from common.periods import Period, previous_month
+from usage.models import UsageRollup
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+ERR_PERIOD_OPEN = "{month} has not ended yet (it ends {end}); a month is billed once it is over."
+
+
+def _month_date(period: Period) -> dt.date:
+    return period.start.date()
+
+
+def billable_account_ids(*, period: Period, account_ids: list[int] | None = None) -> list[int]:
+    """Accounts with a subscription during the period and no (non-void) invoice for it yet."""
+    subs = Subscription.objects.filter(started_at__lt=period.end).exclude(ended_at__lte=period.start)
+    if account_ids is not None:
+        subs = subs.filter(account_id__in=account_ids)
+    invoiced = Invoice.objects.filter(period_start=period.start).exclude(status=Invoice.Status.VOID)
+    ids = set(subs.values_list("account_id", flat=True)) - set(invoiced.values_list("account_id", flat=True))
+    return sorted(ids)
+
+
+def billing_run_start(
+    *,
+    period: Period,
+    now: dt.datetime | None = None,
+    account_ids: list[int] | None = None,
+    dry_run: bool = False,
+    trigger: str = "command",
+) -> BillingRun:
+    """Open (or resume) the run of ``period`` and list the accounts still to bill as its pending items."""
+    now = now or clock.now()
+    if now < period.end:
+        raise BillingError(
+            ERR_PERIOD_OPEN.format(month=period.label, end=period.end.isoformat()), code="period_open", field="period"
+        )
+    month = _month_date(period)
+    if dry_run:
+        run = BillingRun.objects.create(month=month, dry_run=True, trigger=trigger, started_at=now)
+    else:
+        try:
+            with transaction.atomic():
+                run, _ = BillingRun.objects.get_or_create(
+                    month=month, dry_run=False, defaults={"trigger": trigger, "started_at": now}
+                )
+        except IntegrityError:  # a concurrent start created it
+            run = BillingRun.objects.get(month=month, dry_run=False)
+    pending = billable_account_ids(period=period, account_ids=account_ids)
+    BillingRunItem.objects.bulk_create(
+        [BillingRunItem(run=run, account_id=a) for a in pending], ignore_conflicts=True, batch_size=5000
+    )
+    # Resuming: items of accounts still without an invoice go back to pending (a crash or a failure).
+    BillingRunItem.objects.filter(run=run, account_id__in=pending).exclude(status=BillingRunItem.Status.PENDING).update(
+        status=BillingRunItem.Status.PENDING, error=""
+    )
+    BillingRun.objects.filter(pk=run.pk).update(status=BillingRun.Status.RUNNING, finished_at=None)
+    billing_run_refresh(run=run)
+    run.refresh_from_db()
+    return run
+
+
+def pending_chunks(
+    *, run: BillingRun, account_ids: list[int] | None = None, size: int | None = None
+) -> Iterator[list[int]]:
+    size = size or getattr(settings, "BILLING_RUN_CHUNK", 200)
+    items = BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING)
+    if account_ids is not None:
+        items = items.filter(account_id__in=account_ids)
+    ids = list(items.order_by("account_id").values_list("account_id", flat=True))
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _anomalies(account_ids: list[int], period: Period, estimates: dict[int, Estimate]) -> dict[int, list[str]]:
+    """Step 1: usage that jumped more than tenfold against last month's invoice, tenants gone silent."""
+    factor = Decimal(getattr(settings, "BILLING_ANOMALY_FACTOR", 10))
+    before = previous_month(period)
+    previous: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    for account_id, code, quantity in (
+        InvoiceLine.objects.filter(
+            invoice__account_id__in=account_ids,
+            invoice__period_start=before.start,
+            kind=InvoiceLine.Kind.USAGE,
+            metric__source="events",
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .values_list("invoice__account_id", "metric__code", "quantity")
+    ):
+        previous[(account_id, code)] += quantity or ZERO
+    found: dict[int, list[str]] = defaultdict(list)
+    for account_id, estimate in estimates.items():
+        for code, usage in estimate.usage.items():
+            if usage.metric.source != "events":
+                continue
+            last = previous.get((account_id, code), ZERO)
+            now_quantity = usage.quantity - usage.late_quantity
+            if last > 0 and now_quantity > last * factor:
+                found[account_id].append(
+                    f"{usage.metric.name} is {now_quantity / last:.1f}× last month ({now_quantity:f} vs {last:f})."
+                )
+    reported = defaultdict(set)
+    for account_id, tenant_id, month in (
+        UsageRollup.objects.filter(
+            account_id__in=account_ids, billing_month__in=[before.start.date(), period.start.date()]
+        )
+        .values_list("account_id", "tenant_id", "billing_month")
+        .distinct()
+    ):
+        reported[(account_id, month)].add(tenant_id)
+    for account_id in account_ids:
+        silent = reported[(account_id, before.start.date())] - reported[(account_id, period.start.date())]
+        if silent:
+            found[account_id].append(f"{len(silent)} tenant(s) reported usage last month but none this month.")
+    return found
+
+
+def _verify(estimate: Estimate) -> None:
+    """Step 2: the lines add up to the subtotal, subtotal plus tax to the total."""
+    lines = sum((line.amount for line in estimate.lines), ZERO)
+    if lines != estimate.subtotal or estimate.subtotal + estimate.tax != estimate.total:
+        raise BillingError(
+            f"Totals do not add up: lines {lines}, subtotal {estimate.subtotal}, tax {estimate.tax}, "
+            f"total {estimate.total}.",
+            code="totals_mismatch",
+        )
+
+
+def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.datetime | None = None) -> int:
+    """Bill one chunk of accounts in one transaction; an account that fails is recorded and skipped.
+    Returns the number of invoices written."""
+    now = now or clock.now()
+    period = Period(
+        dt.datetime(run.month.year, run.month.month, 1, tzinfo=dt.UTC),
+        (dt.datetime(run.month.year, run.month.month, 1, tzinfo=dt.UTC) + dt.timedelta(days=32)).replace(day=1),
+    )
+    finalize_now = getattr(settings, "BILLING_REVIEW_HOURS", 24) == 0
+    with transaction.atomic():
+        if not run.dry_run:
+            lock_accounts_periods(account_ids)  # before reading usage: see every committed event
+        invoiced = set(
+            Invoice.objects.filter(account_id__in=account_ids, period_start=period.start)
+            .exclude(status=Invoice.Status.VOID)
+            .values_list("account_id", flat=True)
+        )
+        accounts = list(Account.objects.filter(pk__in=account_ids).exclude(pk__in=invoiced))
+        failures: dict[int, str] = {}
+        estimates: dict[int, Estimate] = {}
+        try:
+            estimates = charges_many(accounts=accounts, period=period, now=max(now, period.end))
+        except Exception:  # one bad account must not stop the chunk: rate them one by one
+            logger.exception("Rating the chunk failed; rating its accounts one by one")
+            for account in accounts:
+                try:
+                    estimates.update(charges_many(accounts=[account], period=period, now=max(now, period.end)))
+                except Exception as exc:
+                    failures[account.pk] = f"rating failed: {exc}"
+        for account_id, estimate in list(estimates.items()):
+            try:
+                _verify(estimate)
+            except BillingError as exc:
+                failures[account_id] = exc.message
+                del estimates[account_id]
+        anomalies = _anomalies(list(estimates), period, estimates)
+        written: list[Invoice] = []
+        if not run.dry_run and estimates:
+            written = invoices_write(
+                estimates=list(estimates.values()), now=now, run=run, finalize=finalize_now, anomalies=anomalies
+            )
+        by_account = {i.account_id: i for i in written}
+        items = list(BillingRunItem.objects.filter(run=run, account_id__in=account_ids))
+        for item in items:
+            item.attempts += 1
+            if item.account_id in invoiced:
+                item.status, item.error = BillingRunItem.Status.DONE, ""
+                item.invoice = (
+                    Invoice.objects.filter(account_id=item.account_id, period_start=period.start)
+                    .exclude(status=Invoice.Status.VOID)
+                    .first()
+                )
+            elif item.account_id in failures:
+                item.status, item.error = BillingRunItem.Status.FAILED, failures[item.account_id][:2000]
+            elif item.account_id in estimates:
+                item.status, item.error = BillingRunItem.Status.DONE, ""
+                item.total = estimates[item.account_id].total
+                item.anomalies = anomalies.get(item.account_id, [])
+                item.invoice = by_account.get(item.account_id)
+        BillingRunItem.objects.bulk_update(items, ["status", "error", "total", "anomalies", "invoice", "attempts"])
+        billing_run_refresh(run=run)
+    return len(written)
+
+
+def billing_run_refresh(*, run: BillingRun) -> None:
+    """Recount the run's progress from its items."""
+    counts = BillingRunItem.objects.filter(run=run).aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(status=BillingRunItem.Status.DONE)),
+        failed=Count("id", filter=Q(status=BillingRunItem.Status.FAILED)),
+        invoices=Count("id", filter=Q(invoice__isnull=False)),
+    )
+    BillingRun.objects.filter(pk=run.pk).update(
+        accounts_total=counts["total"],
+        accounts_done=counts["done"],
+        accounts_failed=counts["failed"],
+        invoices_created=counts["invoices"],
+    )
+
+
+def billing_run_finish(*, run: BillingRun, now: dt.datetime | None = None) -> BillingRun:
+    now = now or clock.now()
+    billing_run_refresh(run=run)
+    run.refresh_from_db()
+    totals = (
+        BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.DONE, total__isnull=False)
+        .values(currency=F("account__currency"))
+        .annotate(amount=Sum("total"))
+    )
+    run.amount_total = {row["currency"]: format(row["amount"], "f") for row in totals}
+    pending = run.accounts_total - run.accounts_done - run.accounts_failed
+    run.status = (
+        BillingRun.Status.COMPLETED
+        if run.accounts_failed == 0 and pending == 0
+        else BillingRun.Status.COMPLETED_WITH_FAILURES
+        if pending == 0
+        else BillingRun.Status.RUNNING
+    )
+    run.finished_at = now if pending == 0 else None
+    run.save(update_fields=["amount_total", "status", "finished_at"])
+    return run
+
+
+def bill_period(
+    *,
+    period: Period,
+    now: dt.datetime | None = None,
+    account_ids: list[int] | None = None,
+    dry_run: bool = False,
+    trigger: str = "command",
+    progress: Callable[[int, int], None] | None = None,
+) -> BillingRun:
+    """Run the whole cycle for ``period`` in this process (the command; tasks fan the chunks out instead)."""
+    from billing.services.lifecycle import lifecycle_update
+
+    now = now or clock.now()
+    run = billing_run_start(period=period, now=now, account_ids=account_ids, dry_run=dry_run, trigger=trigger)
+    total = BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING).count()
+    done = 0
+    for chunk in pending_chunks(run=run, account_ids=account_ids):
+        billing_run_chunk(run=run, account_ids=chunk, now=now)
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    run = billing_run_finish(run=run, now=now)
+    if not dry_run:
+        lifecycle_update(period=period, now=now)
+    return run

@@ -1,0 +1,66 @@
+"""Celery tasks of the billing cycle. Thin: each calls a service.
+
+Schedule (``CELERY_BEAT_SCHEDULE``, installed into django-celery-beat's tables by its scheduler):
+the month closes at 00:05 UTC on the 1st (billing periods are UTC months for every account);
+drafts past their review window are finalized every 15 minutes; the lifecycle runs daily.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from billing.models import BillingRun, BillingRunItem, Invoice
+from billing.services.invoices import invoice_finalize
+from billing.services.lifecycle import lifecycle_update
+from billing.services.runs import billing_run_chunk, billing_run_finish, billing_run_start, pending_chunks
+from common import clock
+from common.errors import BillingError
+from common.periods import month_containing, parse_month, previous_month
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="billing.period_close")
+def period_close_task(month: str | None = None) -> int:
+    """Open the run of ``month`` (default: the month that just ended) and fan its accounts out in chunks."""
+    now = clock.now()
+    period = parse_month(month) if month else previous_month(month_containing(now))
+    run = billing_run_start(period=period, now=now, trigger="schedule")
+    chunks = list(pending_chunks(run=run))
+    for chunk in chunks:
+        billing_run_chunk_task.delay(run.pk, chunk)
+    if not chunks:
+        billing_run_finish(run=run, now=now)
+    return len(chunks)
+
+
+@shared_task(name="billing.run_chunk", acks_late=True, autoretry_for=(OSError,), max_retries=3)
+def billing_run_chunk_task(run_id: int, account_ids: list[int]) -> None:
+    run = BillingRun.objects.get(pk=run_id)
+    now = clock.now()
+    billing_run_chunk(run=run, account_ids=account_ids, now=now)
+    if not BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING).exists():
+        run = billing_run_finish(run=run, now=now)
+        if run.finished_at and not run.dry_run:
+            lifecycle_update(now=now)
+
+
+@shared_task(name="billing.finalize_due")
+def invoices_finalize_due_task() -> int:
+    """Finalize drafts whose review window has passed (held drafts wait for staff)."""
+    now = clock.now()
+    done = 0
+    for invoice in Invoice.objects.filter(status=Invoice.Status.DRAFT, held=False, review_until__lte=now):
+        try:
+            invoice_finalize(invoice=invoice, now=now)
+            done += 1
+        except BillingError as exc:
+            logger.warning("Invoice %s not finalized: %s", invoice.pk, exc.message)
+    return done
+
+
+@shared_task(name="billing.lifecycle")
+def lifecycle_update_task() -> dict:
+    return lifecycle_update(now=clock.now())
