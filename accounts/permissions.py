@@ -2,8 +2,9 @@
 migrations as models are added) through ``staff_groups_sync``.
 
 - Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
-  API keys of accounts, tenants, partners, subscriptions and disputes, and view everything else (the
-  catalogue included) without changing it. They delete nothing and cannot create platform-wide export keys.
+  API keys of accounts, tenants, partners, subscriptions and disputes, hold and release invoices in
+  review, and view everything else (the catalogue included) without changing it. They delete
+  nothing and cannot create platform-wide export keys.
 - Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, and edit
   the periodic task schedule. Creating staff logins stays with superusers, so no group can grant itself
   more rights.
@@ -27,6 +28,7 @@ BILLING_STAFF_EDITABLE = {
     ("tenants", "tenant"),
     ("tenants", "masterpartner"),
     ("billing", "subscription"),
+    ("billing", "invoice"),  # hold, release, finalize and void drafts in review
     ("disputes", "dispute"),
 }
 

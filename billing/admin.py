@@ -420,3 +420,6 @@ class PriceTierAdmin(ServiceAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+from billing import admin_invoices  # noqa: E402,F401  (invoices, credit notes, billing runs)

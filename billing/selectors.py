@@ -501,3 +501,20 @@ def partner_breakdown(estimate: Estimate, metric_code: str = "messages") -> list
         {"partner": partners[p], "message_count": usage.by_partner[p], "cost": costs[p]}
         for p in sorted(usage.by_partner, key=lambda p: partners[p].public_id)
     ]
+
+
+def invoice_line_events(line: InvoiceLine):
+    """The events an invoice line billed: the month's events of its metric inside the span it covers, or
+    for a late-usage line, the late events accepted into this month. Gauge readings are billed by the
+    time they cover, so a storage line lists the readings taken in its span."""
+    from usage.models import UsageEvent
+
+    invoice = line.invoice
+    if line.metric_id is None:
+        return UsageEvent.objects.none()
+    events = UsageEvent.objects.filter(
+        account_id=invoice.account_id, metric_id=line.metric_id, billing_month=invoice.period_start.date()
+    )
+    if line.kind == InvoiceLine.Kind.LATE_USAGE:
+        return events.filter(is_late=True)
+    return events.filter(is_late=False, timestamp__gte=line.period_start, timestamp__lt=line.period_end)

@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
@@ -336,3 +337,27 @@ def demo_usage(*, now: dt.datetime) -> int:
         for offset in range(0, len(events), 5000):
             accepted += events_ingest(account=account, items=events[offset : offset + 5000], now=now).accepted
     return accepted
+
+
+def demo_billing(*, now: dt.datetime) -> int:
+    """Close last month as the schedule would have: the run at 00:05 UTC on the 1st writes drafts, the
+    review window passes, the drafts are finalized. Uses the test clock, then gives the real time back.
+    Returns the number of invoices finalized (0 when last month is already billed)."""
+    from billing.models import Invoice
+    from billing.services.runs import bill_period
+    from billing.tasks import invoices_finalize_due_task
+    from common import clock
+    from common.periods import month_containing, previous_month
+
+    last_month = previous_month(month_containing(now))
+    if Invoice.objects.filter(period_start=last_month.start).exists():
+        return 0
+    close_at = last_month.end + dt.timedelta(minutes=5)
+    try:
+        clock.clock_set(at=close_at, allow_backwards=True)
+        bill_period(period=last_month, now=close_at, trigger="schedule")
+        review = dt.timedelta(hours=getattr(settings, "BILLING_REVIEW_HOURS", 24) + 1)
+        clock.clock_set(at=close_at + review)
+        return invoices_finalize_due_task()
+    finally:
+        clock.clock_reset()

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from accounts.models import Account, AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN, LEDGERLINE_APPS
 from billing.models import Plan, Subscription
-from common.demo import demo_load
+from common.demo import demo_billing, demo_load
 from tenants.models import MasterPartner, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,9 @@ def frozen_clock():
 
 @pytest.fixture
 def demo():
-    return demo_load(today=TODAY)
+    result = demo_load(today=TODAY)
+    demo_billing(now=dt.datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=dt.UTC))
+    return result
 
 
 def test_demo_builds_a_book_of_business_across_both_catalogues(demo):
@@ -78,7 +80,7 @@ def test_every_admin_page_renders_for_a_superuser(client, demo):
             if hasattr(model, "history"):
                 assert client.get(f"{base}{obj.pk}/history/").status_code == 200
         checked += 1
-    assert checked == 18  # every Ledgerline model with an admin page
+    assert checked == 21  # every Ledgerline model with an admin page
 
 
 def _request_for(client):

@@ -36,6 +36,11 @@ class UsageEventAdmin(ReadOnlyAdmin):
     search_fields = ("=transaction_id", "=account__public_id", "=tenant__public_id")
     list_select_related = ("account", "tenant", "metric", "partner")
     date_hierarchy = "timestamp"
+    # The invoice line admin links here with these filters ("events billed by this line").
+    LINE_LOOKUPS = {"account__id__exact", "metric__id__exact", "timestamp__gte", "timestamp__lt"}
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup in self.LINE_LOOKUPS or super().lookup_allowed(lookup, value, request)
 
 
 @admin.register(UsageRollup)

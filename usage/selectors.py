@@ -232,7 +232,11 @@ def gauge_unit_hours_many(
         else:  # the bucket runs past ``end``: only its readings before ``end`` count
             readings = list(
                 UsageEvent.objects.filter(
-                    account_id=account_id, tenant_id=tenant_id, metric=metric, timestamp__gte=first_at, timestamp__lt=end
+                    account_id=account_id,
+                    tenant_id=tenant_id,
+                    metric=metric,
+                    timestamp__gte=first_at,
+                    timestamp__lt=end,
                 )
                 .order_by("timestamp", "id")
                 .values_list("timestamp", "quantity")

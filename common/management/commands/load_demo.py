@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from common.demo import DEMO_PASSWORD, STAFF, demo_api_key, demo_load, demo_usage
+from common.demo import DEMO_PASSWORD, STAFF, demo_api_key, demo_billing, demo_load, demo_usage
 
 
 class Command(BaseCommand):
@@ -21,6 +21,11 @@ class Command(BaseCommand):
         events = demo_usage(now=timezone.now())
         if events:
             self.stdout.write(f"Usage loaded: {events:,} events from the start of last month until now.")
+        invoices = demo_billing(now=timezone.now())
+        if invoices:
+            self.stdout.write(
+                f"Last month closed on the test clock: {invoices} invoices finalized (admin: Billing › Invoices)."
+            )
         self.stdout.write("Logins (admin console at /admin/):")
         for username, _email, group, _name in STAFF:
             self.stdout.write(f"  {username:<10} / {DEMO_PASSWORD:<18} {group or 'superuser'}")
