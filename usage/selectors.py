@@ -221,9 +221,10 @@ def gauge_unit_hours_many(
     result: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
     cursor: dict[tuple[int, int], dt.datetime] = {}
     for account_id, tenant_id, first_at, _first_value, last_at, last_value, inner in buckets.iterator(chunk_size=5000):
-        if first_at >= end:
-            continue
         key = (account_id, tenant_id)
+        if first_at >= end:  # a reading from ``end`` on: the tenant holds 0 unit-hours in the span
+            result[key] += ZERO
+            continue
         since = cursor.get(key, period.start)
         result[key] += level.get(key, ZERO) * _hours(first_at - since)
         if last_at < end:
