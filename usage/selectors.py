@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db.models import Count, Max, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
 from accounts.models import Account
@@ -46,6 +48,41 @@ def _micros(delta: dt.timedelta) -> int:
 
 def _hours(delta: dt.timedelta) -> Decimal:
     return Decimal(_micros(delta)) / Decimal(3_600_000_000)
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _epoch_micros(moment: dt.datetime) -> int:
+    return _micros(moment - EPOCH)
+
+
+def _from_epoch_micros(micros: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _hours_us(micros: int) -> Decimal:
+    """``_hours`` of a span given in microseconds."""
+    return Decimal(micros) / Decimal(3_600_000_000)
+
+
+def _gauge_shapes(buckets) -> Iterator[tuple[int, int, int, int, Decimal, Decimal]]:
+    """(account, tenant, first reading, last reading (epoch microseconds), last value, inner area) of gauge
+    buckets. PostgreSQL computes the microseconds, saving the parsing of two timestamps per bucket."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        yield from buckets.annotate(
+            first_us=RawSQL("(extract(epoch FROM gauge_first_at) * 1000000)::bigint", ()),
+            last_us=RawSQL("(extract(epoch FROM gauge_last_at) * 1000000)::bigint", ()),
+        ).values_list(
+            "account_id", "tenant_id", "first_us", "last_us", "gauge_last_value", "gauge_inner_area"
+        ).iterator(chunk_size=5000)
+        return
+    for account_id, tenant_id, first_at, last_at, last_value, inner in buckets.values_list(
+        "account_id", "tenant_id", "gauge_first_at", "gauge_last_at", "gauge_last_value", "gauge_inner_area"
+    ).iterator(chunk_size=5000):
+        yield account_id, tenant_id, _epoch_micros(first_at), _epoch_micros(last_at), last_value, inner
 
 
 def _floor_hour(moment: dt.datetime) -> dt.datetime:
@@ -197,51 +234,47 @@ def gauge_unit_hours_many(
     end = min(period.end, now)
     if end <= period.start:
         return {}
-    buckets = (
-        UsageRollup.objects.filter(
-            account_id__in=account_ids,
-            metric=metric,
-            hour__gte=period.start,
-            hour__lt=end,
-            partner__isnull=True,
-            gauge_first_at__isnull=False,
-        )
-        .order_by("account_id", "tenant_id", "hour")
-        .values_list(
-            "account_id",
-            "tenant_id",
-            "gauge_first_at",
-            "gauge_first_value",
-            "gauge_last_at",
-            "gauge_last_value",
-            "gauge_inner_area",
-        )
-    )
+    buckets = UsageRollup.objects.filter(
+        account_id__in=account_ids,
+        metric=metric,
+        hour__gte=period.start,
+        hour__lt=end,
+        partner__isnull=True,
+        gauge_first_at__isnull=False,
+    ).order_by("account_id", "tenant_id", "hour")
     level = _last_levels_many(account_ids, metric, hour__lt=period.start)
+    # Moments as integer microseconds since the epoch: thousands of buckets per chunk of accounts, and
+    # differences of microseconds are exactly what ``_hours`` turns into hours.
+    start_us, end_us = _epoch_micros(period.start), _epoch_micros(end)
     result: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-    cursor: dict[tuple[int, int], dt.datetime] = {}
-    for account_id, tenant_id, first_at, _first_value, last_at, last_value, inner in buckets.iterator(chunk_size=5000):
-        if first_at >= end:
+    cursor: dict[tuple[int, int], int] = {}
+    for account_id, tenant_id, first_us, last_us, last_value, inner in _gauge_shapes(buckets):
+        if first_us >= end_us:
             continue
         key = (account_id, tenant_id)
-        since = cursor.get(key, period.start)
-        result[key] += level.get(key, ZERO) * _hours(first_at - since)
-        if last_at < end:
+        since = cursor.get(key, start_us)
+        result[key] += level.get(key, ZERO) * _hours_us(first_us - since)
+        if last_us < end_us:
             result[key] += inner
-            cursor[key], level[key] = last_at, last_value
+            cursor[key], level[key] = last_us, last_value
         else:  # the bucket runs past ``end``: only its readings before ``end`` count
             readings = list(
                 UsageEvent.objects.filter(
-                    account_id=account_id, tenant_id=tenant_id, metric=metric, timestamp__gte=first_at, timestamp__lt=end
+                    account_id=account_id,
+                    tenant_id=tenant_id,
+                    metric=metric,
+                    timestamp__gte=_from_epoch_micros(first_us),
+                    timestamp__lt=end,
                 )
                 .order_by("timestamp", "id")
                 .values_list("timestamp", "quantity")
             )
             for (at, value), (next_at, _) in zip(readings, readings[1:], strict=False):
                 result[key] += value * _hours(next_at - at)
-            cursor[key], level[key] = readings[-1]
+            last_at, level[key] = readings[-1]
+            cursor[key] = _epoch_micros(last_at)
     for key in set(level) | set(cursor):
-        result[key] += level.get(key, ZERO) * _hours(end - cursor.get(key, period.start))
+        result[key] += level.get(key, ZERO) * _hours_us(end_us - cursor.get(key, start_us))
     nested: dict[int, dict[int, Decimal]] = defaultdict(dict)
     for (account_id, tenant_id), hours in result.items():
         nested[account_id][tenant_id] = round(hours, 8)
