@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import gc
 import io
 import json
 import multiprocessing as mp
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import ingest  # noqa: E402  (the ingest benchmark's database, migration and schema-cache helpers)
 
 DB_NAME = "ledgerline_billbench"
+INPROCESS_DB = "ledgerline_billbench_inprocess"
 FANOUT_DB = "ledgerline_billbench_fanout"
 MONTH_START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MONTH_END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -140,7 +142,9 @@ def create_fixtures(n_accounts: int) -> dict:
         start = TRIAL_STARTS.get(i % 50, since)
         trial_days = versions[plan].trial_days if i % 50 in TRIAL_STARTS else 0
         for t in range(N_TENANTS):
-            tenants.append(Tenant(account=account, public_id=f"ten_a{i + 1}_{t}", name=f"Tenant {t}", activated_at=since))
+            tenants.append(
+                Tenant(account=account, public_id=f"ten_a{i + 1}_{t}", name=f"Tenant {t}", activated_at=since)
+            )
         if plan.startswith("messaging"):
             for p in range(N_PARTNERS):
                 partners.append(
@@ -210,7 +214,9 @@ def account_events(index: int, plan: str, count: int, tenants: list[int], partne
             level = Decimal(1 + t + (index % 7)) + Decimal(day % 7) / 4
             base = day * 86_400 + (2 + t) * 3600
             events.append((f"g{day:02d}{t}a", tenant, storage, None, base + 600, level, "{}", None, True))
-            events.append((f"g{day:02d}{t}b", tenant, storage, None, base + 2400, level + Decimal("0.25"), "{}", None, True))
+            events.append(
+                (f"g{day:02d}{t}b", tenant, storage, None, base + 2400, level + Decimal("0.25"), "{}", None, True)
+            )
     rest = max(count - len(events), 0)
     business = 31 * 12 * 3600
     messaging = plan.startswith("messaging")
@@ -271,10 +277,8 @@ def rollups_of(account_id: int, events: list) -> tuple[dict, dict]:
     shapes = {}
     for key, readings in gauges.items():
         readings.sort()
-        area = sum(
-            (value * Decimal(next_sec - sec) / 3600 for (sec, value), (next_sec, _) in zip(readings, readings[1:])),
-            Decimal(0),
-        )
+        pairs = zip(readings, readings[1:], strict=False)
+        area = sum((value * Decimal(next_sec - sec) / 3600 for (sec, value), (next_sec, _) in pairs), Decimal(0))
         shapes[key] = (readings[0], readings[-1], round(area, 8))
     return {k: (*v, shapes.get(k)) for k, v in buckets.items()}, uniques
 
@@ -442,7 +446,22 @@ def check_invoices(db: str, n_accounts: int) -> tuple[dict, list[str]]:
             """,
             [MONTH_START],
         ).fetchone()
-    (count, accounts, numbered, distinct, not_final, total, tax, subtotal, lines, n_lines, bad_sub, bad_total, lo, hi) = row
+    (
+        count,
+        accounts,
+        numbered,
+        distinct,
+        not_final,
+        total,
+        tax,
+        subtotal,
+        lines,
+        n_lines,
+        bad_sub,
+        bad_total,
+        lo,
+        hi,
+    ) = row
     facts = {"invoices": count, "lines": n_lines, "total": total, "tax": tax, "lines_sum": lines}
     problems = []
     if count != n_accounts or accounts != n_accounts:
@@ -459,9 +478,84 @@ def check_invoices(db: str, n_accounts: int) -> tuple[dict, list[str]]:
     return facts, problems
 
 
+def stored_data(args) -> dict | None:
+    """What ``write_data`` recorded in the data database, if it holds the data these arguments ask for."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn(DB_NAME)) as conn:
+            row = conn.execute("SELECT accounts, events, meta FROM bench_billing_cycle").fetchone()
+    except psycopg.Error:
+        return None
+    if row is None or (row[0], row[1]) != (args.accounts, args.events):
+        return None
+    return row[2]
+
+
+def write_data(args) -> tuple[float, list[str]]:
+    """Recreate the data database: schema, catalogue, fixtures, events. Returns (seconds, problems)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    log(f"recreating database {DB_NAME}")
+    ingest.recreate_database(DB_NAME)
+    env = env_for(DB_NAME)
+    how = ingest.migrate(env, use_cache=not args.no_schema_cache, db_name=DB_NAME)
+    ingest.manage(env, "load_catalogue", timeout=120)
+    log(f"schema: {how}; catalogue loaded")
+    django_setup(DB_NAME)
+    from django.db import connections
+
+    t = time.monotonic()
+    fixtures = create_fixtures(args.accounts)
+    n_partners = sum(len(a[4]) for a in fixtures["accounts"])
+    log(
+        f"{args.accounts:,} accounts, {args.accounts * N_TENANTS:,} tenants, {n_partners:,} master partners,"
+        f" subscriptions ({time.monotonic() - t:.0f} s)"
+    )
+    counts = event_counts(args.accounts, args.events)
+    t = time.monotonic()
+    sample_problems = ingest_samples(fixtures, counts)
+    log(f"{len(SAMPLE_ACCOUNTS)} sample accounts stored by usage.writers.write_events ({time.monotonic() - t:.0f} s)")
+    connections.close_all()
+    t = time.monotonic()
+    log(f"generating {args.events:,} events with {GENERATOR_PROCESSES} processes, COPY to 4 tables")
+    ctx = mp.get_context("fork")
+    out_q = ctx.Queue()
+    gens = [
+        ctx.Process(target=generate, args=(w, fixtures["accounts"], counts, fixtures["metrics"], DB_NAME, out_q))
+        for w in range(GENERATOR_PROCESSES)
+    ]
+    for p in gens:
+        p.start()
+    gen_reports = [out_q.get(timeout=3600) for _ in gens]
+    for p in gens:
+        p.join()
+    if any("fatal" in r for r in gen_reports):
+        raise RuntimeError(f"generator failed: {gen_reports}")
+    gen_seconds = time.monotonic() - t
+    log(f"generated and copied in {gen_seconds:.0f} s; VACUUM ANALYZE")
+
+    with psycopg.connect(dsn(DB_NAME), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) usage_usageevent, usage_eventkey, usage_usagerollup, usage_usageuniquevalue")
+        conn.execute("CREATE TABLE bench_billing_cycle (accounts int, events bigint, meta jsonb)")
+        conn.execute(
+            "INSERT INTO bench_billing_cycle VALUES (%s, %s, %s)",
+            [args.accounts, args.events, Jsonb({"generated_seconds": gen_seconds, "problems": sample_problems})],
+        )
+    return gen_seconds, sample_problems
+
+
+def freeze_startup_objects() -> None:
+    """What the ``bill_period`` command and Celery's ``worker_process_init`` do once Django is loaded."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_phase(args) -> dict:
     """Runs in its own process (fresh memory): bill the month in-process or fanned out; JSON on stdout."""
     django_setup(args.db, args.chunk)
+    freeze_startup_objects()
     from billing.models import BillingRun
     from billing.services.lifecycle import lifecycle_update
     from billing.services.runs import bill_period, billing_run_finish, billing_run_start, pending_chunks
@@ -487,7 +581,10 @@ def run_phase(args) -> dict:
         }
     ctx = mp.get_context("spawn")
     tasks, results, ready = ctx.Queue(), ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=worker_main, args=(i, args.db, args.chunk, tasks, results, ready)) for i in range(args.workers)]
+    procs = [
+        ctx.Process(target=worker_main, args=(i, args.db, args.chunk, tasks, results, ready))
+        for i in range(args.workers)
+    ]
     for p in procs:
         p.start()
     try:
@@ -535,6 +632,7 @@ def worker_main(idx: int, db: str, chunk: int | None, tasks, results, ready) -> 
         from billing.services.runs import billing_run_chunk
 
         connection.ensure_connection()
+        freeze_startup_objects()
         ready.put(idx)
         is_ready = True
         samples, n_chunks, invoices, busy, run = [], 0, 0, 0.0, None
@@ -622,6 +720,9 @@ def main() -> int:
     parser.add_argument("--skip-inprocess", action="store_true", help="only the fanned-out run")
     parser.add_argument("--profile", action="store_true", help="profile one chunk instead of the two runs")
     parser.add_argument("--profile-out", help="with --profile: also write the pstats file here")
+    parser.add_argument(
+        "--reuse-data", action="store_true", help="keep the data of the last run with the same counts (no regeneration)"
+    )
     parser.add_argument("--no-schema-cache", action="store_true", help="always run every migration (~90 s more)")
     parser.add_argument("--phase", choices=["main", "run", "profile"], default="main", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inprocess", "fanout"], help=argparse.SUPPRESS)
@@ -638,48 +739,16 @@ def main() -> int:
 
     started = time.monotonic()
     load_before = os.getloadavg()[0]
-    log(f"recreating database {DB_NAME}")
-    ingest.recreate_database(DB_NAME)
-    env = env_for(DB_NAME)
-    how = ingest.migrate(env, use_cache=not args.no_schema_cache, db_name=DB_NAME)
-    ingest.manage(env, "load_catalogue", timeout=120)
-    log(f"schema: {how}; catalogue loaded")
-    django_setup(DB_NAME)
-    from django.db import connections
-
-    t = time.monotonic()
-    fixtures = create_fixtures(args.accounts)
-    n_partners = sum(len(a[4]) for a in fixtures["accounts"])
-    log(
-        f"{args.accounts:,} accounts, {args.accounts * N_TENANTS:,} tenants, {n_partners:,} master partners,"
-        f" subscriptions ({time.monotonic() - t:.0f} s)"
-    )
-    counts = event_counts(args.accounts, args.events)
-    t = time.monotonic()
-    sample_problems = ingest_samples(fixtures, counts)
-    log(f"{len(SAMPLE_ACCOUNTS)} sample accounts stored by usage.writers.write_events ({time.monotonic() - t:.0f} s)")
-    connections.close_all()
-    t = time.monotonic()
-    log(f"generating {args.events:,} events with {GENERATOR_PROCESSES} processes, COPY to 4 tables")
-    ctx = mp.get_context("fork")
-    out_q = ctx.Queue()
-    gens = [
-        ctx.Process(target=generate, args=(w, fixtures["accounts"], counts, fixtures["metrics"], DB_NAME, out_q))
-        for w in range(GENERATOR_PROCESSES)
-    ]
-    for p in gens:
-        p.start()
-    gen_reports = [out_q.get(timeout=3600) for _ in gens]
-    for p in gens:
-        p.join()
-    if any("fatal" in r for r in gen_reports):
-        raise RuntimeError(f"generator failed: {gen_reports}")
-    gen_seconds = time.monotonic() - t
-    log(f"generated and copied in {gen_seconds:.0f} s; VACUUM ANALYZE")
     import psycopg
 
+    reused = args.reuse_data and stored_data(args) is not None
+    if reused:
+        meta = stored_data(args)
+        gen_seconds, problems = meta["generated_seconds"], list(meta["problems"])
+        log(f"reusing the data in {DB_NAME} ({args.accounts:,} accounts, {args.events:,} events)")
+    else:
+        gen_seconds, problems = write_data(args)
     with psycopg.connect(dsn(DB_NAME), autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) usage_usageevent, usage_eventkey, usage_usagerollup, usage_usageuniquevalue")
         stored = conn.execute(
             "SELECT (SELECT count(*) FROM usage_usageevent), (SELECT count(*) FROM usage_eventkey),"
             " (SELECT count(*) FROM usage_usagerollup), (SELECT sum(event_count) FROM usage_usagerollup),"
@@ -692,7 +761,6 @@ def main() -> int:
             " USING (metric_id)"
         ).fetchall()
         size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
-    problems = list(sample_problems)
     events, keys, rollups, rolled_events, uniques = stored
     if events != args.events or keys != events or rolled_events != events:
         problems.append(f"stored {events:,} events, {keys:,} keys, rollups count {rolled_events:,}")
@@ -719,15 +787,18 @@ def main() -> int:
     floor = min(floors)
     log(f"floor GROUP BY: {groups:,} groups in {floor:.2f} s (runs: {', '.join(f'{f:.2f}' for f in floors)})")
 
+    # Each run bills its own copy of the data; the data database stays unbilled (--reuse-data).
+    copies = [FANOUT_DB] if args.skip_inprocess or args.profile else [INPROCESS_DB, FANOUT_DB]
     with psycopg.connect(ingest.ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {FANOUT_DB} WITH (FORCE)")
-        t = time.monotonic()
-        conn.execute(f"CREATE DATABASE {FANOUT_DB} TEMPLATE {DB_NAME} STRATEGY FILE_COPY")
-    log(f"copied the data to {FANOUT_DB} ({time.monotonic() - t:.0f} s)")
+        for copy in copies:
+            conn.execute(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)")
+            t = time.monotonic()
+            conn.execute(f"CREATE DATABASE {copy} TEMPLATE {DB_NAME} STRATEGY FILE_COPY")
+            log(f"copied the data to {copy} ({time.monotonic() - t:.0f} s)")
 
     if args.profile:
         sys.stdout.flush()
-        cmd = [sys.executable, __file__, "--phase", "profile", "--db", DB_NAME]
+        cmd = [sys.executable, __file__, "--phase", "profile", "--db", FANOUT_DB]
         if args.chunk:
             cmd += ["--chunk", str(args.chunk)]
         if args.profile_out:
@@ -737,13 +808,13 @@ def main() -> int:
     results = {}
     if not args.skip_inprocess:
         log("in-process: bill_period")
-        results["inprocess"] = spawn_phase("inprocess", DB_NAME, args)
+        results["inprocess"] = spawn_phase("inprocess", INPROCESS_DB, args)
         log(f"in-process: {results['inprocess']['seconds']:.1f} s")
     log(f"fanned out: billing_run_start, {args.workers} worker processes, billing_run_finish, lifecycle_update")
     results["fanout"] = spawn_phase("fanout", FANOUT_DB, args)
     log(f"fanned out: {results['fanout']['seconds']:.1f} s")
     checks = {}
-    for name, db in (("inprocess", DB_NAME), ("fanout", FANOUT_DB)):
+    for name, db in (("inprocess", INPROCESS_DB), ("fanout", FANOUT_DB)):
         if name in results:
             checks[name], found = check_invoices(db, args.accounts)
             problems += [f"{name}: {p}" for p in found]
@@ -759,7 +830,7 @@ def main() -> int:
     print(
         f"Data (COPY, not timed): {events:,} raw events in usage_usageevent + usage_eventkey, {rollups:,} hourly"
         f" rollups (storage gauge shape included), {uniques:,} unique values; all {args.events:,} events written"
-        f" raw; generated in {gen_seconds:.0f} s"
+        f" raw; generated in {gen_seconds:.0f} s" + (" (reused from an earlier run)" if reused else "")
     )
     print("-" * width)
     rows = [("Floor: one GROUP BY over the events", f"{floor:.2f} s", f"{groups:,} (account, metric) groups")]
@@ -782,8 +853,7 @@ def main() -> int:
     fan = results["fanout"]
     fan_rate = fan["invoices"] / fan["seconds"]
     print(
-        f"{'':<38} {'':>16}   target >= 250 invoices/s end to end on 2 cores:"
-        f" {'met' if fan_rate >= 250 else 'NOT MET'}"
+        f"{'':<38} {'':>16}   target >= 250 invoices/s end to end on 2 cores: {'met' if fan_rate >= 250 else 'NOT MET'}"
     )
     print("-" * width)
     print("Memory (RSS high-water marks, MB): " + ", ".join(
@@ -807,8 +877,8 @@ def main() -> int:
             print("  " + p)
     else:
         print(
-            f"All checks passed: invoices = accounts, every invoice numbered (gap-free, no duplicate), totals = lines"
-            f" + tax, rollups = events, sample accounts identical to usage.writers output."
+            "All checks passed: invoices = accounts, every invoice numbered (gap-free, no duplicate), totals = lines"
+            " + tax, rollups = events, sample accounts identical to usage.writers output."
         )
     print(f"Total run time {time.monotonic() - started:.0f} s")
     print("=" * width)
