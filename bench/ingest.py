@@ -58,12 +58,12 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------- setup
 
 
-def app_env(port: int | None = None, workers: int | None = None) -> dict[str, str]:
+def app_env(port: int | None = None, workers: int | None = None, db_name: str = DB_NAME) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GUNICORN_", "DATABASE_", "REDIS_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY=SECRET_KEY,
-        DATABASE_URL=f"postgres://postgres:postgres@127.0.0.1:5432/{DB_NAME}",
+        DATABASE_URL=f"postgres://postgres:postgres@127.0.0.1:5432/{db_name}",
         REDIS_URL="redis://127.0.0.1:6379/14",
         DJANGO_SECURE_SSL_REDIRECT="0",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -77,12 +77,12 @@ def app_env(port: int | None = None, workers: int | None = None) -> dict[str, st
     return env
 
 
-def recreate_database() -> None:
+def recreate_database(db_name: str = DB_NAME) -> None:
     import psycopg
 
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {db_name}")
 
 
 def migrations_fingerprint() -> str:
@@ -101,14 +101,15 @@ def migrations_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def migrate(env: dict[str, str], use_cache: bool) -> str:
+def migrate(env: dict[str, str], use_cache: bool, db_name: str = DB_NAME) -> str:
     """``manage.py migrate`` on the fresh database. dj-stripe's migrations alone take ~90 s of CPU, so the
     migrated schema is kept as a pg_dump keyed by the migrations' fingerprint and restored first when it
-    matches; ``migrate`` still runs afterwards (then a no-op). Returns how the schema was obtained."""
+    matches; ``migrate`` still runs afterwards (then a no-op). ``env`` must point DATABASE_URL at ``db_name``.
+    Returns how the schema was obtained."""
     cache = CACHE_DIR / f"schema-{migrations_fingerprint()}.dump"
     if use_cache and cache.exists():
         subprocess.run(
-            ["pg_restore", "--no-owner", "--exit-on-error", "-h", "127.0.0.1", "-U", "postgres", "-d", DB_NAME,
+            ["pg_restore", "--no-owner", "--exit-on-error", "-h", "127.0.0.1", "-U", "postgres", "-d", db_name,
              str(cache)],
             check=True, timeout=120, capture_output=True,
         )  # fmt: skip
@@ -119,7 +120,7 @@ def migrate(env: dict[str, str], use_cache: bool) -> str:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
         subprocess.run(
-            ["pg_dump", "--format=custom", "-h", "127.0.0.1", "-U", "postgres", "-f", str(tmp), DB_NAME],
+            ["pg_dump", "--format=custom", "-h", "127.0.0.1", "-U", "postgres", "-f", str(tmp), db_name],
             check=True, timeout=120, capture_output=True,
         )  # fmt: skip
         for old in CACHE_DIR.glob("schema-*.dump"):  # keep only the current schema

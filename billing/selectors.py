@@ -35,7 +35,7 @@ from billing.rating import ChargeTerms, Tier, overage_amount, prorate
 from common.money import allocate, round_money
 from common.periods import Period
 from tenants.models import MasterPartner, Tenant
-from usage.selectors import MetricUsage, period_usage_many
+from usage.selectors import MetricUsage, period_usage_cuts_many, period_usage_many
 
 ZERO = Decimal(0)
 # Counted over the whole month, not accumulated over time.
@@ -394,10 +394,7 @@ def charges_many(*, accounts: list[Account], period: Period, now: dt.datetime) -
                 for moment in (segment.start, segment.end):
                     if period.start < moment < period.end and account_id not in cuts[moment]:
                         cuts[moment].append(account_id)
-    cumulative: dict[dt.datetime, dict[int, dict[str, MetricUsage]]] = {
-        moment: period_usage_many(account_ids=account_ids, period=period, now=now, until=moment)
-        for moment, account_ids in cuts.items()
-    }
+    cumulative = period_usage_cuts_many(cuts=cuts, period=period, now=now)
     segment_usage: dict[int, dict[int, dict[str, MetricUsage]]] = defaultdict(dict)
     for account_id, segs in segments.items():
         if account_id not in {a for ids_ in cuts.values() for a in ids_}:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db.models import Count, Max, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
 from accounts.models import Account
@@ -46,6 +48,52 @@ def _micros(delta: dt.timedelta) -> int:
 
 def _hours(delta: dt.timedelta) -> Decimal:
     return Decimal(_micros(delta)) / Decimal(3_600_000_000)
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _epoch_micros(moment: dt.datetime) -> int:
+    return _micros(moment - EPOCH)
+
+
+def _from_epoch_micros(micros: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _hours_us(micros: int) -> Decimal:
+    """``_hours`` of a span given in microseconds."""
+    return Decimal(micros) / Decimal(3_600_000_000)
+
+
+GaugeShape = tuple[int, int, int, int, int, Decimal, Decimal]
+
+
+def _gauge_shapes(buckets) -> Iterator[GaugeShape]:
+    """(account, tenant, hour, first reading, last reading (epoch microseconds), last value, inner area) of
+    gauge buckets. PostgreSQL computes the microseconds, saving the parsing of timestamps per bucket."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        yield from (
+            buckets.annotate(
+                hour_us=RawSQL("(extract(epoch FROM hour) * 1000000)::bigint", ()),
+                first_us=RawSQL("(extract(epoch FROM gauge_first_at) * 1000000)::bigint", ()),
+                last_us=RawSQL("(extract(epoch FROM gauge_last_at) * 1000000)::bigint", ()),
+            )
+            .values_list(
+                "account_id", "tenant_id", "hour_us", "first_us", "last_us", "gauge_last_value", "gauge_inner_area"
+            )
+            .iterator(chunk_size=5000)
+        )
+        return
+    for account_id, tenant_id, hour, first_at, last_at, last_value, inner in buckets.values_list(
+        "account_id", "tenant_id", "hour", "gauge_first_at", "gauge_last_at", "gauge_last_value", "gauge_inner_area"
+    ).iterator(chunk_size=5000):
+        yield (
+            account_id, tenant_id, _epoch_micros(hour), _epoch_micros(first_at), _epoch_micros(last_at), last_value,
+            inner,
+        )  # fmt: skip
 
 
 def _floor_hour(moment: dt.datetime) -> dt.datetime:
@@ -101,23 +149,7 @@ def period_usage_many(
             .annotate(total=Sum("quantity"), events=Count("id"), peak=Max("quantity"))
         )
         rows += [{**row, "late": ZERO, "late_events": 0} for row in partial]
-    for row in rows:
-        metric = by_id[row["metric_id"]]
-        entry = result[row["account_id"]][metric.code]
-        if metric.aggregation == Metric.Aggregation.MAX:
-            value = row["peak"] or ZERO
-            entry.quantity = max(entry.quantity, value)
-            entry.by_tenant[row["tenant_id"]] = max(entry.by_tenant.get(row["tenant_id"], ZERO), value)
-            continue
-        if metric.aggregation == Metric.Aggregation.COUNT:
-            value, late = Decimal(row["events"] or 0), Decimal(row["late_events"] or 0)
-        else:
-            value, late = row["total"] or ZERO, row["late"] or ZERO
-        entry.quantity += value
-        entry.late_quantity += late
-        entry.by_tenant[row["tenant_id"]] = entry.by_tenant.get(row["tenant_id"], ZERO) + value
-        if row["partner_id"] is not None:
-            entry.by_partner[row["partner_id"]] = entry.by_partner.get(row["partner_id"], ZERO) + value
+    _add_additive_rows(result, rows, by_id)
     if any(entry.late_quantity for usage in result.values() for entry in usage.values()):
         late_rows = (
             UsageRollup.objects.filter(
@@ -184,6 +216,123 @@ def period_usage_many(
     return result
 
 
+def _add_additive_rows(result: dict[int, dict[str, MetricUsage]], rows: list[dict], by_id: dict[int, Metric]) -> None:
+    """Add rollup (or partial-hour event) aggregates per (account, metric, tenant, partner) to ``result``."""
+    for row in rows:
+        metric = by_id[row["metric_id"]]
+        entry = result[row["account_id"]][metric.code]
+        if metric.aggregation == Metric.Aggregation.MAX:
+            value = row["peak"] or ZERO
+            entry.quantity = max(entry.quantity, value)
+            entry.by_tenant[row["tenant_id"]] = max(entry.by_tenant.get(row["tenant_id"], ZERO), value)
+            continue
+        if metric.aggregation == Metric.Aggregation.COUNT:
+            value, late = Decimal(row["events"] or 0), Decimal(row["late_events"] or 0)
+        else:
+            value, late = row["total"] or ZERO, row["late"] or ZERO
+        entry.quantity += value
+        entry.late_quantity += late
+        entry.by_tenant[row["tenant_id"]] = entry.by_tenant.get(row["tenant_id"], ZERO) + value
+        if row["partner_id"] is not None:
+            entry.by_partner[row["partner_id"]] = entry.by_partner.get(row["partner_id"], ZERO) + value
+
+
+# Cut reads (``period_usage_cuts_many``): rollups and partial hours for many (account, until) pairs at once.
+_CUT_ROLLUPS = """
+SELECT c.n, r.account_id, r.metric_id, r.tenant_id, r.partner_id, sum(r.quantity_sum), sum(r.event_count),
+       max(r.quantity_max)
+FROM unnest(%s::int[], %s::bigint[], %s::timestamptz[]) AS c(n, account_id, until_hour)
+JOIN usage_usagerollup r ON r.account_id = c.account_id AND r.hour < c.until_hour
+WHERE r.billing_month = %s AND r.metric_id = ANY(%s::bigint[]) AND r.hour >= %s
+GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+_CUT_PARTIAL_HOURS = """
+SELECT c.n, e.account_id, e.metric_id, e.tenant_id, e.partner_id, sum(e.quantity), count(e.id), max(e.quantity)
+FROM unnest(%s::int[], %s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS c(n, account_id, since, until)
+JOIN usage_usageevent e ON e.account_id = c.account_id AND e.timestamp >= c.since AND e.timestamp < c.until
+WHERE e.billing_month = %s AND e.metric_id = ANY(%s::bigint[])
+GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+
+
+def period_usage_cuts_many(
+    *, cuts: dict[dt.datetime, list[int]], period: Period, now: dt.datetime
+) -> dict[dt.datetime, dict[int, dict[str, MetricUsage]]]:
+    """``{moment: period_usage_many(account_ids=ids, period=period, now=now, until=moment)}`` for every
+    ``moment: ids`` of ``cuts`` (plan changes and trial ends inside the period, each account its own moment),
+    in a fixed number of queries however many moments there are."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or len(cuts) <= 1:
+        return {
+            moment: period_usage_many(account_ids=ids, period=period, now=now, until=moment)
+            for moment, ids in cuts.items()
+        }
+    moments = list(cuts)
+    all_ids = sorted({a for ids in cuts.values() for a in ids})
+    # Everything ``until`` does not change (unique counts, live tenants and partners) is read once.
+    whole = period_usage_many(account_ids=all_ids, period=period, now=now)
+    metrics = list(Metric.objects.all())
+    by_id = {m.id: m for m in metrics}
+    month = _month(period)
+    events = [m for m in metrics if m.source == Metric.Source.EVENTS]
+    additive = [m.id for m in events if m.aggregation in ("sum", "count", "max")]
+    result = {moment: {a: {m.code: MetricUsage(metric=m) for m in metrics} for a in cuts[moment]} for moment in moments}
+    pairs = [(n, a, moment) for n, moment in enumerate(moments) for a in cuts[moment]]
+    partial = [
+        (n, a, moment) for n, a, moment in pairs if _floor_hour(moment) < moment and _floor_hour(moment) >= period.start
+    ]
+    columns = ("account_id", "metric_id", "tenant_id", "partner_id", "total", "events", "peak")
+    rows: dict[int, list[dict]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CUT_ROLLUPS,
+            [[n for n, _, _ in pairs], [a for _, a, _ in pairs], [_floor_hour(m) for _, _, m in pairs], month, additive,
+             period.start],
+        )  # fmt: skip
+        for n, *values in cursor.fetchall():
+            rows[n].append({**dict(zip(columns, values, strict=True)), "late": None, "late_events": None})
+        if partial:
+            cursor.execute(
+                _CUT_PARTIAL_HOURS,
+                [[n for n, _, _ in partial], [a for _, a, _ in partial], [_floor_hour(m) for _, _, m in partial],
+                 [m for _, _, m in partial], month, additive],
+            )  # fmt: skip
+            partial_rows: dict[int, list[dict]] = defaultdict(list)
+            for n, *values in cursor.fetchall():
+                partial_rows[n].append({**dict(zip(columns, values, strict=True)), "late": ZERO, "late_events": 0})
+            for n, extra in partial_rows.items():
+                rows[n] += extra
+    for n, moment in enumerate(moments):
+        _add_additive_rows(result[moment], rows[n], by_id)
+    gauges = [m for m in events if m.aggregation == Metric.Aggregation.TIME_WEIGHTED]
+    for metric in gauges:
+        per_moment = _gauge_unit_hours_ends(
+            ends={moment: (cuts[moment], min(now, moment)) for moment in moments}, metric=metric, period=period
+        )
+        for moment, per_account in per_moment.items():
+            for account_id, tenants in per_account.items():
+                entry = result[moment][account_id][metric.code]
+                entry.unit_hours = sum(tenants.values(), ZERO)
+                entry.by_tenant = {t: (hours / period.hours).quantize(QUANTUM) for t, hours in tenants.items()}
+                entry.quantity = (entry.unit_hours / period.hours).quantize(QUANTUM)
+    unchanged = [m.code for m in metrics if m.source != Metric.Source.EVENTS or m.aggregation == "unique_count"]
+    for moment in moments:
+        for account_id in cuts[moment]:
+            for code in unchanged:
+                source = whole[account_id][code]
+                result[moment][account_id][code] = MetricUsage(
+                    metric=source.metric,
+                    quantity=source.quantity,
+                    late_quantity=source.late_quantity,
+                    by_tenant=dict(source.by_tenant),
+                    by_partner=dict(source.by_partner),
+                    unit_hours=source.unit_hours,
+                    late_by_month=dict(source.late_by_month),
+                )
+    return result
+
+
 def gauge_unit_hours(*, account: Account, metric: Metric, period: Period, now: dt.datetime) -> dict[int, Decimal]:
     """Unit-hours per tenant over ``[period.start, min(period.end, now))``: each reading holds until the
     next; the level before the first reading of the period is the last one before it (or 0)."""
@@ -197,46 +346,48 @@ def gauge_unit_hours_many(
     end = min(period.end, now)
     if end <= period.start:
         return {}
-    buckets = (
-        UsageRollup.objects.filter(
-            account_id__in=account_ids,
-            metric=metric,
-            hour__gte=period.start,
-            hour__lt=end,
-            partner__isnull=True,
-            gauge_first_at__isnull=False,
-        )
-        .order_by("account_id", "tenant_id", "hour")
-        .values_list(
-            "account_id",
-            "tenant_id",
-            "gauge_first_at",
-            "gauge_first_value",
-            "gauge_last_at",
-            "gauge_last_value",
-            "gauge_inner_area",
-        )
-    )
     level = _last_levels_many(account_ids, metric, hour__lt=period.start)
+    return _integrate_gauge(_gauge_shapes(_gauge_buckets(account_ids, metric, period, end)), level, metric, period, end)
+
+
+def _gauge_buckets(account_ids: list[int], metric: Metric, period: Period, end: dt.datetime):
+    return UsageRollup.objects.filter(
+        account_id__in=account_ids,
+        metric=metric,
+        hour__gte=period.start,
+        hour__lt=end,
+        partner__isnull=True,
+        gauge_first_at__isnull=False,
+    ).order_by("account_id", "tenant_id", "hour")
+
+
+def _integrate_gauge(
+    shapes, level: dict[tuple[int, int], Decimal], metric: Metric, period: Period, end: dt.datetime
+) -> dict[int, dict[int, Decimal]]:
+    """Unit-hours per account and tenant up to ``end`` from buckets' shapes (in account, tenant, hour
+    order) and each tenant's level carried into the period (``level`` is updated)."""
+    # Moments as integer microseconds since the epoch: thousands of buckets per chunk of accounts, and
+    # differences of microseconds are exactly what ``_hours`` turns into hours.
+    start_us, end_us = _epoch_micros(period.start), _epoch_micros(end)
     result: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-    cursor: dict[tuple[int, int], dt.datetime] = {}
-    for account_id, tenant_id, first_at, _first_value, last_at, last_value, inner in buckets.iterator(chunk_size=5000):
+    cursor: dict[tuple[int, int], int] = {}
+    for account_id, tenant_id, _hour_us, first_us, last_us, last_value, inner in shapes:
         key = (account_id, tenant_id)
-        if first_at >= end:  # a reading from ``end`` on: the tenant holds 0 unit-hours in the span
+        if first_us >= end_us:  # a reading from ``end`` on: the tenant holds 0 unit-hours in the span
             result[key] += ZERO
             continue
-        since = cursor.get(key, period.start)
-        result[key] += level.get(key, ZERO) * _hours(first_at - since)
-        if last_at < end:
+        since = cursor.get(key, start_us)
+        result[key] += level.get(key, ZERO) * _hours_us(first_us - since)
+        if last_us < end_us:
             result[key] += inner
-            cursor[key], level[key] = last_at, last_value
+            cursor[key], level[key] = last_us, last_value
         else:  # the bucket runs past ``end``: only its readings before ``end`` count
             readings = list(
                 UsageEvent.objects.filter(
                     account_id=account_id,
                     tenant_id=tenant_id,
                     metric=metric,
-                    timestamp__gte=first_at,
+                    timestamp__gte=_from_epoch_micros(first_us),
                     timestamp__lt=end,
                 )
                 .order_by("timestamp", "id")
@@ -244,13 +395,39 @@ def gauge_unit_hours_many(
             )
             for (at, value), (next_at, _) in zip(readings, readings[1:], strict=False):
                 result[key] += value * _hours(next_at - at)
-            cursor[key], level[key] = readings[-1]
+            last_at, level[key] = readings[-1]
+            cursor[key] = _epoch_micros(last_at)
     for key in set(level) | set(cursor):
-        result[key] += level.get(key, ZERO) * _hours(end - cursor.get(key, period.start))
+        result[key] += level.get(key, ZERO) * _hours_us(end_us - cursor.get(key, start_us))
     nested: dict[int, dict[int, Decimal]] = defaultdict(dict)
     for (account_id, tenant_id), hours in result.items():
         nested[account_id][tenant_id] = round(hours, 8)
     return dict(nested)
+
+
+def _gauge_unit_hours_ends(
+    *, ends: dict[dt.datetime, tuple[list[int], dt.datetime]], metric: Metric, period: Period
+) -> dict[dt.datetime, dict[int, dict[int, Decimal]]]:
+    """``gauge_unit_hours_many(account_ids=ids, now=end)`` for every ``key: (ids, end)`` of ``ends``, reading
+    the buckets and the carried-in levels once."""
+    clipped = {key: (ids, min(period.end, end)) for key, (ids, end) in ends.items()}
+    live = {key: (ids, end) for key, (ids, end) in clipped.items() if end > period.start}
+    result: dict[dt.datetime, dict[int, dict[int, Decimal]]] = {key: {} for key in ends}
+    if not live:
+        return result
+    all_ids = sorted({a for ids, _ in live.values() for a in ids})
+    shapes = list(_gauge_shapes(_gauge_buckets(all_ids, metric, period, max(end for _, end in live.values()))))
+    levels = _last_levels_many(all_ids, metric, hour__lt=period.start)
+    for key, (ids, end) in live.items():
+        wanted, end_us = set(ids), _epoch_micros(end)
+        result[key] = _integrate_gauge(
+            [row for row in shapes if row[0] in wanted and row[2] < end_us],
+            {k: v for k, v in levels.items() if k[0] in wanted},
+            metric,
+            period,
+            end,
+        )
+    return result
 
 
 def _last_levels_many(account_ids: list[int], metric: Metric, **hours) -> dict[tuple[int, int], Decimal]:

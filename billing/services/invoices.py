@@ -20,6 +20,7 @@ from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.selectors import ChargeLine, Estimate, charges_estimate, line_partner_costs, line_tenant_costs
 from common import clock
 from common.audit import stamp
+from common.bulk import bulk_update_fields
 from common.errors import BillingError
 from common.models import Counter, OutboxEvent
 from common.money import round_money
@@ -253,9 +254,7 @@ def _snapshot(account: Account, estimate: Estimate) -> dict:
 
 def _finalize_write(invoices: list[Invoice], now: dt.datetime) -> None:
     """Persist finalization of drafts whose fields ``_finalize_fields`` set; close their months; outbox."""
-    Invoice.objects.bulk_update(
-        invoices, ["number", "status", "finalized_at", "due_at", "paid_at", "snapshot"], batch_size=500
-    )
+    bulk_update_fields(invoices, ["number", "status", "finalized_at", "due_at", "paid_at", "snapshot"])
     month = invoices[0].period_start.date()
     ClosedPeriod.objects.bulk_create(
         [ClosedPeriod(account_id=i.account_id, month=month, closed_at=now) for i in invoices], ignore_conflicts=True

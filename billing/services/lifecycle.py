@@ -10,16 +10,27 @@ import datetime as dt
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Account
 from accounts.services import account_set_status
 from billing.models import Invoice, Subscription
 from common import clock
 from common.audit import stamp
+from common.bulk import bulk_update_fields
 from common.periods import Period, month_containing
 
 logger = logging.getLogger(__name__)
 LIVE = [Subscription.Status.TRIALING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE]
+ROLL_BATCH = 2000
+
+
+def _save_rolled(subscriptions: list[Subscription]) -> None:
+    """What ``save(update_fields=[period, updated_at])`` does for each: the row, then its history row."""
+    if not subscriptions:
+        return
+    bulk_update_fields(subscriptions, ["current_period_start", "current_period_end", "updated_at"])
+    Subscription.history.bulk_history_create(subscriptions, update=True)
 
 
 @transaction.atomic
@@ -41,12 +52,25 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
         account_set_status(account=sub.account, status=Account.Status.CANCELLED, reason="subscription ended")
         changes["cancelled"] += 1
 
-    # Live subscriptions move into the month containing now.
-    for sub in Subscription.objects.select_for_update().filter(status__in=LIVE, current_period_end__lte=now):
+    # Live subscriptions move into the month containing now: every live subscription at each month's
+    # start, so they are written in batches (one update and one insert of history rows each), as
+    # ``save()`` would have written them one by one.
+    batch: list[Subscription] = []
+    for sub in (
+        Subscription.objects.select_for_update()
+        .filter(status__in=LIVE, current_period_end__lte=now)
+        .iterator(chunk_size=ROLL_BATCH)
+    ):
         sub.current_period_start, sub.current_period_end = max(current.start, sub.started_at), current.end
+        sub.updated_at = timezone.now()
         stamp(sub, reason=f"period {current.label}")
-        sub.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
-        changes["rolled"] += 1
+        batch.append(sub)
+        if len(batch) == ROLL_BATCH:
+            _save_rolled(batch)
+            changes["rolled"] += len(batch)
+            batch = []
+    _save_rolled(batch)
+    changes["rolled"] += len(batch)
 
     # Trials that ended: the subscription and its account become active.
     for sub in (

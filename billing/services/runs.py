@@ -33,6 +33,7 @@ from billing.models import BillingRun, BillingRunItem, Invoice, InvoiceLine, Sub
 from billing.selectors import Estimate, charges_many
 from billing.services.invoices import invoices_write, lock_accounts_periods
 from common import clock
+from common.bulk import bulk_update_fields
 from common.errors import BillingError
 from common.periods import Period, previous_month
 from usage.models import UsageRollup
@@ -220,7 +221,7 @@ def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.dateti
                 item.total = estimates[item.account_id].total
                 item.anomalies = anomalies.get(item.account_id, [])
                 item.invoice = by_account.get(item.account_id)
-        BillingRunItem.objects.bulk_update(items, ["status", "error", "total", "anomalies", "invoice", "attempts"])
+        bulk_update_fields(items, ["status", "error", "total", "anomalies", "invoice", "attempts"])
         billing_run_refresh(run=run)
     return len(written)
 
