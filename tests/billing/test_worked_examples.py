@@ -8,46 +8,15 @@ from decimal import Decimal as D
 
 import pytest
 import time_machine
-from django.test import override_settings
 
 from billing.models import Invoice, Plan, PlanCharge
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
-from billing.services.runs import bill_period
-from billing.services.subscriptions import subscription_change_plan, subscription_create
-from common.periods import month_period
+from billing.services.subscriptions import subscription_change_plan
 from tests.accounts.factories import AccountFactory
+from tests.billing.cycle import JAN_1, UTC, close, event, ingest, subscribe
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
-from usage.services import events_ingest
 
 pytestmark = pytest.mark.django_db
-UTC = dt.UTC
-NOVEMBER = month_period(2026, 11)
-JAN_1 = dt.datetime(2026, 1, 1, tzinfo=UTC)
-SETUP_AT = dt.datetime(2026, 11, 2, tzinfo=UTC)
-INGEST_AT = dt.datetime(2026, 11, 30, 12, tzinfo=UTC)
-CLOSE_AT = dt.datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
-
-
-def subscribe(account, version, started_at=JAN_1):
-    with time_machine.travel(SETUP_AT, tick=False):
-        return subscription_create(account=account, plan_version=version, started_at=started_at)
-
-
-def ingest(account, items, now=INGEST_AT):
-    with time_machine.travel(now, tick=False):
-        return events_ingest(account=account, items=items, now=now)
-
-
-def event(txn, tenant, metric, quantity, at, **properties):
-    item = {"transaction_id": txn, "tenant": tenant, "metric": metric, "quantity": quantity, "timestamp": at}
-    if properties:
-        item["properties"] = properties
-    return item
-
-
-def close_november():
-    with override_settings(BILLING_REVIEW_HOURS=0), time_machine.travel(CLOSE_AT, tick=False):
-        return bill_period(period=NOVEMBER, now=CLOSE_AT)
 
 
 def rows(breakdown, key):
@@ -77,7 +46,7 @@ def test_business_worked_example_line_by_line(plan):
             event("s1", "ten_nw_00", "storage_gb", 40, "2026-11-01T00:00:00Z"),
         ],
     )
-    close_november()
+    close()
 
     invoice = Invoice.objects.get(account=account)
     assert (invoice.status, invoice.number, invoice.currency) == ("finalized", "INV-2026-000001", "USD")
@@ -135,7 +104,7 @@ def test_basic_platform_month(plan):
         # 2.5 GB from the first instant to the end of the month: 2.5 GB-months
         + [event("s1", "ten_ts", "storage_gb", "2.5", "2026-11-01T00:00:00Z")],
     )
-    close_november()
+    close()
 
     invoice = Invoice.objects.get(account=account)
     assert lines_of(invoice) == [
@@ -166,7 +135,7 @@ def test_trial_ending_mid_month_prorates_by_the_exact_fraction(plan):
             event("after-trial", "ten_co", "messages", 20_000, "2026-11-20T09:00:00Z"),
         ],
     )
-    close_november()
+    close()
 
     invoice = Invoice.objects.get(account=account)
     # The trial ends Nov 10 12:00, so the charged segment is Nov 10 12:00 → Dec 1: 20.5 of November's 30 days,
@@ -224,7 +193,7 @@ def test_upgrade_on_the_15th_rates_each_part_by_its_plan(plan):
     )
     assert account.status == "active"
     platform_usage(account, "ten_fab", before=1_000_000, after=3_000_000, users=230, storage_gb=12)
-    close_november()
+    close()
 
     invoice = Invoice.objects.get(account=account)
     # Basic Nov 1 → Nov 15 is 14/30 of the month, Professional Nov 15 → Dec 1 is 16/30.
@@ -302,7 +271,7 @@ def test_custom_enterprise_minimum_commitment_is_topped_up_as_its_own_line(catal
     subscribe(account, enterprise_eu(account))
     TenantFactory(account=account, public_id="ten_gx", activated_at=JAN_1)
     ingest(account, [event("m1", "ten_gx", "messages", 300_000, "2026-11-10T10:00:00Z")])
-    close_november()
+    close()
 
     invoice = Invoice.objects.get(account=account)
     assert [(line.kind, line.amount) for line in invoice.lines.order_by("position")] == [
@@ -341,7 +310,7 @@ def test_tax_on_the_subtotal(plan, account_fields, tax_rate, tax, total):
     subscribe(account, plan("platform-basic"))
     TenantFactory(account=account, public_id="ten_in", activated_at=JAN_1)
     ingest(account, [event("api1", "ten_in", "api_requests", 1_234_567, "2026-11-10T10:00:00Z")])
-    close_november()
+    close()
 
     invoice = Invoice.objects.get(account=account)
     # $50 + 234,567 / 1,000 × $0.05 = $50 + $11.72835 → $50 + $11.73 = $61.73
