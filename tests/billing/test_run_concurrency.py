@@ -31,7 +31,8 @@ def assert_invoiced_once(accounts):
     assert {(i.status, i.total) for i in invoices} == {("finalized", D("50.00"))}
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after a transactional test would drop the rows migrations seed (staff groups).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @override_settings(BILLING_REVIEW_HOURS=0, BILLING_RUN_CHUNK=2)
 def test_two_runs_of_the_same_month_at_the_same_time_invoice_each_account_once(plan):
     accounts = basic_accounts(plan)
