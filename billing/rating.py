@@ -6,7 +6,8 @@ Rules (also in docs/architecture.md):
 - per unit: units × price. package: every started package (of ``package_size`` billed units) costs the
   package price. graduated: each tier prices the units inside it, plus its flat fee once reached.
   volume: all units at the price of the tier the total falls in, plus that tier's flat fee.
-  Tier bounds are billed quantities of overage, ``[lower, upper)``.
+  Tier bounds are billed quantities of overage, ``[lower, upper)``: a total equal to a tier's lower bound is
+  in that tier in both models (volume prices it there; graduated has reached it and owes its flat fee).
 - A line's amount is rounded once, half up to the currency's minor unit (``round_money``), after the
   exact computation.
 """
@@ -49,9 +50,11 @@ def billable_quantity(quantity: Decimal, included: Decimal | None) -> Decimal:
 
 
 def graduated_amount(units: Decimal, tiers: Sequence[Tier], unit_size: Decimal) -> Decimal:
+    if units <= 0:
+        return ZERO
     total = ZERO
     for tier in tiers:
-        if units <= tier.lower:  # tier not reached
+        if units < tier.lower:  # tier not reached; a total equal to ``lower`` is in the tier, as for volume
             break
         top = units if tier.upper is None else min(units, tier.upper)
         total += (top - tier.lower) / unit_size * tier.unit_price + tier.flat_fee

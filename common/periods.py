@@ -54,6 +54,7 @@ class Period:
             return Fraction(0)
         return Fraction(_micros(part.duration), _micros(self.duration))
 
+    @property
     def label(self) -> str:
         if self == month_period(self.start.year, self.start.month):
             return f"{self.start:%Y-%m}"

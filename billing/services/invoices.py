@@ -438,7 +438,7 @@ def credit_note_issue(
     left = invoice.total - invoice.amount_credited
     if total > left:
         raise BillingError(
-            ERR_CREDIT_TOO_MUCH.format(amount=total, number=invoice.number, left=left),
+            ERR_CREDIT_TOO_MUCH.format(amount=total, number=invoice.number, left=round_money(left, currency)),
             code="credit_exceeds_invoice",
             field="lines",
         )

@@ -35,6 +35,7 @@ from billing.services.invoices import invoices_write, lock_accounts_periods
 from common import clock
 from common.bulk import bulk_update_fields
 from common.errors import BillingError
+from common.money import round_money
 from common.periods import Period, previous_month
 from usage.models import UsageRollup
 
@@ -251,7 +252,7 @@ def billing_run_finish(*, run: BillingRun, now: dt.datetime | None = None) -> Bi
         .values(currency=F("account__currency"))
         .annotate(amount=Sum("total"))
     )
-    run.amount_total = {row["currency"]: format(row["amount"], "f") for row in totals}
+    run.amount_total = {row["currency"]: format(round_money(row["amount"], row["currency"]), "f") for row in totals}
     pending = run.accounts_total - run.accounts_done - run.accounts_failed
     run.status = (
         BillingRun.Status.COMPLETED

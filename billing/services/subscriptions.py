@@ -134,3 +134,35 @@ def subscription_cancel(
         account=subscription.account, status=Account.Status.CANCELLED, reason="subscription cancelled", actor=actor
     )
     return subscription
+
+
+ERR_CHANGE_NOT_LIVE = "Subscription {subscription} is cancelled: subscribe the account again instead."
+ERR_CHANGE_BEFORE_START = "A plan change at {at} would be before the subscription started ({started})."
+
+
+@transaction.atomic
+def subscription_change_plan(
+    *, subscription: Subscription, plan_version: PlanVersion, at: dt.datetime, actor: Any = None
+) -> Subscription:
+    """Move the account to ``plan_version`` from ``at``: the old subscription ends at ``at`` and a new one,
+    without a trial, starts there. The month is rated in segments, each by the plan in force. The account
+    stays active (it never passes through cancelled)."""
+    Account.objects.select_for_update().filter(pk=subscription.account_id).first()
+    subscription = Subscription.objects.select_for_update().select_related("account").get(pk=subscription.pk)
+    if subscription.status == Subscription.Status.CANCELLED:
+        raise BillingError(
+            ERR_CHANGE_NOT_LIVE.format(subscription=subscription.public_id), code="already_cancelled", status=409
+        )
+    if at < subscription.started_at:
+        raise BillingError(
+            ERR_CHANGE_BEFORE_START.format(at=at.isoformat(), started=subscription.started_at.isoformat()),
+            code="invalid_change_time",
+            field="at",
+        )
+    subscription.status, subscription.ended_at = Subscription.Status.CANCELLED, at
+    subscription.full_clean()
+    stamp(subscription, actor=actor, reason=f"plan changed to {plan_version}")
+    subscription.save(update_fields=["status", "ended_at", "updated_at"])
+    return subscription_create(
+        account=subscription.account, plan_version=plan_version, started_at=at, trial_days=0, actor=actor
+    )

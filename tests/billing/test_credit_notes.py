@@ -1,0 +1,61 @@
+"""Credit notes: the only correction of a finalized invoice."""
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+
+from billing.models import CreditNote, Invoice
+from billing.services.invoices import credit_note_issue
+from common.errors import BillingError
+from tests.accounts.factories import AccountFactory
+from tests.billing.cycle import JAN_1, UTC, close, event, ingest, subscribe
+from tests.tenants.factories import TenantFactory
+
+pytestmark = pytest.mark.django_db
+DEC_5 = dt.datetime(2026, 12, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def invoice(plan):
+    """$479.00 with 20 % tax: $574.80."""
+    account = AccountFactory(name="Northwind", tax_rate=D("20"))
+    subscribe(account, plan("messaging-business"))
+    TenantFactory(account=account, public_id="ten_nw", activated_at=JAN_1)
+    ingest(account, [event("m1", "ten_nw", "messages", 31_000, "2026-11-10T10:00:00Z")])
+    close()
+    invoice = Invoice.objects.get(account=account)
+    # $299 + 6,000 × $0.03 = $479.00; tax 20 % = $95.80
+    assert (invoice.subtotal, invoice.tax, invoice.total) == (D("479.00"), D("95.80"), D("574.80"))
+    return invoice
+
+
+def test_a_partial_credit_reduces_what_is_due(invoice):
+    line = invoice.lines.get(metric__code="messages")
+    note = credit_note_issue(
+        invoice=invoice, lines=[(line, "1,000 messages in dispute", D("30.00"))], reason="dispute", now=DEC_5
+    )
+    invoice.refresh_from_db()
+    # $30.00 credited plus 20 % tax ($6.00)
+    assert (note.number, note.subtotal, note.tax, note.total) == ("CN-2026-000001", D("30.00"), D("6.00"), D("36.00"))
+    assert note.lines.get().invoice_line == line
+    # $574.80 − $36.00
+    assert (invoice.status, invoice.amount_credited, invoice.amount_due) == ("finalized", D("36.00"), D("538.80"))
+    # the invoice itself is unchanged
+    assert (invoice.total, invoice.number) == (D("574.80"), "INV-2026-000001")
+
+
+def test_credit_beyond_what_is_left_is_refused(invoice):
+    credit_note_issue(invoice=invoice, lines=[(None, "goodwill", D("400.00"))], reason="goodwill", now=DEC_5)
+    # $400 + $80 tax = $480 credited; $94.80 left. $79.01 + 20 % = $94.81 is one cent too much.
+    with pytest.raises(BillingError) as caught:
+        credit_note_issue(invoice=invoice, lines=[(None, "more", D("79.01"))], reason="too much", now=DEC_5)
+    assert caught.value.code == "credit_exceeds_invoice"
+    assert caught.value.message == "A credit of 94.81 exceeds what is left to credit on INV-2026-000001 (94.80)."
+    assert CreditNote.objects.count() == 1
+
+    # Exactly what is left: $79.00 + $15.80 = $94.80 settles the invoice; the series has no gap.
+    last = credit_note_issue(invoice=invoice, lines=[(None, "rest", D("79.00"))], reason="settle", now=DEC_5)
+    invoice.refresh_from_db()
+    assert (last.number, last.total) == ("CN-2026-000002", D("94.80"))
+    assert (invoice.status, invoice.amount_due, invoice.amount_credited) == ("paid", D("0.00"), D("574.80"))

@@ -1,0 +1,67 @@
+"""A finalized invoice cannot change: services refuse (409), the database trigger refuses raw writes."""
+
+from decimal import Decimal as D
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from billing.models import Invoice, InvoiceLine
+from billing.services.invoices import ERR_NOT_DRAFT, invoice_finalize, invoice_hold
+from common.errors import BillingError
+from tests.accounts.factories import AccountFactory
+from tests.billing.cycle import JAN_1, NOVEMBER, close, subscribe
+from tests.tenants.factories import TenantFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def finalized(plan):
+    account = AccountFactory(name="Northwind")
+    subscribe(account, plan("platform-basic"))
+    TenantFactory(account=account, public_id="ten_nw", activated_at=JAN_1)
+    close()
+    invoice = Invoice.objects.get(account=account)
+    assert (invoice.status, invoice.total) == ("finalized", D("50.00"))
+    return invoice
+
+
+@pytest.mark.parametrize(
+    ("service", "kwargs", "action"),
+    [(invoice_hold, {"reason": "check"}, "held"), (invoice_finalize, {}, "finalized")],
+)
+def test_services_refuse_to_touch_a_finalized_invoice(finalized, service, kwargs, action):
+    with pytest.raises(BillingError) as caught:
+        service(invoice=finalized, **kwargs)
+    assert (caught.value.code, caught.value.status) == ("invoice_not_draft", 409)
+    assert caught.value.message == ERR_NOT_DRAFT.format(action=action, invoice=finalized, status="finalized")
+
+
+def test_a_raw_update_of_the_money_is_refused_by_the_database(finalized):
+    with pytest.raises(IntegrityError, match="finalized invoice is immutable"), transaction.atomic():
+        Invoice.objects.filter(pk=finalized.pk).update(total=D("1.00"), subtotal=D("1.00"))
+    with pytest.raises(IntegrityError, match="finalized invoice is immutable"), transaction.atomic():
+        Invoice.objects.filter(pk=finalized.pk).update(number="INV-2026-999999")
+    with pytest.raises(IntegrityError, match="finalized invoice is immutable"), transaction.atomic():
+        Invoice.objects.filter(pk=finalized.pk).delete()
+    finalized.refresh_from_db()
+    assert (finalized.number, finalized.total) == ("INV-2026-000001", D("50.00"))
+
+
+def test_lines_of_a_finalized_invoice_cannot_be_deleted_changed_or_added(finalized):
+    line = finalized.lines.get(kind="base_fee")
+    with pytest.raises(IntegrityError, match="invoice line: finalized invoice is immutable"), transaction.atomic():
+        finalized.lines.all().delete()
+    with pytest.raises(IntegrityError, match="invoice line: finalized invoice is immutable"), transaction.atomic():
+        InvoiceLine.objects.filter(pk=line.pk).update(amount=D("0.00"))
+    with pytest.raises(IntegrityError, match="invoice line: finalized invoice is immutable"), transaction.atomic():
+        InvoiceLine.objects.create(
+            invoice=finalized,
+            position=99,
+            kind="usage",
+            description="Smuggled in",
+            period_start=NOVEMBER.start,
+            period_end=NOVEMBER.end,
+            amount=D("10.00"),
+        )
+    assert [(li.kind, li.amount) for li in finalized.lines.filter(amount__gt=0)] == [("base_fee", D("50.00"))]
