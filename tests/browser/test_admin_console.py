@@ -3,10 +3,11 @@
 import datetime as dt
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from accounts.permissions import BILLING_STAFF
+from accounts.permissions import BILLING_STAFF, staff_groups_sync
 from accounts.services import account_user_create, budget_create
 from billing.services.subscriptions import subscription_create
 from tests.accounts.factories import AccountFactory, StaffUserFactory
@@ -16,6 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 
 
 def test_billing_staff_log_in_and_open_an_account_with_its_inlines(live_server, page, plan, artifacts):
+    # Another transactional test may have flushed the groups migrations seed; they are re-seeded the same way.
+    staff_groups_sync(apps)
     staff = StaffUserFactory(username="bianca", groups=[Group.objects.get(name=BILLING_STAFF)])
     account = AccountFactory(name="Northwind Logistics")
     subscription_create(
