@@ -7,29 +7,38 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
 
+WINDOW_SECONDS = 60
+
+
+def rate_limit_wait(*, api_key: ApiKey) -> int | None:
+    """Count one request of ``api_key`` in the current one-minute window. Returns None while the key is
+    within its limit, else the whole seconds until the window ends (at least 1: the ``Retry-After``).
+    Shared by the REST framework throttle and the lean events handler (``usage.fast_ingest``)."""
+    limit = api_key.rate_limit_per_minute or settings.API_RATE_LIMIT_PER_MINUTE
+    now = time.time()
+    window_start = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
+    count = _count(f"ratelimit:{api_key.pk}:{window_start}", WINDOW_SECONDS + 5)
+    if count <= limit:
+        return None
+    return max(1, int(window_start + WINDOW_SECONDS - now + 0.999))
+
 
 class ApiKeyRateThrottle(BaseThrottle):
-    window = 60
-
     def allow_request(self, request, view):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        limit = api_key.rate_limit_per_minute or settings.API_RATE_LIMIT_PER_MINUTE
-        now = time.time()
-        window_start = int(now // self.window) * self.window
-        key = f"ratelimit:{api_key.pk}:{window_start}"
-        count = _count(key, self.window + 5)
-        self._wait = window_start + self.window - now
-        return count <= limit
+        self._wait = rate_limit_wait(api_key=api_key)
+        return self._wait is None
 
     def wait(self):
-        return max(1, int(self._wait + 0.999))
+        return self._wait
 
 
 _redis_clients: dict[str, Any] = {}
@@ -48,7 +57,8 @@ def _redis():
 
 def _count(key: str, ttl: int) -> int:
     """Increment the window's counter: one round trip to Redis (INCR + EXPIRE in a pipeline)."""
-    client = _redis() if "Redis" in type(cache).__name__ else None
+    # ``cache`` is a proxy: ask the configured backend itself whether it is Redis.
+    client = _redis() if isinstance(caches["default"], RedisCache) else None
     if client is not None:
         pipe = client.pipeline(transaction=False)
         full_key = cache.make_and_validate_key(key)
