@@ -18,6 +18,7 @@ from accounts.models import Account
 from common.errors import BillingError
 from tenants.selectors import partner_ids_for, tenant_rows_for
 from usage import catalogue_cache
+from usage.group_commit import GroupCommitter, Pending
 from usage.ingest import EventError, RawEvent, parse_event
 from usage.models import ClosedPeriod
 from usage.quotas import quotas_evaluate
@@ -232,6 +233,19 @@ def write_conflict(exc: OperationalError) -> bool:
     return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in ("40P01", "40001")
 
 
+def events_store_grouped(*, batch: ValidatedEvents, now: dt.datetime) -> IngestResult:
+    """Store a validated batch of the running month together with the batches other threads of this
+    process are storing at the same moment: one transaction for all (see ``usage.group_commit``). Returns
+    after that transaction committed. For small batches (single events); a batch touching another month
+    must go through ``events_ingest``, which guards closed months."""
+    if batch.past_months:
+        raise ValueError("events of past months are stored by events_ingest")
+    if not batch.rows:
+        return IngestResult(accepted=0, duplicates=batch.duplicates_in_batch)
+    new_keys = _group_committer.submit(Pending(account=batch.account, rows=batch.rows, now=now))
+    return IngestResult(accepted=len(new_keys), duplicates=batch.duplicates_in_batch + len(batch.rows) - len(new_keys))
+
+
 class _PeriodsChanged(Exception):
     """A month of the batch closed between validation and write."""
 
@@ -247,6 +261,12 @@ def quotas_after_write(*, account: Account, now: dt.datetime) -> None:
         quotas_check(account=account, now=now)
     else:
         transaction.on_commit(lambda: quotas_schedule(account=account))
+
+
+_group_committer = GroupCommitter(
+    conflict=lambda exc: write_conflict(exc),
+    after_write=lambda account, now: quotas_after_write(account=account, now=now),
+)
 
 
 def lock_periods(account: Account, *, exclusive: bool) -> None:
