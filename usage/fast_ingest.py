@@ -5,10 +5,11 @@ and response objects, negotiation and rendering. This handler sits in front of D
 and answers exactly the requests it can answer the same way the full view (``usage.apis.EventsIngestApi``)
 would — same status codes, same bodies byte for byte, same headers — by calling the same code: the API key
 authentication (``accounts.authentication.api_key_authenticate``), the rate limit
-(``common.throttling.rate_limit_wait``), the error mapping (``common.api.exception_handler``), the batch
-validation (``usage.services.events_validate``) and the writer. The one difference is where the rows go:
-``usage.services.events_store_grouped`` writes concurrent requests of this process in one transaction, and
-answers each only after that transaction committed.
+(``common.throttling.rate_limit_waits``), the error mapping (``common.api.exception_handler``), the batch
+validation (``usage.services.events_validate``) and the writer. The difference is how the work is done:
+``usage.services.events_ingest_grouped`` counts concurrent requests of this process against their rate
+limits in one Redis round trip and writes them in one transaction, answering each only after that
+transaction committed.
 
 Everything else is handed to Django untouched (the body, when read, is given back): other paths and
 methods, an ``Idempotency-Key``, a query string, batches (``{"events": [...]}``), bodies that are not a
@@ -37,10 +38,10 @@ from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import WWW_AUTHENTICATE, HasIngestScope, NotAuthenticated, api_key_authenticate
 from common.api import exception_handler
-from common.throttling import rate_limit_wait
+from common.throttling import RateLimited
 from usage.apis import rejected_body
 from usage.ingest import EventError, parse_timestamp
-from usage.services import IngestRejected, events_store_grouped, events_validate
+from usage.services import IngestRejected, events_ingest_grouped
 
 EVENTS_PATH = "/v1/events"
 # A single event is a few hundred bytes; anything bigger is a batch, or unusual, and goes to Django.
@@ -115,22 +116,31 @@ class EventsFastPath:
                 raise NotAuthenticated()
             if "ingest" not in api_key.scopes:
                 raise exceptions.PermissionDenied(HasIngestScope.message)
-            wait = rate_limit_wait(api_key=api_key)
-            if wait is not None:
-                raise exceptions.Throttled(wait)
+            # Counted against the key's rate limit with the rest of its group, then stored with it.
+            result = events_ingest_grouped(
+                account=api_key.account,
+                items=[event],
+                now=now,
+                pinned_tenant_id=api_key.tenant_id,
+                rate_limited_as=api_key,
+            )
+        except RateLimited as limited:
+            return self._api_error(exceptions.Throttled(limited.wait))
         except exceptions.APIException as exc:
             if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
                 exc.auth_header = WWW_AUTHENTICATE
-            response = exception_handler(exc, {})
-            assert response is not None
-            headers = [(name, response[name]) for name in ("WWW-Authenticate", "Retry-After") if name in response]
-            return response.status_code, _renderer.render(response.data), headers
-        try:
-            batch = events_validate(account=api_key.account, items=[event], now=now, pinned_tenant_id=api_key.tenant_id)
-            result = events_store_grouped(batch=batch, now=now)
+            return self._api_error(exc)
         except IngestRejected as rejected:
             return rejected.status, _renderer.render(rejected_body(rejected)), []
         return 202, b'{"accepted":%d,"duplicates":%d}' % (result.accepted, result.duplicates), []
+
+    @staticmethod
+    def _api_error(exc: exceptions.APIException) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """As the REST framework answers ``exc`` (through the project's exception handler)."""
+        response = exception_handler(exc, {})
+        assert response is not None
+        headers = [(name, response[name]) for name in ("WWW-Authenticate", "Retry-After") if name in response]
+        return response.status_code, _renderer.render(response.data), headers
 
     def _host_allowed(self, environ: dict[str, Any], secure: bool) -> bool:
         """What ``HttpRequest.get_host()`` decides (CommonMiddleware asks it on every request)."""

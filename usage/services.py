@@ -16,6 +16,7 @@ from django.db import OperationalError, connection, transaction
 
 from accounts.models import Account
 from common.errors import BillingError
+from common.throttling import RateLimited, rate_limit_waits
 from tenants.selectors import partner_ids_for, tenant_rows_for
 from usage import catalogue_cache
 from usage.group_commit import GroupCommitter, Pending
@@ -233,17 +234,45 @@ def write_conflict(exc: OperationalError) -> bool:
     return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in ("40P01", "40001")
 
 
-def events_store_grouped(*, batch: ValidatedEvents, now: dt.datetime) -> IngestResult:
-    """Store a validated batch of the running month together with the batches other threads of this
-    process are storing at the same moment: one transaction for all (see ``usage.group_commit``). Returns
-    after that transaction committed. For small batches (single events); a batch touching another month
-    must go through ``events_ingest``, which guards closed months."""
-    if batch.past_months:
-        raise ValueError("events of past months are stored by events_ingest")
-    if not batch.rows:
-        return IngestResult(accepted=0, duplicates=batch.duplicates_in_batch)
-    new_keys = _group_committer.submit(Pending(account=batch.account, rows=batch.rows, now=now))
-    return IngestResult(accepted=len(new_keys), duplicates=batch.duplicates_in_batch + len(batch.rows) - len(new_keys))
+def events_ingest_grouped(
+    *,
+    account: Account,
+    items: Sequence[Any],
+    now: dt.datetime,
+    pinned_tenant_id: int | None = None,
+    rate_limited_as: Any = None,
+) -> IngestResult:
+    """``events_ingest`` for small batches of the running month (single events above all): the rows are
+    written together with those other threads of this process are writing at the same moment, in one
+    transaction (``usage.group_commit``); returns after it committed. A batch with events of another month
+    must go through ``events_ingest``, which guards closed months.
+
+    With ``rate_limited_as`` (an API key), the request is first counted against that key's rate limit,
+    together with the rest of its group and whether or not its events are valid (as a throttle counts a
+    request before its body is read): raises ``RateLimited`` when over the limit, else ``IngestRejected``
+    for invalid events.
+    """
+    rejected: IngestRejected | None = None
+    rows: list[StagedEvent] = []
+    duplicates_in_batch = 0
+    try:
+        batch = events_validate(account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id)
+        if batch.past_months:
+            raise ValueError("events of past months are stored by events_ingest")
+        rows, duplicates_in_batch = batch.rows, batch.duplicates_in_batch
+    except IngestRejected as exc:
+        if rate_limited_as is None:
+            raise
+        rejected = exc
+    if not rows and rate_limited_as is None:
+        return IngestResult(accepted=0, duplicates=duplicates_in_batch)
+    member = Pending(account=account, rows=rows, now=now, admit_as=rate_limited_as)
+    new_keys = _group_committer.submit(member)
+    if member.refused is not None:
+        raise RateLimited(member.refused)
+    if rejected is not None:
+        raise rejected
+    return IngestResult(accepted=len(new_keys), duplicates=duplicates_in_batch + len(rows) - len(new_keys))
 
 
 class _PeriodsChanged(Exception):
@@ -266,6 +295,7 @@ def quotas_after_write(*, account: Account, now: dt.datetime) -> None:
 _group_committer = GroupCommitter(
     conflict=lambda exc: write_conflict(exc),
     after_write=lambda account, now: quotas_after_write(account=account, now=now),
+    admit=lambda api_keys: rate_limit_waits(api_keys=api_keys),
 )
 
 
