@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+import psycopg
+from django.conf import settings
 from django.db import connection
 
 from usage.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
@@ -157,10 +159,17 @@ def write_events(*, rows: list[StagedEvent], now: dt.datetime) -> int:
 
 def write_events_keys(*, rows: list[StagedEvent], now: dt.datetime) -> set[EventKeyTuple]:
     """Like ``write_events``, returning the keys that were new. ``rows`` may span accounts but must not
-    repeat a key. Call inside a transaction."""
+    repeat a key. Call inside a transaction, unless ``written_in_one_statement(rows)``."""
     if connection.vendor == "postgresql":
         return _write_postgresql(rows, now, keys=True)
     return _write_generic(rows, now)
+
+
+def written_in_one_statement(rows: list[StagedEvent]) -> bool:
+    """Whether ``write_events_keys`` stores ``rows`` with a single statement, which PostgreSQL runs as a
+    transaction of its own: a small batch (inline rows) without gauge readings (those need a second
+    statement recomputing their buckets)."""
+    return connection.vendor == "postgresql" and len(rows) <= SMALL_BATCH and not any(r.is_gauge for r in rows)
 
 
 # Small batches (single events above all) skip the staging table: the rows go inline as a VALUES list
@@ -210,15 +219,31 @@ def _row(r: StagedEvent) -> tuple:
     )
 
 
+def _execute_small(cursor, sql: str, params: list) -> list[tuple]:
+    """Run a small batch's statement. Its text depends only on the number of rows, so with
+    ``USAGE_PREPARED_WRITES`` (the default) it is bound on the server and prepared once per connection:
+    PostgreSQL then skips parsing and planning the four-part statement on every single event, which costs
+    more than storing it. Django leaves prepared statements off by default for the sake of transaction-mode
+    connection poolers; set ``USAGE_PREPARED_WRITES=0`` behind one that cannot keep them."""
+    if not getattr(settings, "USAGE_PREPARED_WRITES", True):
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as server_cursor:
+        server_cursor.execute(sql, params, prepare=True)
+        return server_cursor.fetchall() if server_cursor.description else []
+
+
 def _write_postgresql(rows: list[StagedEvent], now: dt.datetime, keys: bool = False):
     insert = INSERT_ALL_KEYS if keys else INSERT_ALL
     if len(rows) <= SMALL_BATCH:
         stage, params = _inline_stage(rows)
-        with connection.cursor() as cursor:
-            cursor.execute("WITH " + stage + ", " + insert.strip().removeprefix("WITH "), [*params, now])
-            result = {tuple(k) for k in cursor.fetchall()} if keys else cursor.fetchone()[0]
+        with connection.cursor() as cursor:  # connects (and health-checks) as for any query
+            found = _execute_small(
+                cursor, "WITH " + stage + ", " + insert.strip().removeprefix("WITH "), [*params, now]
+            )
+            result = {tuple(k) for k in found} if keys else found[0][0]
             if result and any(r.is_gauge for r in rows):
-                cursor.execute("WITH " + stage + ", " + RECOMPUTE_GAUGES.strip().removeprefix("WITH "), params)
+                _execute_small(cursor, "WITH " + stage + ", " + RECOMPUTE_GAUGES.strip().removeprefix("WITH "), params)
         return result
     with connection.cursor() as cursor:
         cursor.execute(CREATE_STAGE)
