@@ -24,12 +24,13 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import OperationalError, transaction
 
-from usage.writers import EventKeyTuple, StagedEvent, write_events_keys
+from usage.writers import EventKeyTuple, StagedEvent, write_events_keys, written_in_one_statement
 
 DEADLOCK_RETRIES = 3
 
@@ -57,7 +58,7 @@ class GroupCommitter:
         admit: Callable[[list[Any]], list[Any]],
     ) -> None:
         """``conflict`` tells a failure worth retrying the transaction for; ``after_write(account, now)``
-        runs in the transaction once for each account that got new rows; ``admit(admit_as values)`` is
+        runs once for each account that got new rows, after they committed; ``admit(admit_as values)`` is
         asked once per group, before the write, about the members that carry ``admit_as``, and answers
         for each None (write it) or a refusal (do not)."""
         self._cond = threading.Condition(threading.Lock())
@@ -141,14 +142,15 @@ class GroupCommitter:
         # Sorted like every batch, so concurrent writers lock keys and buckets in the same order.
         rows.sort(key=lambda r: (r.account_id, r.transaction_id))
         now = min(m.now for m in group)
-        with transaction.atomic():
+        # A write that is one statement is a transaction by itself: no BEGIN and COMMIT round trips.
+        with nullcontext() if written_in_one_statement(rows) else transaction.atomic():
             new_keys = write_events_keys(rows=rows, now=now)
-            for member in group:
-                member.new_keys = set()
-            accounts = {}
-            for key in new_keys:
-                member = owner[key]
-                member.new_keys.add(key)
-                accounts[member.account.pk] = member.account
-            for account in accounts.values():
-                self._after_write(account, now)
+        for member in group:
+            member.new_keys = set()
+        accounts = {}
+        for key in new_keys:
+            member = owner[key]
+            member.new_keys.add(key)
+            accounts[member.account.pk] = member.account
+        for account in accounts.values():
+            self._after_write(account, now)

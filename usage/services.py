@@ -284,8 +284,8 @@ def _closed_months(account: Account, months: set[dt.date]) -> dict[dt.date, dt.d
 
 
 def quotas_after_write(*, account: Account, now: dt.datetime) -> None:
-    """Inside the transaction that stored new usage of ``account``: have its limits evaluated, right here
-    when tasks run eagerly (no workers), otherwise by a task queued after commit."""
+    """In (or just after) the transaction that stored new usage of ``account``: have its limits evaluated,
+    right here when tasks run eagerly (no workers), otherwise by a task queued after commit."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         quotas_check(account=account, now=now)
     else:
