@@ -21,6 +21,7 @@ Redis round trip per group instead of one per request); a refused request is ans
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from django.db import OperationalError, transaction
 from usage.writers import EventKeyTuple, StagedEvent, write_events_keys, written_in_one_statement
 
 DEADLOCK_RETRIES = 3
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -80,12 +82,16 @@ class GroupCommitter:
                 group, self._pending = self._pending, []
                 self._writing = True
                 self._cond.release()
+                finished = False
                 try:
                     self._admit_and_write(group)
+                    finished = True
                 finally:
                     self._cond.acquire()
                     self._writing = False
                     for member in group:
+                        if not finished and member.error is None:  # never answer as if written
+                            member.error = RuntimeError("the group write was interrupted")
                         member.done = True
                     self._cond.notify_all()
         if item.error is not None:
@@ -109,28 +115,36 @@ class GroupCommitter:
 
     def _write_group(self, group: list[Pending]) -> None:
         try:
-            self._write_with_retries(group)
+            written = [self._write_with_retries(group)]
         except Exception as exc:
             if len(group) == 1:
                 group[0].error = exc
                 return
+            written = []
             for member in group:  # alone, so that only the request at fault fails
                 try:
-                    self._write_with_retries([member])
+                    written.append(self._write_with_retries([member]))
                 except Exception as member_exc:
                     member.error = member_exc
+        for accounts, now in written:
+            for account in accounts:
+                try:
+                    self._after_write(account, now)
+                except Exception:  # the usage is committed and acknowledged; the next write tries again
+                    logger.exception("After-write work failed for account %s", getattr(account, "pk", account))
 
-    def _write_with_retries(self, group: list[Pending]) -> None:
+    def _write_with_retries(self, group: list[Pending]) -> tuple[list[Any], dt.datetime]:
         for attempt in range(DEADLOCK_RETRIES):
             try:
-                self._write(group)
-                return
+                return self._write(group)
             except OperationalError as exc:
                 if not self._conflict(exc) or attempt == DEADLOCK_RETRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
-    def _write(self, group: list[Pending]) -> None:
+    def _write(self, group: list[Pending]) -> tuple[list[Any], dt.datetime]:
+        """Store the group's rows; return the accounts that got new ones, and the write time."""
         owner: dict[EventKeyTuple, Pending] = {}
         rows: list[StagedEvent] = []
         for member in group:
@@ -152,5 +166,4 @@ class GroupCommitter:
             member = owner[key]
             member.new_keys.add(key)
             accounts[member.account.pk] = member.account
-        for account in accounts.values():
-            self._after_write(account, now)
+        return list(accounts.values()), now
