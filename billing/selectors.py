@@ -458,8 +458,9 @@ def line_partner_costs(line: ChargeLine, currency: str) -> dict[Any, Decimal]:
     return allocate(line.amount, weights, currency)
 
 
-def tenant_breakdown(estimate: Estimate) -> list[dict]:
-    """Per tenant: its quantity of each metric and its share of each usage line (shares add up to lines)."""
+def tenant_breakdown(estimate: Estimate, only_tenant_id: int | None = None) -> list[dict]:
+    """Per tenant: its quantity of each metric and its share of each usage line (shares add up to lines).
+    With ``only_tenant_id``, that tenant's row alone (its share still computed against the whole account)."""
     tenants = {t.id: t for t in Tenant.objects.filter(account=estimate.account)}
     shares: dict[int, dict[str, Decimal]] = {t: {} for t in tenants}
     costs: dict[int, Decimal] = {t: ZERO for t in tenants}
@@ -476,7 +477,7 @@ def tenant_breakdown(estimate: Estimate) -> list[dict]:
     return [
         {"tenant": tenants[t], "quantities": shares[t], "cost": costs[t]}
         for t in sorted(tenants, key=lambda t: tenants[t].public_id)
-        if shares[t] or costs[t]
+        if (shares[t] or costs[t]) and only_tenant_id in (None, t)
     ]
 
 

@@ -3,4 +3,9 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+# Single usage events skip the middleware stack and the REST framework (same answers, see the module).
+from usage.fast_ingest import EventsFastPath  # noqa: E402 - needs the apps loaded above
+
+application = EventsFastPath(django_application)

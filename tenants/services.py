@@ -13,6 +13,7 @@ from common.audit import stamp
 from common.errors import BillingError
 from common.services import counter_next, model_update
 from tenants.models import MasterPartner, Tenant
+from tenants.selectors import tenant_cache_clear
 
 ERR_TENANT_ARCHIVED = "Tenant {public_id} is archived and cannot change."
 ERR_ARCHIVE_BEFORE_ACTIVATION = "A tenant cannot be archived before it was activated ({activated_at})."
@@ -77,6 +78,8 @@ def tenant_archive(*, tenant: Tenant, at: dt.datetime | None = None, actor: Any 
     tenant.archived_at = at
     stamp(tenant, actor=actor, reason="archived")
     tenant.save(update_fields=["status", "archived_at", "updated_at"])
+    # This process forgets the tenant's billable life at once; others within LOOKUP_CACHE_SECONDS.
+    transaction.on_commit(tenant_cache_clear)
     return tenant
 
 

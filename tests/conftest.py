@@ -3,6 +3,7 @@ import pytest
 from accounts.selectors import api_key_cache_clear
 from billing.models import PlanVersion
 from billing.services.catalogue_loader import catalogue_load
+from tenants.selectors import tenant_cache_clear
 from usage import catalogue_cache
 
 
@@ -12,6 +13,7 @@ def _fresh_metric_cache():
     carry ids over from another test."""
     catalogue_cache.clear()
     api_key_cache_clear()
+    tenant_cache_clear()
 
 
 @pytest.fixture

@@ -98,21 +98,25 @@ class EventsIngestApi(APIView):
                 account=request.auth.account, items=items, now=timezone.now(), pinned_tenant_id=request.auth.tenant_id
             )
         except IngestRejected as rejected:
-            n = len(rejected.errors)
-            summary = {
-                400: f"{n} invalid event(s); nothing was stored." if n < 100 else "Invalid events; nothing was stored.",
-                403: "This API key may not report usage for the tenant(s) named; nothing was stored.",
-            }[rejected.status]
-            body = {
-                "error": {
-                    "code": "invalid_events" if rejected.status == 400 else "tenant_not_allowed",
-                    "field": "events",
-                    "message": summary,
-                },
-                "errors": rejected.errors,
-            }
-            return Response(body, status=rejected.status)
+            return Response(rejected_body(rejected), status=rejected.status)
         return Response({"accepted": result.accepted, "duplicates": result.duplicates}, status=status.HTTP_202_ACCEPTED)
+
+
+def rejected_body(rejected: IngestRejected) -> dict:
+    """The 400/403 body of a refused batch (also rendered by ``usage.fast_ingest``)."""
+    n = len(rejected.errors)
+    summary = {
+        400: f"{n} invalid event(s); nothing was stored." if n < 100 else "Invalid events; nothing was stored.",
+        403: "This API key may not report usage for the tenant(s) named; nothing was stored.",
+    }[rejected.status]
+    return {
+        "error": {
+            "code": "invalid_events" if rejected.status == 400 else "tenant_not_allowed",
+            "field": "events",
+            "message": summary,
+        },
+        "errors": rejected.errors,
+    }
 
 
 def _account_for(request) -> Account:
@@ -130,7 +134,14 @@ def _account_for(request) -> Account:
     return api_key.account
 
 
-def usage_document(account: Account, period: Period, now: dt.datetime) -> dict:
+def _pinned_tenant(request) -> Tenant | None:
+    api_key: ApiKey = request.auth
+    return api_key.tenant if api_key.tenant_id else None
+
+
+def usage_document(account: Account, period: Period, now: dt.datetime, tenant: Tenant | None = None) -> dict:
+    """The usage document of ``account``; for a key pinned to ``tenant``, that tenant's row of the breakdown
+    only, and the account-wide figures (metrics, fees, totals, partner breakdown) as null."""
     estimate = charges_estimate(account=account, period=period, now=now)
     metrics = []
     for line in estimate.lines:
@@ -155,8 +166,18 @@ def usage_document(account: Account, period: Period, now: dt.datetime) -> dict:
         for line in estimate.lines
         if line.kind != "usage"
     ]
-    return {
+    tenants = [
+        {
+            "tenant_id": row["tenant"].public_id,
+            "tenant_name": row["tenant"].name,
+            "usage": {code: _number(q) for code, q in sorted(row["quantities"].items(), key=lambda kv: kv[0])},
+            "cost": _money(row["cost"]),
+        }
+        for row in tenant_breakdown(estimate, only_tenant_id=tenant.pk if tenant else None)
+    ]
+    document = {
         "account_id": account.public_id,
+        "tenant_id": tenant.public_id if tenant else None,
         "currency": estimate.currency,
         "period": {
             "start": period.start.isoformat().replace("+00:00", "Z"),
@@ -171,15 +192,7 @@ def usage_document(account: Account, period: Period, now: dt.datetime) -> dict:
             "estimated_tax": _money(estimate.tax),
             "estimated_total": _money(estimate.total),
         },
-        "tenants": [
-            {
-                "tenant_id": row["tenant"].public_id,
-                "tenant_name": row["tenant"].name,
-                "usage": {code: _number(q) for code, q in sorted(row["quantities"].items(), key=lambda kv: kv[0])},
-                "cost": _money(row["cost"]),
-            }
-            for row in tenant_breakdown(estimate)
-        ],
+        "tenants": tenants,
         "partner_breakdown": [
             {
                 "partner_id": row["partner"].public_id,
@@ -191,6 +204,10 @@ def usage_document(account: Account, period: Period, now: dt.datetime) -> dict:
             for row in partner_breakdown(estimate)
         ],
     }
+    if tenant is not None:
+        # A key pinned to one tenant sees that tenant, not the account: no account-wide quantities or money.
+        document.update(metrics=None, fees=None, usage_to_date=None, partner_breakdown=None)
+    return document
 
 
 class CurrentUsageApi(APIView):
@@ -208,7 +225,7 @@ class CurrentUsageApi(APIView):
     def get(self, request):
         account = _account_for(request)
         now = timezone.now()
-        return Response(usage_document(account, month_containing(now), now))
+        return Response(usage_document(account, month_containing(now), now, _pinned_tenant(request)))
 
 
 class MonthUsageApi(APIView):
@@ -239,7 +256,7 @@ class MonthUsageApi(APIView):
         period = month_period(query.validated_data["year"], query.validated_data["month"])
         if period.start > now:
             raise BillingError("That month has not started yet.", code="future_period", field="month")
-        return Response(usage_document(account, period, min(now, period.end)))
+        return Response(usage_document(account, period, min(now, period.end), _pinned_tenant(request)))
 
 
 class TenantQuotaApi(APIView):

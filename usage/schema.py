@@ -50,6 +50,10 @@ Usage of the running calendar month (UTC) for the key's account, per metric: `qu
 tax and total; the breakdown per tenant (with each tenant's share of the charges) and `partner_breakdown`
 (per master partner: messages and their share of the message charge). Amounts are decimal strings in
 the account currency. Export keys add `?account=acc_…`.
+
+A key pinned to one tenant sees that tenant only: `tenant_id` names it, `tenants` holds its row alone
+(its usage and its share of the charges), and the account-wide figures — `metrics`, `fees`,
+`usage_to_date` and `partner_breakdown` — are `null`. Other keys get `tenant_id: null` and everything.
 """
 
 QUOTA_DESCRIPTION = """
@@ -97,15 +101,28 @@ UsageDocument = inline_serializer(
     "UsageDocument",
     {
         "account_id": serializers.CharField(),
+        "tenant_id": serializers.CharField(
+            allow_null=True, help_text="The tenant a tenant-pinned key is limited to; null for other keys."
+        ),
         "currency": serializers.CharField(),
         "period": serializers.DictField(),
         "as_of": serializers.DateTimeField(),
         "plan": serializers.CharField(allow_null=True),
-        "metrics": serializers.ListField(child=serializers.DictField()),
-        "fees": serializers.ListField(child=serializers.DictField()),
-        "usage_to_date": serializers.DictField(),
-        "tenants": serializers.ListField(child=serializers.DictField()),
-        "partner_breakdown": serializers.ListField(child=serializers.DictField()),
+        "metrics": serializers.ListField(
+            child=serializers.DictField(), allow_null=True, help_text="Account-wide; null for a tenant-pinned key."
+        ),
+        "fees": serializers.ListField(
+            child=serializers.DictField(), allow_null=True, help_text="Account-wide; null for a tenant-pinned key."
+        ),
+        "usage_to_date": serializers.DictField(
+            allow_null=True, help_text="Account-wide; null for a tenant-pinned key."
+        ),
+        "tenants": serializers.ListField(
+            child=serializers.DictField(), help_text="For a tenant-pinned key, that tenant's row only."
+        ),
+        "partner_breakdown": serializers.ListField(
+            child=serializers.DictField(), allow_null=True, help_text="Account-wide; null for a tenant-pinned key."
+        ),
     },
 )
 QuotaDocument = inline_serializer(
@@ -194,6 +211,7 @@ USAGE_EXAMPLE = OpenApiExample(
     response_only=True,
     value={
         "account_id": "acc_000001",
+        "tenant_id": None,
         "currency": "USD",
         "period": {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
         "as_of": "2026-11-26T10:00:00Z",

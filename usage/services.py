@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -16,8 +16,10 @@ from django.db import OperationalError, connection, transaction
 
 from accounts.models import Account
 from common.errors import BillingError
-from tenants.models import MasterPartner, Tenant
+from common.throttling import RateLimited, rate_limit_waits
+from tenants.selectors import partner_ids_for, tenant_rows_for
 from usage import catalogue_cache
+from usage.group_commit import GroupCommitter, Pending
 from usage.ingest import EventError, RawEvent, parse_event
 from usage.models import ClosedPeriod
 from usage.quotas import quotas_evaluate
@@ -30,14 +32,6 @@ _queued_until: dict[int, float] = {}  # per process: account id → until when a
 ADVISORY_QUOTAS = 7_301  # advisory-lock namespace for quota evaluation
 ADVISORY_PERIODS = 7_302  # advisory-lock namespace for closing months
 DEADLOCK_RETRIES = 3
-
-
-class _TenantRow(NamedTuple):
-    pk: int
-    public_id: str
-    account_id: int
-    activated_at: dt.datetime
-    archived_at: dt.datetime | None
 
 
 @dataclass
@@ -62,19 +56,26 @@ def _setting_days(name: str, default: int) -> dt.timedelta:
     return dt.timedelta(days=getattr(settings, name, default))
 
 
-def events_ingest(
-    *,
-    account: Account,
-    items: Sequence[Any],
-    now: dt.datetime,
-    pinned_tenant_id: int | None = None,
-    _revalidated: bool = False,
-) -> IngestResult:
-    """Validate every event for ``account`` (and, for a tenant-pinned API key, its one tenant), then store
-    the new ones exactly once. All or nothing.
+@dataclass
+class ValidatedEvents:
+    """A batch that passed validation: the rows to store, one per distinct transaction id (sorted by it),
+    and what the write must re-check."""
 
-    Raises ``IngestRejected`` (400 with every problem, or 403 when an event names a tenant the key may
-    not report for) and stores nothing in that case.
+    account: Account
+    rows: list[StagedEvent]
+    duplicates_in_batch: int
+    past_months: set[dt.date]  # months other than the current one that events fall in
+    closed: dict[dt.date, dt.datetime]  # which of those were closed (invoiced), and when
+
+
+def events_validate(
+    *, account: Account, items: Sequence[Any], now: dt.datetime, pinned_tenant_id: int | None = None
+) -> ValidatedEvents:
+    """Check every event for ``account`` (and, for a tenant-pinned API key, its one tenant) and build the
+    rows to store. Reads only; the one definition of a valid batch, whichever handler received it.
+
+    Raises ``IngestRejected``: 400 with every problem, or 403 when an event names a tenant the key may
+    not report for.
     """
     errors: list[dict[str, Any]] = []
     forbidden: list[dict[str, Any]] = []
@@ -85,18 +86,9 @@ def events_ingest(
         except EventError as exc:
             errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
 
-    tenants = {
-        row[1]: _TenantRow(*row)
-        for row in Tenant.objects.filter(public_id__in={e.tenant for _, e in parsed}).values_list(
-            "id", "public_id", "account_id", "activated_at", "archived_at"
-        )
-    }
+    tenants = tenant_rows_for(public_ids={e.tenant for _, e in parsed}) if parsed else {}
     partner_ids = {str(e.properties["partner_id"]) for _, e in parsed if "partner_id" in e.properties}
-    partners = (
-        dict(MasterPartner.objects.filter(account=account, public_id__in=partner_ids).values_list("public_id", "id"))
-        if partner_ids
-        else {}
-    )
+    partners = partner_ids_for(account_id=account.pk, public_ids=partner_ids) if partner_ids else {}
     metrics = catalogue_cache.metrics_by_code()
     # The running month is never closed, so most requests need no lookup here.
     past_months = {_month(e.timestamp) for _, e in parsed} - {_month(now)}
@@ -187,10 +179,30 @@ def events_ingest(
     if errors:
         errors.sort(key=lambda e: e["index"])
         raise IngestRejected(400, errors[:MAX_REPORTED_ERRORS])
-    if not staged:
-        return IngestResult(accepted=0, duplicates=duplicates_in_batch)
+    return ValidatedEvents(
+        account=account,
+        rows=sorted(staged.values(), key=lambda s: s.transaction_id),
+        duplicates_in_batch=duplicates_in_batch,
+        past_months=past_months,
+        closed=closed,
+    )
 
-    rows = sorted(staged.values(), key=lambda s: s.transaction_id)
+
+def events_ingest(
+    *,
+    account: Account,
+    items: Sequence[Any],
+    now: dt.datetime,
+    pinned_tenant_id: int | None = None,
+    _revalidated: bool = False,
+) -> IngestResult:
+    """Validate every event (``events_validate``), then store the new ones exactly once. All or nothing:
+    raises ``IngestRejected`` and stores nothing when any event is refused."""
+    batch = events_validate(account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id)
+    rows, past_months = batch.rows, batch.past_months
+    if not rows:
+        return IngestResult(accepted=0, duplicates=batch.duplicates_in_batch)
+
     for attempt in range(DEADLOCK_RETRIES):
         try:
             with transaction.atomic():
@@ -198,13 +210,11 @@ def events_ingest(
                     # Closing a month takes this lock exclusively: the months validated above cannot
                     # close before this batch commits, or the batch sees them closed and is re-validated.
                     lock_periods(account, exclusive=False)
-                    if _closed_months(account, past_months) != closed:
+                    if _closed_months(account, past_months) != batch.closed:
                         raise _PeriodsChanged
                 inserted = write_events(rows=rows, now=now)
-                if inserted and settings.CELERY_TASK_ALWAYS_EAGER:
-                    quotas_check(account=account, now=now)  # no workers: in this transaction
-                elif inserted:
-                    transaction.on_commit(lambda: quotas_schedule(account=account))
+                if inserted:
+                    quotas_after_write(account=account, now=now)
             break
         except _PeriodsChanged:
             if _revalidated:
@@ -213,12 +223,56 @@ def events_ingest(
                 account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id, _revalidated=True
             )
         except OperationalError as exc:  # deadlock or serialization failure between concurrent batches
-            if getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in ("40P01", "40001") or (
-                attempt == DEADLOCK_RETRIES - 1
-            ):
+            if not write_conflict(exc) or attempt == DEADLOCK_RETRIES - 1:
                 raise
             time.sleep(0.01 * (attempt + 1))
-    return IngestResult(accepted=inserted, duplicates=duplicates_in_batch + len(rows) - inserted)
+    return IngestResult(accepted=inserted, duplicates=batch.duplicates_in_batch + len(rows) - inserted)
+
+
+def write_conflict(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure between concurrent writers: the transaction may be retried."""
+    return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in ("40P01", "40001")
+
+
+def events_ingest_grouped(
+    *,
+    account: Account,
+    items: Sequence[Any],
+    now: dt.datetime,
+    pinned_tenant_id: int | None = None,
+    rate_limited_as: Any = None,
+) -> IngestResult:
+    """``events_ingest`` for small batches of the running month (single events above all): the rows are
+    written together with those other threads of this process are writing at the same moment, in one
+    transaction (``usage.group_commit``); returns after it committed. A batch with events of another month
+    must go through ``events_ingest``, which guards closed months.
+
+    With ``rate_limited_as`` (an API key), the request is first counted against that key's rate limit,
+    together with the rest of its group and whether or not its events are valid (as a throttle counts a
+    request before its body is read): raises ``RateLimited`` when over the limit, else ``IngestRejected``
+    for invalid events.
+    """
+    rejected: IngestRejected | None = None
+    rows: list[StagedEvent] = []
+    duplicates_in_batch = 0
+    try:
+        batch = events_validate(account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id)
+        if batch.past_months:
+            raise ValueError("events of past months are stored by events_ingest")
+        rows, duplicates_in_batch = batch.rows, batch.duplicates_in_batch
+    except IngestRejected as exc:
+        if rate_limited_as is None:
+            raise
+        rejected = exc
+    if not rows and rate_limited_as is None:
+        return IngestResult(accepted=0, duplicates=duplicates_in_batch)
+    member = Pending(account=account, rows=rows, now=now, admit_as=rate_limited_as)
+    new_keys = _group_committer.submit(member)
+    if member.refused is not None:
+        raise RateLimited(member.refused)
+    if rejected is not None:
+        raise rejected
+    return IngestResult(accepted=len(new_keys), duplicates=duplicates_in_batch + len(rows) - len(new_keys))
 
 
 class _PeriodsChanged(Exception):
@@ -227,6 +281,22 @@ class _PeriodsChanged(Exception):
 
 def _closed_months(account: Account, months: set[dt.date]) -> dict[dt.date, dt.datetime]:
     return dict(ClosedPeriod.objects.filter(account=account, month__in=months).values_list("month", "closed_at"))
+
+
+def quotas_after_write(*, account: Account, now: dt.datetime) -> None:
+    """In (or just after) the transaction that stored new usage of ``account``: have its limits evaluated,
+    right here when tasks run eagerly (no workers), otherwise by a task queued after commit."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        quotas_check(account=account, now=now)
+    else:
+        transaction.on_commit(lambda: quotas_schedule(account=account))
+
+
+_group_committer = GroupCommitter(
+    conflict=lambda exc: write_conflict(exc),
+    after_write=lambda account, now: quotas_after_write(account=account, now=now),
+    admit=lambda api_keys: rate_limit_waits(api_keys=api_keys),
+)
 
 
 def lock_periods(account: Account, *, exclusive: bool) -> None:

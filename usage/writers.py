@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+import psycopg
+from django.conf import settings
 from django.db import connection
 
 from usage.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
@@ -138,11 +140,36 @@ WHERE r.account_id = s.account_id AND r.tenant_id = s.tenant_id AND r.metric_id 
 """
 
 
+# The same statement, answering which keys were new rather than how many: a group of requests written
+# together (``usage.group_commit``) tells each request what became of its own events. (Every data-modifying
+# part of a WITH runs to completion whatever the final SELECT reads.)
+_COUNTS = "SELECT (SELECT count(*) FROM new_events), (SELECT count(*) FROM rolled), (SELECT count(*) FROM uniques)"
+assert INSERT_ALL.strip().endswith(_COUNTS)
+INSERT_ALL_KEYS = INSERT_ALL.strip().removesuffix(_COUNTS) + "SELECT account_id, transaction_id FROM new_keys"
+
+EventKeyTuple = tuple[int, str]  # (account_id, transaction_id)
+
+
 def write_events(*, rows: list[StagedEvent], now: dt.datetime) -> int:
     """Store the rows whose keys are new; return how many. Call inside a transaction."""
     if connection.vendor == "postgresql":
         return _write_postgresql(rows, now)
+    return len(_write_generic(rows, now))
+
+
+def write_events_keys(*, rows: list[StagedEvent], now: dt.datetime) -> set[EventKeyTuple]:
+    """Like ``write_events``, returning the keys that were new. ``rows`` may span accounts but must not
+    repeat a key. Call inside a transaction, unless ``written_in_one_statement(rows)``."""
+    if connection.vendor == "postgresql":
+        return _write_postgresql(rows, now, keys=True)
     return _write_generic(rows, now)
+
+
+def written_in_one_statement(rows: list[StagedEvent]) -> bool:
+    """Whether ``write_events_keys`` stores ``rows`` with a single statement, which PostgreSQL runs as a
+    transaction of its own: a small batch (inline rows) without gauge readings (those need a second
+    statement recomputing their buckets)."""
+    return connection.vendor == "postgresql" and len(rows) <= SMALL_BATCH and not any(r.is_gauge for r in rows)
 
 
 # Small batches (single events above all) skip the staging table: the rows go inline as a VALUES list
@@ -192,33 +219,50 @@ def _row(r: StagedEvent) -> tuple:
     )
 
 
-def _write_postgresql(rows: list[StagedEvent], now: dt.datetime) -> int:
+def _execute_small(cursor, sql: str, params: list) -> list[tuple]:
+    """Run a small batch's statement. Its text depends only on the number of rows, so with
+    ``USAGE_PREPARED_WRITES`` (the default) it is bound on the server and prepared once per connection:
+    PostgreSQL then skips parsing and planning the four-part statement on every single event, which costs
+    more than storing it. Django leaves prepared statements off by default for the sake of transaction-mode
+    connection poolers; set ``USAGE_PREPARED_WRITES=0`` behind one that cannot keep them."""
+    if not getattr(settings, "USAGE_PREPARED_WRITES", True):
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as server_cursor:
+        server_cursor.execute(sql, params, prepare=True)
+        return server_cursor.fetchall() if server_cursor.description else []
+
+
+def _write_postgresql(rows: list[StagedEvent], now: dt.datetime, keys: bool = False):
+    insert = INSERT_ALL_KEYS if keys else INSERT_ALL
     if len(rows) <= SMALL_BATCH:
         stage, params = _inline_stage(rows)
-        with connection.cursor() as cursor:
-            cursor.execute("WITH " + stage + ", " + INSERT_ALL.strip().removeprefix("WITH "), [*params, now])
-            inserted = cursor.fetchone()[0]
-            if inserted and any(r.is_gauge for r in rows):
-                cursor.execute("WITH " + stage + ", " + RECOMPUTE_GAUGES.strip().removeprefix("WITH "), params)
-        return inserted
+        with connection.cursor() as cursor:  # connects (and health-checks) as for any query
+            found = _execute_small(
+                cursor, "WITH " + stage + ", " + insert.strip().removeprefix("WITH "), [*params, now]
+            )
+            result = {tuple(k) for k in found} if keys else found[0][0]
+            if result and any(r.is_gauge for r in rows):
+                _execute_small(cursor, "WITH " + stage + ", " + RECOMPUTE_GAUGES.strip().removeprefix("WITH "), params)
+        return result
     with connection.cursor() as cursor:
         cursor.execute(CREATE_STAGE)
         with cursor.cursor.copy(f"COPY usage_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row(_row(r))
-        cursor.execute(INSERT_ALL, [now])
-        inserted = cursor.fetchone()[0]
-        if inserted and any(r.is_gauge for r in rows):
+        cursor.execute(insert, [now])
+        result = {tuple(k) for k in cursor.fetchall()} if keys else cursor.fetchone()[0]
+        if result and any(r.is_gauge for r in rows):
             cursor.execute(RECOMPUTE_GAUGES)
         cursor.execute("TRUNCATE usage_stage")
-    return inserted
+    return result
 
 
 def _hour(moment: dt.datetime) -> dt.datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _write_generic(rows: list[StagedEvent], now: dt.datetime) -> int:
+def _write_generic(rows: list[StagedEvent], now: dt.datetime) -> set[EventKeyTuple]:
     """Row-by-row fallback for SQLite: same results, no concurrency guarantees beyond SQLite's lock."""
     # SQLite allows one writer at a time and the caller holds the transaction, so keys that are not
     # there now cannot appear before commit.
@@ -287,7 +331,7 @@ def _write_generic(rows: list[StagedEvent], now: dt.datetime) -> int:
         ],
         ignore_conflicts=True,
     )
-    return len(new)
+    return {(r.account_id, r.transaction_id) for r in new}
 
 
 def _recompute_gauge_generic(rollup: UsageRollup) -> None:

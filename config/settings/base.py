@@ -142,6 +142,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 16 *
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 6000)
 USAGE_LATE_GRACE_DAYS = env_int("USAGE_LATE_GRACE_DAYS", 7)
 USAGE_MAX_AGE_DAYS = env_int("USAGE_MAX_AGE_DAYS", 62)
+# Small ingest batches run as prepared statements (see usage/writers.py); off behind a transaction-mode
+# connection pooler that cannot keep prepared statements.
+USAGE_PREPARED_WRITES = env_bool("USAGE_PREPARED_WRITES", True)
 
 # Billing cycle. Drafts wait BILLING_REVIEW_HOURS for staff review before they are finalized (0: at once).
 BILLING_REVIEW_HOURS = env_int("BILLING_REVIEW_HOURS", 24)

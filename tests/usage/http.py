@@ -24,3 +24,17 @@ def post_events(host: str, port: int, secret: str, events: list[dict], timeout: 
             return response.status, raw
     finally:
         conn.close()
+
+
+def request(
+    host: str, port: int, body: bytes, headers: dict[str, str], path: str = "/v1/events", timeout: float = 30
+) -> tuple[int, dict[str, str], bytes]:
+    """POST raw bytes; return the status, the headers (as sent, less Date and Server) and the raw body."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        sent = {k: v for k, v in response.getheaders() if k.lower() not in ("date", "server")}
+        return response.status, sent, response.read()
+    finally:
+        conn.close()

@@ -174,3 +174,31 @@ def test_trial_months_charge_nothing(plan, api):
         body = api(secret).get("/v1/billing/usage/current").json()
     assert body["usage_to_date"]["estimated_charges"] == "0.00"
     assert body["fees"] == []
+
+
+def test_a_tenant_pinned_read_key_sees_only_its_tenant(business_month, api):
+    account = business_month["account"]
+    pinned_tenant = account.tenants.get(public_id="ten_northwind_2")
+    _, pinned = api_key_create(name="tenant 2", scopes=["read"], account=account, tenant=pinned_tenant)
+    with time_machine.travel(dt.datetime(2026, 12, 1, 9, tzinfo=UTC), tick=False):
+        whole = api(business_month["key"]).get("/v1/billing/usage?year=2026&month=11").json()
+        month = api(pinned).get("/v1/billing/usage?year=2026&month=11")
+    with time_machine.travel(dt.datetime(2026, 11, 30, 12, tzinfo=UTC), tick=False):
+        current = api(pinned).get("/v1/billing/usage/current")
+    assert month.status_code == current.status_code == 200
+    body = month.json()
+    own_row = [row for row in whole["tenants"] if row["tenant_id"] == "ten_northwind_2"]
+    assert own_row and len(whole["tenants"]) > 1
+    assert body["tenant_id"] == "ten_northwind_2"
+    assert body["tenants"] == own_row
+    assert (body["metrics"], body["fees"], body["usage_to_date"], body["partner_breakdown"]) == (None, None, None, None)
+    assert (body["account_id"], body["currency"], body["period"]) == (
+        whole["account_id"],
+        whole["currency"],
+        whole["period"],
+    )
+    current_body = current.json()
+    assert current_body["tenant_id"] == "ten_northwind_2"
+    assert [row["tenant_id"] for row in current_body["tenants"]] == ["ten_northwind_2"]
+    assert current_body["usage_to_date"] is None and current_body["partner_breakdown"] is None
+    assert whole["tenant_id"] is None and whole["usage_to_date"] is not None
