@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts import api_keys
 from accounts.models import Account, AccountUser, ApiKey, Budget, default_alert_thresholds
 from accounts.selectors import account_user_email_taken, api_key_cache_clear
+from common import clock
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import model_update, public_id_next
@@ -122,7 +123,7 @@ def account_reactivate(*, account: Account, reason: str = "reactivated by staff"
             ERR_REACTIVATE.format(status=account.get_status_display()), code="invalid_transition", field="status"
         )
     live = account.subscriptions.exclude(status="cancelled").first()
-    in_trial = live is not None and live.trial_end is not None and live.trial_end > timezone.now()
+    in_trial = live is not None and live.trial_end is not None and live.trial_end > clock.now()
     status = Account.Status.TRIALING if in_trial else Account.Status.ACTIVE
     return account_set_status(account=account, status=status, reason=reason, actor=actor)
 

@@ -23,13 +23,17 @@ def enabled() -> bool:
     return bool(getattr(settings, "LEDGERLINE_TEST_CLOCK", False))
 
 
-def now() -> dt.datetime:
+def frozen_at() -> dt.datetime | None:
+    """The time the test clock is frozen at, or None on real time (always None with the clock off)."""
     if not enabled():
-        return timezone.now()
+        return None
     from common.models import Clock
 
-    frozen = Clock.objects.filter(pk=1).values_list("frozen_at", flat=True).first()
-    return frozen or timezone.now()
+    return Clock.objects.filter(pk=1).values_list("frozen_at", flat=True).first()
+
+
+def now() -> dt.datetime:
+    return frozen_at() or timezone.now()
 
 
 def clock_set(*, at: dt.datetime, allow_backwards: bool = False) -> dt.datetime:

@@ -6,9 +6,9 @@ import datetime as dt
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import Account
+from common import clock
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import counter_next, model_update
@@ -36,7 +36,7 @@ def tenant_create(
         account=account,
         name=name,
         public_id=public_id or f"ten_{counter_next(name='public_id:ten'):06d}",
-        activated_at=activated_at or timezone.now(),
+        activated_at=activated_at or clock.now(),
         status=Tenant.Status.ACTIVE,
     )
     tenant.full_clean()
@@ -64,7 +64,7 @@ def tenant_archive(*, tenant: Tenant, at: dt.datetime | None = None, actor: Any 
     """End a tenant's billable life at ``at`` (exclusive). Its usage up to then is still billed."""
     if tenant.status == Tenant.Status.ARCHIVED:
         raise BillingError(ERR_TENANT_ARCHIVED.format(public_id=tenant.public_id), code="tenant_archived")
-    now = timezone.now()
+    now = clock.now()
     at = at or now
     if at > now:
         raise BillingError(ERR_ARCHIVE_IN_FUTURE, code="invalid_archive_time", field="archived_at")
@@ -98,7 +98,7 @@ def partner_create(
         public_id=public_id,
         name=name,
         department=department,
-        activated_at=activated_at or timezone.now(),
+        activated_at=activated_at or clock.now(),
     )
     partner.full_clean()
     stamp(partner, actor=actor, reason="created")
@@ -117,7 +117,7 @@ def partner_update(*, partner: MasterPartner, data: dict[str, Any], actor: Any =
 def partner_deactivate(*, partner: MasterPartner, at: dt.datetime | None = None, actor: Any = None) -> MasterPartner:
     if partner.deactivated_at is not None:
         raise BillingError(ERR_PARTNER_INACTIVE.format(public_id=partner.public_id), code="partner_inactive")
-    at = at or timezone.now()
+    at = at or clock.now()
     if at <= partner.activated_at:
         raise BillingError(
             ERR_DEACTIVATE_BEFORE_ACTIVATION.format(activated_at=partner.activated_at.isoformat()),

@@ -7,7 +7,6 @@ import datetime as dt
 import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 from accounts.authentication import HasIngestScope, HasReadOrExportScope
 from accounts.models import Account, ApiKey
 from billing.selectors import charges_estimate, partner_breakdown, tenant_breakdown
+from common import clock
 from common.api import error_response
 from common.errors import BillingError
 from common.idempotency import idempotent
@@ -95,7 +95,7 @@ class EventsIngestApi(APIView):
             return error_response([{"code": "invalid_json", "field": None, "message": ERR_JSON}], 400)
         try:
             result = events_ingest(
-                account=request.auth.account, items=items, now=timezone.now(), pinned_tenant_id=request.auth.tenant_id
+                account=request.auth.account, items=items, now=clock.now(), pinned_tenant_id=request.auth.tenant_id
             )
         except IngestRejected as rejected:
             return Response(rejected_body(rejected), status=rejected.status)
@@ -224,7 +224,7 @@ class CurrentUsageApi(APIView):
     )
     def get(self, request):
         account = _account_for(request)
-        now = timezone.now()
+        now = clock.now()
         return Response(usage_document(account, month_containing(now), now, _pinned_tenant(request)))
 
 
@@ -252,7 +252,7 @@ class MonthUsageApi(APIView):
         query = self.Query(data=request.query_params)
         query.is_valid(raise_exception=True)
         account = _account_for(request)
-        now = timezone.now()
+        now = clock.now()
         period = month_period(query.validated_data["year"], query.validated_data["month"])
         if period.start > now:
             raise BillingError("That month has not started yet.", code="future_period", field="month")
@@ -278,7 +278,7 @@ class TenantQuotaApi(APIView):
             if api_key.tenant_id:
                 scope = scope.filter(pk=api_key.tenant_id)
         found = get_object_or_404(scope, public_id=tenant)
-        now = timezone.now()
+        now = clock.now()
         limits = []
         for status_ in quota_statuses(account=found.account, now=now):
             limits.append(

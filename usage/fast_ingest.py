@@ -32,11 +32,11 @@ from django.core import signals
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest
 from django.http.request import split_domain_port, validate_host
-from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import WWW_AUTHENTICATE, HasIngestScope, NotAuthenticated, api_key_authenticate
+from common import clock
 from common.api import exception_handler
 from common.throttling import RateLimited
 from usage.apis import rejected_body
@@ -80,7 +80,7 @@ class EventsFastPath:
             return self.app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # for Django, should the request go there after all
-        now = timezone.now()
+        now = clock.now()
         event = _single_event_of_this_month(body, now)
         if event is None:
             return self.app(environ, start_response)

@@ -1,7 +1,7 @@
 from celery import shared_task
-from django.utils import timezone
 
 from accounts.models import Account
+from common import clock
 from usage.services import quotas_check
 
 
@@ -10,4 +10,4 @@ def quotas_check_task(account_id: int) -> None:
     """Evaluate an account's plan limits against its committed usage (see usage.services.quotas_schedule)."""
     account = Account.objects.filter(pk=account_id).first()
     if account is not None:
-        quotas_check(account=account, now=timezone.now())
+        quotas_check(account=account, now=clock.now())

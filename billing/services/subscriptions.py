@@ -12,11 +12,11 @@ import datetime as dt
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from accounts.models import Account
 from accounts.services import account_set_status
 from billing.models import PlanVersion, Subscription
+from common import clock
 from common.audit import stamp
 from common.errors import BillingError
 from common.periods import month_containing
@@ -74,7 +74,7 @@ def subscription_create(
     # Serialise subscription changes per account; the partial unique index is the last guard.
     Account.objects.select_for_update().filter(pk=account.pk).first()
     subscription_check(account=account, plan_version=plan_version)
-    now = timezone.now()
+    now = clock.now()
     started_at = started_at or now
     days = plan_version.trial_days if trial_days is None else trial_days
     trial_end = started_at + dt.timedelta(days=days) if days else None
@@ -118,7 +118,7 @@ def subscription_cancel(
     """Cancel at the end of the current period (default, still billed) or immediately at ``at``."""
     if subscription.status == Subscription.Status.CANCELLED:
         raise BillingError(ERR_ALREADY_CANCELLED.format(subscription=subscription.public_id), code="already_cancelled")
-    now = timezone.now()
+    now = clock.now()
     subscription.cancelled_at = now
     if at_period_end:
         subscription.cancel_at_period_end = True

@@ -39,5 +39,8 @@ class Command(BaseCommand):
                 clock.clock_reset()
         except BillingError as exc:
             raise CommandError(exc.message) from None
-        state = "frozen" if clock.enabled() and clock.now() else "real time"
-        self.stdout.write(f"Now: {clock.now().isoformat()} ({state if clock.enabled() else 'real time, clock off'})")
+        if not clock.enabled():
+            state = "real time; the test clock is off in these settings"
+        else:
+            state = "test clock, frozen" if clock.frozen_at() else "real time"
+        self.stdout.write(f"Now: {clock.now().isoformat()} ({state})")
