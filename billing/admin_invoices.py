@@ -14,7 +14,13 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
-from billing.services.invoices import invoice_finalize, invoice_hold, invoice_release, invoice_void
+from billing.services.invoices import (
+    invoice_finalize,
+    invoice_hold,
+    invoice_mark_uncollectible,
+    invoice_release,
+    invoice_void,
+)
 from common.admin_utils import ServiceAdmin, run_action
 from common.money import format_money
 
@@ -66,7 +72,7 @@ class InvoiceAdmin(ServiceAdmin):
     list_select_related = ("account",)
     date_hierarchy = "period_start"
     inlines = [InvoiceLineInline]
-    actions = ("finalize_action", "hold_action", "release_action", "void_action")
+    actions = ("finalize_action", "hold_action", "release_action", "void_action", "uncollectible_action")
     fields = (
         "number",
         "account",
@@ -176,6 +182,16 @@ class InvoiceAdmin(ServiceAdmin):
             queryset,
             lambda inv, actor: invoice_void(invoice=inv, reason=f"voided by {request.user}", actor=actor),
             "{count} invoice(s) voided.",
+        )
+
+    @admin.action(description="Write off selected unpaid invoices (uncollectible)", permissions=["change"])
+    def uncollectible_action(self, request, queryset):
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda inv, actor: invoice_mark_uncollectible(invoice=inv, reason=f"by {request.user}", actor=actor),
+            "{count} invoice(s) written off.",
         )
 
 

@@ -359,6 +359,24 @@ def invoice_release(*, invoice: Invoice, actor: Any = None) -> Invoice:
 
 
 @transaction.atomic
+def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = None) -> Invoice:
+    """Write off what is still due on a finalized invoice (collection given up). The invoice keeps its
+    number and lines; what was paid stays paid."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.FINALIZED:
+        raise BillingError(
+            f"Only a finalized invoice with an amount due can be written off; {invoice} is "
+            f"{invoice.get_status_display().lower()}.",
+            code="invoice_not_collectible",
+            status=409,
+        )
+    invoice.status, invoice.amount_due = Invoice.Status.UNCOLLECTIBLE, ZERO
+    stamp(invoice, actor=actor, reason=f"uncollectible: {reason}")
+    invoice.save(update_fields=["status", "amount_due", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
 def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.datetime | None = None) -> Invoice:
     """Void a draft or an unpaid finalized invoice. Its number stays used (gap-free series); the account can be
     billed for the period again by re-running the period for it."""

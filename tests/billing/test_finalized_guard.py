@@ -65,3 +65,28 @@ def test_lines_of_a_finalized_invoice_cannot_be_deleted_changed_or_added(finaliz
             amount=D("10.00"),
         )
     assert [(li.kind, li.amount) for li in finalized.lines.filter(amount__gt=0)] == [("base_fee", D("50.00"))]
+
+
+def test_the_admin_shows_a_finalized_invoice_read_only_and_refuses_to_change_it(finalized, client):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw-123456"))
+    url = f"/admin/billing/invoice/{finalized.pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert b'name="total"' not in page.content and b"INV-2026-000001" in page.content
+    client.post(url, {"total": "1.00", "subtotal": "1.00", "status": "draft"})
+    finalized.refresh_from_db()
+    assert (finalized.status, finalized.total) == ("finalized", D("50.00"))
+    assert client.get("/admin/billing/invoice/add/").status_code == 403
+    # Actions go through the services: finalizing again is refused with the reason on the page.
+    response = client.post(
+        "/admin/billing/invoice/",
+        {"action": "finalize_action", "_selected_action": [finalized.pk]},
+        follow=True,
+    )
+    assert "Only a draft can be finalized" in response.content.decode()
+    # Writing off the unpaid invoice keeps its money and number and clears what is due.
+    client.post("/admin/billing/invoice/", {"action": "uncollectible_action", "_selected_action": [finalized.pk]})
+    finalized.refresh_from_db()
+    assert (finalized.status, finalized.total, finalized.amount_due) == ("uncollectible", D("50.00"), D("0"))
