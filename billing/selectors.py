@@ -29,8 +29,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from django.db.models import Q
+
 from accounts.models import Account
-from billing.models import Invoice, InvoiceLine, PlanCharge, PlanVersion, Subscription
+from billing.models import Invoice, InvoiceLine, Metric, PlanCharge, PlanVersion, Subscription
 from billing.rating import ChargeTerms, Tier, overage_amount, prorate
 from common.money import allocate, round_money
 from common.periods import Period
@@ -67,6 +69,7 @@ class ChargeLine:
     billable: Decimal | None = None
     unit_price: Decimal | None = None
     charge: PlanCharge | None = None
+    metric: Metric | None = None  # the metric billed (late usage may have no charge)
     plan_version: PlanVersion | None = None
     usage_month: dt.date | None = None
     by_tenant: dict[int, Decimal] = field(default_factory=dict)
@@ -168,6 +171,10 @@ def _regular(usage: MetricUsage) -> MetricUsage:
     """The usage of the month itself, late usage from earlier months taken out."""
     if not usage.late_quantity:
         return usage
+    if usage.metric.aggregation == "unique_count":  # its per-tenant counts are the month's own already
+        return MetricUsage(
+            metric=usage.metric, quantity=usage.quantity - usage.late_quantity, by_tenant=dict(usage.by_tenant)
+        )
     share = (usage.quantity - usage.late_quantity) / usage.quantity if usage.quantity else ZERO
     return MetricUsage(
         metric=usage.metric,
@@ -330,6 +337,7 @@ def rate(
             lines.append(
                 ChargeLine(
                     kind="late_usage",
+                    metric=metric_usage.metric,
                     description=f"Late usage: {metric_usage.metric.name}, {month_start:%B %Y}",
                     amount=amount,
                     start=month_start,
@@ -350,32 +358,38 @@ def rate(
 
 
 def _prior_lines(account_ids: list[int], months: set[dt.date]) -> dict[tuple[int, dt.date, str], tuple[Decimal, Any]]:
-    """For late usage: what each earlier invoice billed per metric, and under which charge."""
+    """For late usage: what has been billed so far for each earlier month and metric (its invoice's usage
+    lines, plus late lines of later invoices), and under which charge."""
     result: dict[tuple[int, dt.date, str], tuple[Decimal, Any]] = {}
     if not months:
         return result
     starts = [dt.datetime(m.year, m.month, 1, tzinfo=dt.UTC) for m in months]
-    lines = (
-        InvoiceLine.objects.filter(
-            invoice__account_id__in=account_ids,
-            invoice__period_start__in=starts,
-            kind__in=[InvoiceLine.Kind.USAGE, InvoiceLine.Kind.LATE_USAGE],
+    lines = list(
+        InvoiceLine.objects.filter(invoice__account_id__in=account_ids, metric__isnull=False)
+        .filter(
+            Q(kind=InvoiceLine.Kind.USAGE, invoice__period_start__in=starts)
+            | Q(kind=InvoiceLine.Kind.LATE_USAGE, usage_month__in=months)
         )
         .exclude(invoice__status=Invoice.Status.VOID)
-        .select_related("invoice", "metric", "plan_version")
-        .order_by("invoice_id", "position")
+        .select_related("invoice", "metric")
+        .order_by("invoice__period_start", "invoice_id", "position")
     )
     charges = {
         (c.plan_version_id, c.metric_id): c
         for c in PlanCharge.objects.filter(
-            plan_version_id__in={line.plan_version_id for line in lines}
+            plan_version_id__in={line.plan_version_id for line in lines if line.plan_version_id}
         ).prefetch_related("tiers", "metric", "plan_version")
     }
     for line in lines:
-        month = line.usage_month if line.kind == InvoiceLine.Kind.LATE_USAGE else line.invoice.period_start.date()
+        late = line.kind == InvoiceLine.Kind.LATE_USAGE
+        month = line.usage_month if late else line.invoice.period_start.date()
         key = (line.invoice.account_id, month, line.metric.code)
         billed, charge = result.get(key, (ZERO, None))
-        result[key] = (billed + (line.quantity or ZERO), charges.get((line.plan_version_id, line.metric_id)) or charge)
+        quantity = line.quantity or ZERO
+        monthly = line.metric.source != "events" or line.metric.aggregation in MONTHLY_COUNTS
+        # A monthly count is the whole month's on every segment's line: counted once, not per segment.
+        billed = billed + quantity if late or not monthly else max(billed, quantity)
+        result[key] = (billed, charges.get((line.plan_version_id, line.metric_id)) or charge)
     return result
 
 

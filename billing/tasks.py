@@ -14,7 +14,13 @@ from celery import shared_task
 from billing.models import BillingRun, BillingRunItem, Invoice
 from billing.services.invoices import invoice_finalize
 from billing.services.lifecycle import lifecycle_update
-from billing.services.runs import billing_run_chunk, billing_run_finish, billing_run_start, pending_chunks
+from billing.services.runs import (
+    billing_run_chunk,
+    billing_run_chunk_failed,
+    billing_run_finish,
+    billing_run_start,
+    pending_chunks,
+)
 from common import clock
 from common.errors import BillingError
 from common.periods import month_containing, parse_month, previous_month
@@ -40,7 +46,13 @@ def period_close_task(month: str | None = None) -> int:
 def billing_run_chunk_task(run_id: int, account_ids: list[int]) -> None:
     run = BillingRun.objects.get(pk=run_id)
     now = clock.now()
-    billing_run_chunk(run=run, account_ids=account_ids, now=now)
+    try:
+        billing_run_chunk(run=run, account_ids=account_ids, now=now)
+    except OSError:
+        raise  # retried
+    except Exception as exc:
+        logger.exception("Billing chunk of run %s failed", run_id)
+        billing_run_chunk_failed(run=run, account_ids=account_ids, error=f"chunk failed: {exc}")
     if not BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING).exists():
         run = billing_run_finish(run=run, now=now)
         if run.finished_at and not run.dry_run:
@@ -58,6 +70,8 @@ def invoices_finalize_due_task() -> int:
             done += 1
         except BillingError as exc:
             logger.warning("Invoice %s not finalized: %s", invoice.pk, exc.message)
+        except Exception:  # each draft is its own transaction: one failure must not hold back the others
+            logger.exception("Invoice %s not finalized", invoice.pk)
     return done
 
 

@@ -41,6 +41,8 @@ E = {
     "timestamp_in_future": "The timestamp is more than 5 minutes in the future.",
     "timestamp_too_old": "The timestamp is older than the {days} days usage is accepted for.",
     "period_closed": "Usage for {month} was invoiced and its grace window for late usage ended on {until}.",
+    "gauge_period_closed": "Usage for {month} was invoiced; a level reading (metric '{metric}') cannot change it. "
+    "Report the current level with a timestamp in an open month.",
     "invalid_properties": "properties must be a JSON object of strings, numbers or booleans.",
     "missing_property": "Metric '{metric}' counts unique values of properties.{prop}, which is missing.",
     "unknown_partner": "No master partner '{value}' in this account.",

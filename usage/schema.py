@@ -33,7 +33,8 @@ requests. A `202` means every accepted event is committed.
     + """.
 
 **Late usage.** Events for a month whose invoice is final are accepted for a grace window (7 days by
-default) and billed on the next invoice; after it they are refused with `period_closed`.
+default) and billed on the next invoice; after it they are refused with `period_closed`. Storage level
+readings for an invoiced month are refused at once with `gauge_period_closed`.
 
 Fields: `transaction_id` (string, ≤ 255), `tenant` (a tenant's public id), `metric` (a catalogue code:
 `api_requests`, `messages`, `storage_gb` (a gauge: the GB stored from this timestamp on), `active_users`

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMonth
 
@@ -169,20 +169,37 @@ def period_usage_many(
     # Unique counts: distinct values first billed in this month (counted over the whole month).
     unique_ids = [m.id for m in events if m.aggregation == "unique_count"]
     values = UsageUniqueValue.objects.filter(account_id__in=account_ids, billing_month=month, metric_id__in=unique_ids)
+    any_late = False
     for row in values.values("account_id", "metric_id").annotate(
-        n=Count("value", distinct=True), late=Count("value", distinct=True, filter=~Q(usage_month=month))
+        n=Count("value", distinct=True, filter=Q(usage_month=month)), late=Count("id", filter=~Q(usage_month=month))
     ):
         entry = result[row["account_id"]][by_id[row["metric_id"]].code]
-        entry.quantity, entry.late_quantity = Decimal(row["n"]), Decimal(row["late"])
-    for row in values.values("account_id", "metric_id", "tenant_id").annotate(n=Count("value", distinct=True)):
+        entry.quantity = Decimal(row["n"])
+        any_late = any_late or bool(row["late"])
+    for row in (
+        values.filter(usage_month=month)
+        .values("account_id", "metric_id", "tenant_id")
+        .annotate(n=Count("value", distinct=True))
+    ):
         result[row["account_id"]][by_id[row["metric_id"]].code].by_tenant[row["tenant_id"]] = Decimal(row["n"])
-    late_values = values.exclude(usage_month=month)
-    if any(result[a][by_id[m].code].late_quantity for a in account_ids for m in unique_ids):
+    if any_late:
+        # Late values: seen in an earlier month, arrived after it was invoiced, and not billed for that month
+        # already (the same value reported by another tenant in time).
+        billed_then = UsageUniqueValue.objects.filter(
+            account_id=OuterRef("account_id"),
+            metric_id=OuterRef("metric_id"),
+            value=OuterRef("value"),
+            usage_month=OuterRef("usage_month"),
+            billing_month=OuterRef("usage_month"),
+        )
+        late_values = values.exclude(usage_month=month).exclude(Exists(billed_then))
         for row in late_values.values("account_id", "metric_id", "usage_month").annotate(
             n=Count("value", distinct=True)
         ):
             entry = result[row["account_id"]][by_id[row["metric_id"]].code]
             entry.late_by_month[row["usage_month"]] = Decimal(row["n"])
+            entry.late_quantity += Decimal(row["n"])
+            entry.quantity += Decimal(row["n"])
 
     # Gauges: integrate the readings' shape kept in the rollups.
     gauge_end = min(now, until) if until is not None else now

@@ -129,6 +129,10 @@ def events_validate(
             billing_month, is_late = usage_month, False
             closed_at = closed.get(usage_month)
             if closed_at is not None:
+                if metric.is_gauge:  # a level holds over time: a reading cannot be billed after its month
+                    raise EventError(
+                        "timestamp", "gauge_period_closed", month=f"{usage_month:%Y-%m}", metric=metric.code
+                    )
                 if now > closed_at + grace:
                     raise EventError(
                         "timestamp",

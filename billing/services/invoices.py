@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.dispatch import Signal
 
 from accounts.models import Account
@@ -120,7 +121,7 @@ def _line_rows(
                 position=position,
                 kind=line.kind,
                 description=line.description[:300],
-                metric=line.charge.metric if line.charge is not None else None,
+                metric=line.metric or (line.charge.metric if line.charge is not None else None),
                 plan_version=line.plan_version,
                 period_start=line.start or period.start,
                 period_end=line.end or period.end,
@@ -323,9 +324,24 @@ def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | 
     lines = _line_rows(invoice, estimate, tenant_ids, partner_ids)
     _late_transaction_ids([(invoice, lines)], period.start.date())
     InvoiceLine.objects.bulk_create(lines)
+    account = invoice.account
     invoice.subtotal, invoice.discount_total = estimate.subtotal, estimate.discount
     invoice.tax, invoice.total, invoice.amount_due = estimate.tax, estimate.total, estimate.total
-    invoice.save(update_fields=["subtotal", "discount_total", "tax", "total", "amount_due", "updated_at"])
+    # Tax as rated now: staff may have corrected the tax rate or reverse charge during review.
+    invoice.tax_rate = ZERO if account.tax_reverse_charge else account.tax_rate
+    invoice.tax_reverse_charge = account.tax_reverse_charge
+    invoice.save(
+        update_fields=[
+            "subtotal",
+            "discount_total",
+            "tax",
+            "total",
+            "amount_due",
+            "tax_rate",
+            "tax_reverse_charge",
+            "updated_at",
+        ]
+    )
     _finalize_fields([(invoice, estimate)], now)
     stamp(invoice, actor=actor, reason="finalized")
     _finalize_write([invoice], now)
@@ -382,10 +398,15 @@ def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.da
     billed for the period again by re-running the period for it."""
     now = now or clock.now()
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if invoice.status not in (Invoice.Status.DRAFT, Invoice.Status.FINALIZED) or invoice.amount_paid > 0:
+    if (
+        invoice.status not in (Invoice.Status.DRAFT, Invoice.Status.FINALIZED)
+        or invoice.amount_paid > 0
+        or invoice.amount_credited > 0
+    ):
         raise BillingError(
             f"Invoice {invoice} is {invoice.get_status_display().lower()}"
             + (" and partly paid" if invoice.amount_paid else "")
+            + (" and credited" if invoice.amount_credited else "")
             + ": it cannot be voided; issue a credit note instead.",
             code="invoice_not_voidable",
             status=409,
@@ -451,7 +472,13 @@ def credit_note_issue(
             raise BillingError("A credited line must belong to the invoice.", code="invalid_line", field="lines")
     subtotal = sum((amount for _, _, amount in clean), ZERO)
     rate = ZERO if invoice.tax_reverse_charge else invoice.tax_rate
-    tax = round_money(subtotal * rate / 100, currency)
+    # Tax on all credits so far, less the tax already credited: credits that add up to the invoice's
+    # subtotal give back exactly its tax, never a cent more through rounding.
+    before = invoice.credit_notes.filter(status=CreditNote.Status.ISSUED).aggregate(
+        subtotal=Sum("subtotal", default=ZERO), tax=Sum("tax", default=ZERO)
+    )
+    tax = round_money((before["subtotal"] + subtotal) * rate / 100, currency) - before["tax"]
+    tax = round_money(max(min(tax, invoice.tax - before["tax"]), ZERO), currency)
     total = subtotal + tax
     left = invoice.total - invoice.amount_credited
     if total > left:

@@ -37,7 +37,7 @@ from common.bulk import bulk_update_fields
 from common.errors import BillingError
 from common.money import round_money
 from common.periods import Period, previous_month
-from usage.models import UsageRollup
+from usage.models import UsageRollup, UsageUniqueValue
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -53,8 +53,20 @@ def billable_account_ids(*, period: Period, account_ids: list[int] | None = None
     subs = Subscription.objects.filter(started_at__lt=period.end).exclude(ended_at__lte=period.start)
     if account_ids is not None:
         subs = subs.filter(account_id__in=account_ids)
+    # Late usage accepted into this month is billed even when the account no longer has a subscription.
+    late = UsageRollup.objects.filter(billing_month=period.start.date(), hour__lt=period.start)
+    late_values = UsageUniqueValue.objects.filter(billing_month=period.start.date()).exclude(
+        usage_month=period.start.date()
+    )
+    if account_ids is not None:
+        late, late_values = late.filter(account_id__in=account_ids), late_values.filter(account_id__in=account_ids)
     invoiced = Invoice.objects.filter(period_start=period.start).exclude(status=Invoice.Status.VOID)
-    ids = set(subs.values_list("account_id", flat=True)) - set(invoiced.values_list("account_id", flat=True))
+    candidates = (
+        set(subs.values_list("account_id", flat=True))
+        | set(late.values_list("account_id", flat=True).distinct())
+        | set(late_values.values_list("account_id", flat=True).distinct())
+    )
+    ids = candidates - set(invoiced.values_list("account_id", flat=True))
     return sorted(ids)
 
 
@@ -184,12 +196,14 @@ def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.dateti
         failures: dict[int, str] = {}
         estimates: dict[int, Estimate] = {}
         try:
-            estimates = charges_many(accounts=accounts, period=period, now=max(now, period.end))
+            with transaction.atomic():  # a savepoint: a database error here leaves the chunk usable
+                estimates = charges_many(accounts=accounts, period=period, now=max(now, period.end))
         except Exception:  # one bad account must not stop the chunk: rate them one by one
             logger.exception("Rating the chunk failed; rating its accounts one by one")
             for account in accounts:
                 try:
-                    estimates.update(charges_many(accounts=[account], period=period, now=max(now, period.end)))
+                    with transaction.atomic():
+                        estimates.update(charges_many(accounts=[account], period=period, now=max(now, period.end)))
                 except Exception as exc:
                     failures[account.pk] = f"rating failed: {exc}"
         for account_id, estimate in list(estimates.items()):
@@ -225,6 +239,15 @@ def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.dateti
         bulk_update_fields(items, ["status", "error", "total", "anomalies", "invoice", "attempts"])
         billing_run_refresh(run=run)
     return len(written)
+
+
+def billing_run_chunk_failed(*, run: BillingRun, account_ids: list[int], error: str) -> None:
+    """A chunk that could not be billed at all: its accounts are recorded as failed with the reason, so the
+    run finishes and shows them (running the month again retries them)."""
+    BillingRunItem.objects.filter(run=run, account_id__in=account_ids, status=BillingRunItem.Status.PENDING).update(
+        status=BillingRunItem.Status.FAILED, error=error[:2000]
+    )
+    billing_run_refresh(run=run)
 
 
 def billing_run_refresh(*, run: BillingRun) -> None:
@@ -283,7 +306,11 @@ def bill_period(
     total = BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING).count()
     done = 0
     for chunk in pending_chunks(run=run, account_ids=account_ids):
-        billing_run_chunk(run=run, account_ids=chunk, now=now)
+        try:
+            billing_run_chunk(run=run, account_ids=chunk, now=now)
+        except Exception as exc:
+            logger.exception("Billing chunk of run %s failed", run.pk)
+            billing_run_chunk_failed(run=run, account_ids=chunk, error=f"chunk failed: {exc}")
         done += len(chunk)
         if progress:
             progress(done, total)

@@ -59,3 +59,31 @@ def test_credit_beyond_what_is_left_is_refused(invoice):
     invoice.refresh_from_db()
     assert (last.number, last.total) == ("CN-2026-000002", D("94.80"))
     assert (invoice.status, invoice.amount_due, invoice.amount_credited) == ("paid", D("0.00"), D("574.80"))
+
+
+def test_credits_that_add_up_to_the_invoice_give_back_exactly_its_tax(invoice):
+    line = invoice.lines.get(metric__code="messages")
+    base = invoice.lines.get(kind="base_fee")
+    # Three credits of $159.67 + $159.67 + $159.66 = $479.00: tax per note is computed on the running
+    # total (31.93, then 63.87 − 31.93 = 31.94, then 95.80 − 63.87 = 31.93), so the tax credited is $95.80.
+    notes = [
+        credit_note_issue(invoice=invoice, lines=[(base, "part 1", D("159.67"))], reason="r", now=DEC_5),
+        credit_note_issue(
+            invoice=invoice, lines=[(base, "part 2", D("139.33")), (line, "x", D("20.34"))], reason="r", now=DEC_5
+        ),
+        credit_note_issue(invoice=invoice, lines=[(line, "part 3", D("159.66"))], reason="r", now=DEC_5),
+    ]
+    assert [n.tax for n in notes] == [D("31.93"), D("31.94"), D("31.93")]
+    invoice.refresh_from_db()
+    assert (invoice.amount_credited, invoice.amount_due, invoice.status) == (D("574.80"), D("0"), "paid")
+
+
+def test_a_credited_invoice_cannot_be_voided(invoice):
+    from billing.services.invoices import invoice_void
+
+    credit_note_issue(invoice=invoice, lines=[(None, "goodwill", D("10.00"))], reason="r", now=DEC_5)
+    with pytest.raises(BillingError) as caught:
+        invoice_void(invoice=invoice, reason="mistake")
+    assert (caught.value.code, caught.value.status) == ("invoice_not_voidable", 409)
+    invoice.refresh_from_db()
+    assert invoice.status == "finalized"

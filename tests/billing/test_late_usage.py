@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
+import time_machine
 
 from billing.models import Invoice, InvoiceLine
 from tests.accounts.factories import AccountFactory
@@ -90,3 +91,39 @@ def test_an_event_after_the_grace_window_is_refused(november_invoiced):
         }
     ]
     assert not UsageEvent.objects.filter(transaction_id="too-late").exists()
+
+
+def test_a_storage_reading_for_an_invoiced_month_is_refused_at_once(november_invoiced):
+    with pytest.raises(IngestRejected) as caught:
+        ingest(
+            november_invoiced,
+            [event("nov-storage", "ten_nw", "storage_gb", 12, "2026-11-29T23:00:00Z")],
+            now=dt.datetime(2026, 12, 2, 9, tzinfo=UTC),
+        )
+    assert caught.value.status == 400
+    assert [(e["field"], e["code"]) for e in caught.value.errors] == [("timestamp", "gauge_period_closed")]
+    assert not UsageEvent.objects.filter(transaction_id="nov-storage").exists()
+
+
+def test_late_usage_of_an_account_that_left_is_still_billed(plan):
+    from billing.services.subscriptions import subscription_cancel
+
+    account = AccountFactory(name="Leaving")
+    subscription = subscribe(account, plan("messaging-business"))
+    TenantFactory(account=account, public_id="ten_lv", activated_at=JAN_1)
+    ingest(account, [event("nov-1", "ten_lv", "messages", 26_000, "2026-11-10T10:00:00Z")])
+    with time_machine.travel(dt.datetime(2026, 11, 20, tzinfo=UTC), tick=False):
+        subscription_cancel(subscription=subscription, at_period_end=True)
+    close()  # November billed in full; the subscription ends Dec 1
+    ingest(
+        account,
+        [event("nov-late", "ten_lv", "messages", 1_000, "2026-11-30T20:00:00Z")],
+        now=dt.datetime(2026, 12, 2, tzinfo=UTC),
+    )
+    close(period=DECEMBER, now=JANUARY_CLOSE)
+    december = Invoice.objects.get(account=account, period_start__month=12)
+    # November had 26,000 messages (1,000 over the 25,000 included); 1,000 more at $0.03 = $30.00.
+    assert [(line.kind, line.amount, line.transaction_ids) for line in december.lines.all()] == [
+        ("late_usage", D("30.00"), ["nov-late"])
+    ]
+    assert december.total == D("30.00")

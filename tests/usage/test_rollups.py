@@ -45,6 +45,8 @@ raw_events = st.lists(
 def as_payload(items):
     payload = []
     for txn, tenant, metric, quantity, moment, user, partner in items:
+        if metric == "storage_gb" and moment.month == 10:
+            continue  # October is invoiced: level readings for it are refused (gauge_period_closed)
         properties = {}
         if metric == "active_users":
             properties["user_id"] = user
@@ -150,16 +152,20 @@ def test_rollups_equal_raw_aggregation(setup, items, cuts):
         assert usage["messages"].late_quantity == sum(
             (e.quantity for e in UsageEvent.objects.filter(metric=messages, is_late=True)), Decimal(0)
         )
-        assert usage["active_users"].quantity == len(
-            {
-                e.properties["user_id"]
-                for e in UsageEvent.objects.filter(metric=users, billing_month=november)
-                if not UsageUniqueValue.objects.filter(
-                    value=e.properties["user_id"],
-                    billing_month__lt=november,
-                    tenant_id=e.tenant_id,
-                    usage_month=e.timestamp.date().replace(day=1),
-                ).exists()
-            }
-        )
+        # Active users: November's own distinct users, plus each late (month, user) not billed for that month.
+        regular = {
+            e.properties["user_id"]
+            for e in UsageEvent.objects.filter(metric=users, billing_month=november, is_late=False)
+        }
+        late = {
+            (e.timestamp.date().replace(day=1), e.properties["user_id"])
+            for e in UsageEvent.objects.filter(metric=users, billing_month=november, is_late=True)
+            if not UsageUniqueValue.objects.filter(
+                value=e.properties["user_id"],
+                usage_month=e.timestamp.date().replace(day=1),
+                billing_month=e.timestamp.date().replace(day=1),
+            ).exists()
+        }
+        assert usage["active_users"].quantity == len(regular) + len(late)
+        assert usage["active_users"].late_quantity == len(late)
         transaction.set_rollback(True)
