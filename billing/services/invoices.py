@@ -202,6 +202,7 @@ def invoices_write(
             )
         )
     Invoice.objects.bulk_create(invoices)
+    Invoice.history.bulk_history_create(invoices, default_change_reason="drafted by the billing run", default_date=now)
     rows = [(inv, _line_rows(inv, est, tenant_ids, partner_ids)) for inv, est in zip(invoices, estimates, strict=True)]
     _late_transaction_ids(rows, period.start.date())
     # Lines go in while the invoices are drafts (the guard refuses lines of finalized invoices).
@@ -253,9 +254,16 @@ def _snapshot(account: Account, estimate: Estimate) -> dict:
     }
 
 
-def _finalize_write(invoices: list[Invoice], now: dt.datetime) -> None:
+def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None) -> None:
     """Persist finalization of drafts whose fields ``_finalize_fields`` set; close their months; outbox."""
     bulk_update_fields(invoices, ["number", "status", "finalized_at", "due_at", "paid_at", "snapshot"])
+    Invoice.history.bulk_history_create(
+        invoices,
+        update=True,
+        default_change_reason="finalized",
+        default_user=actor if getattr(actor, "is_authenticated", False) else None,
+        default_date=now,
+    )
     month = invoices[0].period_start.date()
     ClosedPeriod.objects.bulk_create(
         [ClosedPeriod(account_id=i.account_id, month=month, closed_at=now) for i in invoices], ignore_conflicts=True
@@ -343,8 +351,7 @@ def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | 
         ]
     )
     _finalize_fields([(invoice, estimate)], now)
-    stamp(invoice, actor=actor, reason="finalized")
-    _finalize_write([invoice], now)
+    _finalize_write([invoice], now, actor=actor)
     invoice.refresh_from_db()
     return invoice
 

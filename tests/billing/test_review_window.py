@@ -78,3 +78,21 @@ def test_drafts_are_finalized_after_review_with_the_usage_that_arrived_meanwhile
         "USD",
         {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
     )
+
+
+def test_drafting_and_finalizing_are_in_the_invoice_history(plan):
+    from billing.models import Invoice
+    from tests.accounts.factories import AccountFactory
+    from tests.billing.cycle import JAN_1, close, subscribe
+    from tests.tenants.factories import TenantFactory
+
+    account = AccountFactory(name="Audited")
+    subscribe(account, plan("platform-basic"))
+    TenantFactory(account=account, public_id="ten_au", activated_at=JAN_1)
+    close()
+    invoice = Invoice.objects.get(account=account)
+    history = list(invoice.history.order_by("history_id").values_list("history_change_reason", "status", "number"))
+    assert history == [
+        ("drafted by the billing run", "draft", None),
+        ("finalized", "finalized", "INV-2026-000001"),
+    ]
