@@ -514,7 +514,12 @@ def status_line(results: list[dict]) -> tuple[Counter, list[str], int, int, int]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000, help="events for the batch and raw runs")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (sync)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="gunicorn workers (default: one per core, as in production)",
+    )
     parser.add_argument("--clients", type=int, default=4, help="client processes for the batch and raw runs")
     parser.add_argument("--batch", type=int, default=1_000, help="events per request / per transaction")
     parser.add_argument("--single", type=int, default=5_000, help="single-event requests")
@@ -671,7 +676,7 @@ def main() -> int:
     print("=" * width)
     print(
         f"Ledgerline ingest benchmark: {os.cpu_count()} CPUs, gunicorn {args.workers} workers"
-        f" x {os.environ.get('GUNICORN_THREADS', '4')} threads,"
+        f" x {os.environ.get('GUNICORN_THREADS', '8')} threads,"
         f" {args.clients} batch clients x {args.batch:,} events;"
         f" load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     )

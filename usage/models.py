@@ -7,6 +7,9 @@ Invariants:
   transaction as the events they count, from the rows that transaction inserted (never from a request).
 - ``billing_month`` is the first day (UTC) of the month whose invoice bills the event: the month of its
   timestamp, or for late usage (its month already invoiced) the month in which it arrived.
+
+Foreign keys here carry no index of their own (``db_index=False``): every read starts from the account and
+is served by the composite keys below, and each extra index is paid on every event written.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ class EventKey(models.Model):
     range-partitioned by month (a unique key on a partitioned table must contain the partition key)."""
 
     pk = models.CompositePrimaryKey("account_id", "transaction_id")
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
     transaction_id = models.CharField(max_length=255)
 
     class Meta:
@@ -44,11 +49,23 @@ class EventKey(models.Model):
 class UsageEvent(models.Model):
     """One billable event as reported. Append-only: never updated, never deleted while billable."""
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, related_name="+")
-    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    metric = models.ForeignKey(
+        "billing.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
     partner = models.ForeignKey(
-        "tenants.MasterPartner", on_delete=models.PROTECT, null=True, blank=True, db_constraint=False, related_name="+"
+        "tenants.MasterPartner",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     transaction_id = models.CharField(max_length=255, help_text="The client's idempotency key for this event.")
     timestamp = models.DateTimeField(help_text="When the usage happened (UTC).")
@@ -78,11 +95,23 @@ class UsageRollup(models.Model):
     the last reading of the hour.
     """
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, related_name="+")
-    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    metric = models.ForeignKey(
+        "billing.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
     partner = models.ForeignKey(
-        "tenants.MasterPartner", on_delete=models.PROTECT, null=True, blank=True, db_constraint=False, related_name="+"
+        "tenants.MasterPartner",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     hour = models.DateTimeField(help_text="Start of the hour (UTC) the events happened in.")
     billing_month = models.DateField()
@@ -116,9 +145,15 @@ class UsageRollup(models.Model):
 class UsageUniqueValue(models.Model):
     """A distinct property value (a user_id, a feature) seen for a unique-count metric in a month."""
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, db_constraint=False, related_name="+")
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, related_name="+")
-    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, db_constraint=False, related_name="+")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    metric = models.ForeignKey(
+        "billing.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
     usage_month = models.DateField(help_text="First day of the month the value was seen in.")
     value = models.CharField(max_length=255)
     billing_month = models.DateField(help_text="Month whose invoice bills it (later for late usage).")
