@@ -29,7 +29,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from usage.writers import EventKeyTuple, StagedEvent, write_events_keys, written_in_one_statement
 
@@ -134,14 +134,25 @@ class GroupCommitter:
                     logger.exception("After-write work failed for account %s", getattr(account, "pk", account))
 
     def _write_with_retries(self, group: list[Pending]) -> tuple[list[Any], dt.datetime]:
-        for attempt in range(DEADLOCK_RETRIES):
+        # The write itself finds a dead pooled connection, so the per-request health check (a SELECT 1 round
+        # trip) is skipped here; a broken connection is replaced once and the write tried again. Writes are
+        # idempotent (event keys): a retry stores nothing twice, and events whose commit was sent before the
+        # connection broke are then reported as duplicates.
+        connection.health_check_done = True
+        reconnected = False
+        attempt = 0
+        while True:
             try:
                 return self._write(group)
-            except OperationalError as exc:
-                if not self._conflict(exc) or attempt == DEADLOCK_RETRIES - 1:
+            except (OperationalError, InterfaceError) as exc:
+                if not reconnected and (connection.connection is None or not connection.is_usable()):
+                    connection.close()
+                    reconnected = True
+                    continue
+                attempt += 1
+                if not isinstance(exc, OperationalError) or not self._conflict(exc) or attempt >= DEADLOCK_RETRIES:
                     raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+                time.sleep(0.01 * attempt)
 
     def _write(self, group: list[Pending]) -> tuple[list[Any], dt.datetime]:
         """Store the group's rows; return the accounts that got new ones, and the write time."""

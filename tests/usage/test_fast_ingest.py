@@ -382,3 +382,33 @@ def test_limits_are_checked_after_events_from_the_lean_handler(servers, plan):
     assert list(OutboxEvent.objects.filter(account=account).values_list("type", flat=True)) == [
         "billing.usage_threshold"
     ]
+
+
+def test_a_database_connection_dropped_between_requests_is_replaced_and_the_event_stored(servers, northwind, settings):
+    import http.client
+
+    from django.db import connection
+
+    # As in production: no test clock, so the write is the request's first use of the database.
+    settings.LEDGERLINE_TEST_CLOCK = False
+
+    # One keep-alive HTTP connection: both requests are served by the same server thread and its
+    # (persistent) database connection.
+    client = http.client.HTTPConnection(HOST, servers.fast, timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {northwind['key']}"}
+    client.request("POST", "/v1/events", json.dumps(event("before")), headers)
+    first = client.getresponse()
+    assert (first.status, first.read()) == (202, b'{"accepted":1,"duplicates":0}')
+    # The database drops every other session (a restart, a failover, an idle timeout of a proxy).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+    client.request("POST", "/v1/events", json.dumps(event("after")), headers)
+    second = client.getresponse()
+    assert (second.status, second.read()) == (202, b'{"accepted":1,"duplicates":0}')
+    client.close()
+    assert sorted(UsageEvent.objects.values_list("transaction_id", flat=True)) == ["after", "before"]
+    assert servers.reached_django == []
