@@ -1,9 +1,9 @@
 """Database guard: a finalized (paid, void, uncollectible) invoice's identity, money and lines never change.
 
 Services refuse such edits and the admin shows them read-only; this trigger makes even a raw SQL or
-``QuerySet.update()`` fail with an integrity error. Balances (paid, credited, due), status moves
-out of 'finalized', payment and void times may still change. PostgreSQL uses plpgsql; SQLite (demo)
-gets equivalent triggers.
+``QuerySet.update()`` fail with an integrity error. Balances (paid, credited, due), payment and void
+times may still change; the status only moves from 'finalized' to 'paid', 'void' or 'uncollectible'.
+PostgreSQL uses plpgsql; SQLite (demo) gets equivalent triggers.
 """
 
 from django.db import migrations
@@ -36,6 +36,7 @@ BEGIN
     END IF;
     IF OLD.status <> 'draft' AND (
         NEW.status = 'draft'
+        OR (NEW.status <> OLD.status AND NOT (OLD.status = 'finalized' AND NEW.status IN ('paid', 'void', 'uncollectible')))
         {"".join(f" OR NEW.{c} IS DISTINCT FROM OLD.{c}" for c in LOCKED_COLUMNS if c != "snapshot")}
         OR NEW.snapshot::jsonb IS DISTINCT FROM OLD.snapshot::jsonb
     ) THEN
@@ -81,6 +82,7 @@ DROP FUNCTION IF EXISTS billing_invoice_guard();
 SQLITE_SQL = [
     f"""CREATE TRIGGER billing_invoice_guard_update BEFORE UPDATE ON billing_invoice
     WHEN OLD.status <> 'draft' AND (NEW.status = 'draft'
+        OR (NEW.status <> OLD.status AND NOT (OLD.status = 'finalized' AND NEW.status IN ('paid', 'void', 'uncollectible')))
         {"".join(f" OR NEW.{c} IS NOT OLD.{c}" for c in LOCKED_COLUMNS)})
     BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
     f"""CREATE TRIGGER billing_invoice_guard_delete BEFORE DELETE ON billing_invoice

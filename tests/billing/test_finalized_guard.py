@@ -90,3 +90,12 @@ def test_the_admin_shows_a_finalized_invoice_read_only_and_refuses_to_change_it(
     client.post("/admin/billing/invoice/", {"action": "uncollectible_action", "_selected_action": [finalized.pk]})
     finalized.refresh_from_db()
     assert (finalized.status, finalized.total, finalized.amount_due) == ("uncollectible", D("50.00"), D("0"))
+
+
+def test_the_database_allows_only_forward_status_moves(finalized):
+    Invoice.objects.filter(pk=finalized.pk).update(status="void", amount_due=0)
+    for status in ("finalized", "paid", "draft"):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Invoice.objects.filter(pk=finalized.pk).update(status=status)
+    finalized.refresh_from_db()
+    assert finalized.status == "void"
