@@ -42,6 +42,10 @@ def _number(value) -> str:
     return text or "0"
 
 
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _money(value) -> str:
     return format(value, "f")
 
@@ -152,6 +156,9 @@ def usage_document(account: Account, period: Period, now: dt.datetime, tenant: T
             {
                 "metric": line.metric_code,
                 "name": charge.metric.name,
+                # A month with a plan change or a trial end has one entry per span, each under its own plan.
+                "description": line.description,
+                "span": {"start": _iso(line.start or period.start), "end": _iso(line.end or period.end)},
                 "unit": charge.metric.get_billing_unit_display(),
                 "quantity": _number(line.quantity),
                 "included": None if line.included is None else _number(line.included),

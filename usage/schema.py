@@ -110,7 +110,11 @@ UsageDocument = inline_serializer(
         "as_of": serializers.DateTimeField(),
         "plan": serializers.CharField(allow_null=True),
         "metrics": serializers.ListField(
-            child=serializers.DictField(), allow_null=True, help_text="Account-wide; null for a tenant-pinned key."
+            child=serializers.DictField(),
+            allow_null=True,
+            help_text="Per metric charged: quantity, included, billable, limit and charge. A month with a plan "
+            "change or a trial end has one entry per span (`span`), each priced by the plan in force. "
+            "Account-wide; null for a tenant-pinned key.",
         ),
         "fees": serializers.ListField(
             child=serializers.DictField(), allow_null=True, help_text="Account-wide; null for a tenant-pinned key."
@@ -221,6 +225,8 @@ USAGE_EXAMPLE = OpenApiExample(
             {
                 "metric": "messages",
                 "name": "Messages",
+                "description": "Messages",
+                "span": {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
                 "unit": "per 1",
                 "quantity": "31000",
                 "included": "25000",

@@ -62,3 +62,9 @@ def test_estimated_charges_at_period_end_equal_the_invoice_subtotal(plan):
     assert [m["charge"] for m in body["metrics"]] == [
         format(line.amount.quantize(D("0.01")), "f") for line in invoice.lines.filter(kind="usage").order_by("position")
     ]
+    # Each span says which part of the month it covers: Basic until the upgrade, Professional after it.
+    users = [m["span"] for m in body["metrics"] if m["metric"] == "active_users"]
+    assert users == [
+        {"start": "2026-11-01T00:00:00Z", "end": "2026-11-15T00:00:00Z"},
+        {"start": "2026-11-15T00:00:00Z", "end": "2026-12-01T00:00:00Z"},
+    ]
