@@ -78,3 +78,11 @@ def invoices_finalize_due_task() -> int:
 @shared_task(name="billing.lifecycle")
 def lifecycle_update_task() -> dict:
     return lifecycle_update(now=clock.now())
+
+
+@shared_task(name="billing.render_document", acks_late=True, autoretry_for=(OSError,), max_retries=3)
+def document_render_task(document_id: int) -> str:
+    """Render one invoice or credit-note PDF (requests made while it was pending collapse into this run)."""
+    from billing.services.documents import document_render
+
+    return document_render(document_id=document_id).status

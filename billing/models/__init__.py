@@ -1,4 +1,5 @@
 from billing.models.catalogue import Metric, Plan, PlanCharge, PlanVersion, PriceTier
+from billing.models.documents import Document, EmailDelivery
 from billing.models.invoice import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.models.subscription import Subscription
 
@@ -7,6 +8,8 @@ __all__ = [
     "BillingRunItem",
     "CreditNote",
     "CreditNoteLine",
+    "Document",
+    "EmailDelivery",
     "Invoice",
     "InvoiceLine",
     "Metric",

@@ -1,0 +1,106 @@
+"""What leaves the building: the PDF of each invoice and credit note, and every e-mail sent about them.
+
+A ``Document`` is rendered by a Celery task after finalization (or issue); asking again while a render is
+pending collapses into that one render. Renders are deterministic: the same invoice gives the same bytes.
+An ``EmailDelivery`` records one e-mail (to the account's billing addresses) from queued to sent or
+failed, with the mail server's reply; scheduled kinds carry a ``dedup_key`` so each goes out once.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Document(models.Model):
+    """The PDF of one invoice or one credit note."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Rendering"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    invoice = models.OneToOneField(
+        "billing.Invoice", on_delete=models.CASCADE, null=True, blank=True, related_name="document"
+    )
+    credit_note = models.OneToOneField(
+        "billing.CreditNote", on_delete=models.CASCADE, null=True, blank=True, related_name="document"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    file = models.FileField(upload_to="documents/", blank=True, help_text="The rendered PDF.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Digest of the PDF's bytes.")
+    size = models.PositiveIntegerField(default=0, help_text="Bytes.")
+    pages = models.PositiveSmallIntegerField(default=0)
+    requested_at = models.DateTimeField(help_text="Last time a render was asked for.")
+    rendered_at = models.DateTimeField(null=True, blank=True)
+    renders = models.PositiveIntegerField(default=0, help_text="How many times the PDF was rendered.")
+    error = models.TextField(blank=True, help_text="Why the last render failed.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="document_of_one_thing",
+                condition=Q(invoice__isnull=False, credit_note__isnull=True)
+                | Q(invoice__isnull=True, credit_note__isnull=False),
+                violation_error_message="A document belongs to exactly one invoice or one credit note.",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "requested_at"], name="document_status")]
+
+    def __str__(self) -> str:
+        return f"PDF of {self.invoice or self.credit_note}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.invoice or self.credit_note}.pdf"
+
+
+class EmailDelivery(models.Model):
+    """One e-mail about an invoice or a credit note, with its fate."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "New invoice"
+        REMINDER = "reminder", "Reminder before the due date"
+        OVERDUE = "overdue", "Overdue notice"
+        CREDIT_NOTE = "credit_note", "Credit note"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    invoice = models.ForeignKey("billing.Invoice", on_delete=models.CASCADE, related_name="email_deliveries")
+    credit_note = models.ForeignKey(
+        "billing.CreditNote", on_delete=models.CASCADE, null=True, blank=True, related_name="email_deliveries"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    recipients = models.JSONField(default=list, help_text="The addresses it went to.")
+    subject = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, help_text="The mail server's reply to the last failed attempt.")
+    dedup_key = models.CharField(
+        max_length=120, unique=True, null=True, blank=True, help_text="Scheduled e-mails go out once per key."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Staff member who asked for a resend; empty for scheduled e-mails.",
+    )
+    queued_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        verbose_name = "e-mail delivery"
+        verbose_name_plural = "e-mail deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="email_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.invoice} ({self.get_status_display().lower()})"

@@ -1,0 +1,120 @@
+"""PDFs of invoices and credit notes, rendered with WeasyPrint from Django templates.
+
+``document_request`` (called after finalization and after a credit note is issued) marks the PDF as
+wanted and queues one render after commit; asking again while a render is pending does not queue
+another, so bursts of re-renders collapse into one. ``document_render`` does the work (the Celery task
+calls it); ``document_ready`` renders on the spot when a PDF is needed now (an e-mail attachment, a
+download) and none is stored yet. Renders are deterministic: same invoice, same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from billing.models import CreditNote, Document, Invoice
+from common import clock
+
+logger = logging.getLogger(__name__)
+
+
+def _document_for(
+    *, invoice: Invoice | None, credit_note: CreditNote | None, now: dt.datetime
+) -> tuple[Document, bool]:
+    if (invoice is None) == (credit_note is None):
+        raise ValueError("Give exactly one of invoice or credit_note.")
+    lookup = {"invoice": invoice} if invoice is not None else {"credit_note": credit_note}
+    return Document.objects.get_or_create(**lookup, defaults={"requested_at": now})
+
+
+def document_request(
+    *, invoice: Invoice | None = None, credit_note: CreditNote | None = None, now: dt.datetime | None = None
+) -> Document:
+    """Ask for the PDF to be (re-)rendered. Queues the render task after commit, unless one is pending."""
+    now = now or clock.now()
+    document, created = _document_for(invoice=invoice, credit_note=credit_note, now=now)
+    # Only the request that moves the document into "pending" queues a task: the others collapse into it.
+    moved = created or (
+        Document.objects.filter(pk=document.pk)
+        .exclude(status=Document.Status.PENDING)
+        .update(status=Document.Status.PENDING, requested_at=now)
+    )
+    if moved:
+        from billing.tasks import document_render_task
+
+        pk = document.pk
+        transaction.on_commit(lambda: document_render_task.delay(pk))
+        document.refresh_from_db()
+    return document
+
+
+def _context(document: Document) -> dict:
+    if document.invoice_id:
+        invoice = Invoice.objects.select_related("account").get(pk=document.invoice_id)
+        return {"invoice": invoice, "lines": list(invoice.lines.all())}
+    note = CreditNote.objects.select_related("invoice", "account").get(pk=document.credit_note_id)
+    return {"credit_note": note, "invoice": note.invoice, "lines": list(note.lines.all())}
+
+
+def document_pdf_bytes(document: Document) -> bytes:
+    """Render the PDF (pure: reads the database, writes nothing)."""
+    from weasyprint import HTML
+
+    template = "billing/pdf/invoice.html" if document.invoice_id else "billing/pdf/credit_note.html"
+    html = render_to_string(template, _context(document))
+    return HTML(string=html).write_pdf()
+
+
+def document_render(*, document_id: int, now: dt.datetime | None = None) -> Document:
+    """Render and store the PDF. Idempotent: a document already rendered since its last request is kept."""
+    now = now or clock.now()
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document_id)
+        if document.status == Document.Status.READY and document.rendered_at and document.file:
+            return document
+        try:
+            pdf = document_pdf_bytes(document)
+        except Exception as exc:  # a broken template or font must not lose the request: it stays visible
+            logger.exception("Rendering %s failed", document)
+            document.status, document.error = Document.Status.FAILED, f"{type(exc).__name__}: {exc}"
+            document.save(update_fields=["status", "error"])
+            return document
+        if document.file:
+            document.file.delete(save=False)
+        document.file.save(document.filename, ContentFile(pdf), save=False)
+        document.sha256 = hashlib.sha256(pdf).hexdigest()
+        document.size = len(pdf)
+        document.status, document.error = Document.Status.READY, ""
+        document.rendered_at = now
+        document.renders += 1
+        document.save()
+    return document
+
+
+def document_ready(*, invoice: Invoice | None = None, credit_note: CreditNote | None = None) -> Document:
+    """The stored PDF, rendered now if it is missing or pending."""
+    now = clock.now()
+    document, _ = _document_for(invoice=invoice, credit_note=credit_note, now=now)
+    if document.status != Document.Status.READY or not document.file:
+        document = document_render(document_id=document.pk, now=now)
+    return document
+
+
+def documents_request_for_invoices(*, invoice_ids: list[int], now: dt.datetime) -> None:
+    """Queue the first render of newly finalized invoices (one task each, after commit)."""
+    if not invoice_ids:
+        return
+    Document.objects.bulk_create(
+        [Document(invoice_id=pk, requested_at=now) for pk in invoice_ids], ignore_conflicts=True
+    )
+    ids = list(
+        Document.objects.filter(invoice_id__in=invoice_ids, status=Document.Status.PENDING).values_list("pk", flat=True)
+    )
+    from billing.tasks import document_render_task
+
+    transaction.on_commit(lambda: [document_render_task.delay(pk) for pk in ids])
