@@ -16,6 +16,7 @@ urlpatterns = [
     path("", common_views.home, name="home"),
     path("healthz", common_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("portal/", include("portal.urls")),
     path("v1/", include("usage.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),

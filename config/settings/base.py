@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "billing",
     "disputes",
     "usage",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -64,6 +65,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context.portal",
             ],
         },
     },
@@ -168,3 +170,7 @@ LOGGING = {
 from config.settings.components.celery import *  # noqa: E402,F403
 from config.settings.components.email import *  # noqa: E402,F403
 from config.settings.components.stripe import *  # noqa: E402,F403
+
+# The customer portal signs people in at /portal/login/.
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:dashboard"

@@ -1,0 +1,36 @@
+"""Portal URLs, mounted at /portal/. Names are used by the navigation in templates/portal/base.html."""
+
+from django.urls import path
+
+from portal.views import auth, billing, settings
+
+app_name = "portal"
+
+urlpatterns = [
+    # Signing in and out, password reset (auth)
+    path("login/", auth.LoginView.as_view(), name="login"),
+    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("password-reset/", auth.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent/", auth.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("reset/<uidb64>/<token>/", auth.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("reset/done/", auth.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    # The running period, invoices, credit notes (billing)
+    path("", billing.dashboard, name="dashboard"),
+    path("invoices/", billing.invoice_list, name="invoices"),
+    path("invoices/<str:number>/", billing.invoice_detail, name="invoice"),
+    path("invoices/<str:number>/pdf", billing.invoice_pdf, name="invoice_pdf"),
+    path("credit-notes/", billing.credit_note_list, name="credit_notes"),
+    path("credit-notes/<str:number>/pdf", billing.credit_note_pdf, name="credit_note_pdf"),
+    # Budgets, API keys, users (settings)
+    path("budgets/", settings.budget_list, name="budgets"),
+    path("budgets/new/", settings.budget_create, name="budget_create"),
+    path("budgets/<int:pk>/", settings.budget_edit, name="budget_edit"),
+    path("budgets/<int:pk>/delete/", settings.budget_delete, name="budget_delete"),
+    path("api-keys/", settings.api_key_list, name="api_keys"),
+    path("api-keys/new/", settings.api_key_create, name="api_key_create"),
+    path("api-keys/<str:prefix>/revoke/", settings.api_key_revoke, name="api_key_revoke"),
+    path("users/", settings.user_list, name="users"),
+    path("users/invite/", settings.user_invite, name="user_invite"),
+    path("users/<int:pk>/", settings.user_edit, name="user_edit"),
+    path("users/<int:pk>/remove/", settings.user_remove, name="user_remove"),
+]
