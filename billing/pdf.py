@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from billing.models import CreditNote, Invoice, InvoiceLine
-from common.money import format_money
+from common.money import format_money, minor_unit
 
 ZERO = Decimal(0)
 ACCOUNT_GROUP = "Account"
@@ -25,6 +25,7 @@ REVERSE_CHARGE_WORDING = (
     "Reverse charge: VAT to be accounted for by the recipient (Article 196, Council Directive 2006/112/EC)"
 )
 DRAFT_WATERMARK = "DRAFT — not a valid invoice"
+VOID_WATERMARK = "VOID"
 
 
 def day(moment: dt.datetime | dt.date | None) -> str:
@@ -65,7 +66,7 @@ def unit_price_text(line: InvoiceLine, currency: str) -> str:
     if line.unit_price is None:
         return ""
     price = line.unit_price.normalize()
-    places = max(-price.as_tuple().exponent, 2 if currency != "JPY" else 0)
+    places = max(-price.as_tuple().exponent, minor_unit(currency))
     text = f"{currency} {price:,.{places}f}"
     if line.metric is not None and line.metric.price_unit_size != 1:
         text += f" / {line.metric.price_unit_size:,.0f}"
@@ -247,7 +248,7 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
         "invoice": invoice,
         "title": title,
         "is_draft": is_draft,
-        "watermark": DRAFT_WATERMARK if is_draft else "",
+        "watermark": DRAFT_WATERMARK if is_draft else VOID_WATERMARK if invoice.status == Invoice.Status.VOID else "",
         "seller": seller,
         "buyer": _buyer(invoice),
         "issue_date": day(invoice.finalized_at),

@@ -32,6 +32,8 @@ def _document_for(
 ) -> tuple[Document, bool]:
     if (invoice is None) == (credit_note is None):
         raise ValueError("Give exactly one of invoice or credit_note.")
+    if invoice is not None and invoice.status == Invoice.Status.DRAFT:
+        raise BillingError(ERR_DRAFT.format(invoice=invoice), code="invoice_draft", status=409)
     lookup = {"invoice": invoice} if invoice is not None else {"credit_note": credit_note}
     return Document.objects.get_or_create(**lookup, defaults={"requested_at": now})
 
@@ -41,8 +43,6 @@ def document_request(
 ) -> Document:
     """Ask for the PDF to be (re-)rendered. Queues the render task after commit, unless one is pending."""
     now = now or clock.now()
-    if invoice is not None and invoice.status == Invoice.Status.DRAFT:
-        raise BillingError(ERR_DRAFT.format(invoice=invoice), code="invoice_draft", status=409)
     document, created = _document_for(invoice=invoice, credit_note=credit_note, now=now)
     # Only the request that moves the document into "pending" queues a task: the others collapse into it.
     moved = created or (
@@ -117,7 +117,7 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
 
 
 def document_ready(*, invoice: Invoice | None = None, credit_note: CreditNote | None = None) -> Document:
-    """The stored PDF, rendered now if it is missing or pending."""
+    """The stored PDF, rendered now if it is missing or pending. A draft invoice has none (``invoice_draft``)."""
     now = clock.now()
     document, _ = _document_for(invoice=invoice, credit_note=credit_note, now=now)
     if document.status != Document.Status.READY or not document.file:

@@ -446,9 +446,12 @@ def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.da
             code="invoice_not_voidable",
             status=409,
         )
+    was_issued = invoice.status != Invoice.Status.DRAFT
     invoice.status, invoice.voided_at, invoice.amount_due = Invoice.Status.VOID, now, ZERO
     stamp(invoice, actor=actor, reason=f"voided: {reason}")
     invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
+    if was_issued:  # its PDF, which may already have gone out, is rendered again marked VOID
+        document_request(invoice=invoice, now=now)
     return invoice
 
 

@@ -20,7 +20,7 @@ from billing.services.documents import (
     document_request,
     invoice_preview_pdf,
 )
-from billing.services.invoices import credit_note_issue, invoice_finalize
+from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_void
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import DECEMBER, JAN_1, UTC, close, event, ingest, subscribe
@@ -248,6 +248,17 @@ def test_credit_note_pdf_and_the_invoice_after_the_credit(northwind):
     assert "Total USD 674.40" in lines
 
 
+def test_voiding_an_invoice_renders_its_pdf_again_marked_void(northwind, django_capture_on_commit_callbacks):
+    assert "VOID" not in pdf_text(read(document_ready(invoice=northwind)))
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_void(invoice=northwind, reason="billed twice")
+    document = Document.objects.get(invoice=northwind)
+    assert (document.status, document.renders) == ("ready", 2)
+    text = pdf_text(read(document))
+    assert "VOID" in text
+    assert "Invoice INV-2026-000001" in text
+
+
 def test_seller_is_printed_as_it_was_at_finalization(northwind):
     other = {
         "name": "Renamed Seller BV",
@@ -274,9 +285,10 @@ def test_a_draft_preview_is_marked_and_a_draft_has_no_document(plan):
     text = pdf_text(invoice_preview_pdf(invoice=draft))
     assert "DRAFT — not a valid invoice" in text
     assert "Draft invoice" in text
-    with pytest.raises(BillingError) as caught:
-        document_request(invoice=draft)
-    assert caught.value.code == "invoice_draft"
+    for service in (document_request, document_ready):
+        with pytest.raises(BillingError) as caught:
+            service(invoice=draft)
+        assert caught.value.code == "invoice_draft"
     assert not Document.objects.exists()
 
     with time_machine.travel(dt.datetime(2026, 12, 2, tzinfo=UTC), tick=False):
