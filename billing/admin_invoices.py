@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from billing.admin_documents import DocumentAdminMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
     invoice_finalize,
@@ -65,18 +66,40 @@ class InvoiceLineInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ServiceAdmin):
-    list_display = ("__str__", "account", "month", "status", "total_display", "due_display", "held", "finalized_at")
+class InvoiceAdmin(DocumentAdminMixin, ServiceAdmin):
+    document_kind = "invoice"
+    list_display = (
+        "__str__",
+        "account",
+        "month",
+        "status",
+        "total_display",
+        "due_display",
+        "held",
+        "finalized_at",
+        "pdf_status",
+    )
     list_filter = ("status", "held", "period_start", "currency")
     search_fields = ("=number", "=account__public_id", "account__name")
-    list_select_related = ("account",)
+    list_select_related = ("account", "document")
     date_hierarchy = "period_start"
     inlines = [InvoiceLineInline]
-    actions = ("finalize_action", "hold_action", "release_action", "void_action", "uncollectible_action")
+    actions = (
+        "finalize_action",
+        "hold_action",
+        "release_action",
+        "void_action",
+        "uncollectible_action",
+        "rerender_pdf_action",
+    )
     fields = (
         "number",
         "account",
         "status",
+        "pdf_link",
+        "pdf_status",
+        "pdf_rendered_at",
+        "pdf_size",
         "period_start",
         "period_end",
         "currency",
@@ -207,7 +230,9 @@ class CreditNoteLineInline(admin.TabularInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ServiceAdmin):
+class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
+    document_kind = "credit_note"
+    actions = ("rerender_pdf_action",)
     list_display = ("number", "invoice", "account", "status", "total", "currency", "issued_at")
     list_filter = ("status", "currency")
     search_fields = ("=number", "=invoice__number", "=account__public_id")
@@ -225,6 +250,10 @@ class CreditNoteAdmin(ServiceAdmin):
         "total",
         "issued_at",
         "created_by",
+        "pdf_link",
+        "pdf_status",
+        "pdf_rendered_at",
+        "pdf_size",
     )
     fields = readonly_fields
 

@@ -18,9 +18,13 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from billing.models import CreditNote, Document, Invoice
+from billing.pdf import credit_note_context, invoice_context
 from common import clock
+from common.errors import BillingError
 
 logger = logging.getLogger(__name__)
+
+ERR_DRAFT = "Invoice {invoice} is a draft: it has no PDF until it is finalized (staff can preview it)."
 
 
 def _document_for(
@@ -28,6 +32,8 @@ def _document_for(
 ) -> tuple[Document, bool]:
     if (invoice is None) == (credit_note is None):
         raise ValueError("Give exactly one of invoice or credit_note.")
+    if invoice is not None and invoice.status == Invoice.Status.DRAFT:
+        raise BillingError(ERR_DRAFT.format(invoice=invoice), code="invoice_draft", status=409)
     lookup = {"invoice": invoice} if invoice is not None else {"credit_note": credit_note}
     return Document.objects.get_or_create(**lookup, defaults={"requested_at": now})
 
@@ -53,21 +59,34 @@ def document_request(
     return document
 
 
-def _context(document: Document) -> dict:
+def _render(template: str, context: dict, identifier: str) -> tuple[bytes, int]:
+    """HTML to PDF bytes and page count. No network: the templates carry their own styles and fonts
+    come from the system (DejaVu). The PDF's dates and identifier come from the document, never the clock."""
+    from weasyprint import HTML
+
+    html = render_to_string(template, context)
+    rendered = HTML(string=html, base_url=None).render()
+    pdf = rendered.write_pdf(pdf_identifier=identifier.encode())
+    return pdf, len(rendered.pages)
+
+
+def _render_document(document: Document) -> tuple[bytes, int]:
     if document.invoice_id:
         invoice = Invoice.objects.select_related("account").get(pk=document.invoice_id)
-        return {"invoice": invoice, "lines": list(invoice.lines.all())}
-    note = CreditNote.objects.select_related("invoice", "account").get(pk=document.credit_note_id)
-    return {"credit_note": note, "invoice": note.invoice, "lines": list(note.lines.all())}
+        return _render("billing/pdf/invoice.html", invoice_context(invoice), str(invoice))
+    note = CreditNote.objects.select_related("invoice", "invoice__account", "account").get(pk=document.credit_note_id)
+    return _render("billing/pdf/credit_note.html", credit_note_context(note), str(note))
 
 
 def document_pdf_bytes(document: Document) -> bytes:
     """Render the PDF (pure: reads the database, writes nothing)."""
-    from weasyprint import HTML
+    return _render_document(document)[0]
 
-    template = "billing/pdf/invoice.html" if document.invoice_id else "billing/pdf/credit_note.html"
-    html = render_to_string(template, _context(document))
-    return HTML(string=html).write_pdf()
+
+def invoice_preview_pdf(*, invoice: Invoice) -> bytes:
+    """A PDF of the invoice as it stands, not stored: drafts carry the "DRAFT — not a valid invoice" mark."""
+    invoice = Invoice.objects.select_related("account").get(pk=invoice.pk)
+    return _render("billing/pdf/invoice.html", invoice_context(invoice), str(invoice))[0]
 
 
 def document_render(*, document_id: int, now: dt.datetime | None = None) -> Document:
@@ -78,7 +97,7 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
         if document.status == Document.Status.READY and document.rendered_at and document.file:
             return document
         try:
-            pdf = document_pdf_bytes(document)
+            pdf, pages = _render_document(document)
         except Exception as exc:  # a broken template or font must not lose the request: it stays visible
             logger.exception("Rendering %s failed", document)
             document.status, document.error = Document.Status.FAILED, f"{type(exc).__name__}: {exc}"
@@ -89,6 +108,7 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
         document.file.save(document.filename, ContentFile(pdf), save=False)
         document.sha256 = hashlib.sha256(pdf).hexdigest()
         document.size = len(pdf)
+        document.pages = pages
         document.status, document.error = Document.Status.READY, ""
         document.rendered_at = now
         document.renders += 1
@@ -97,7 +117,7 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
 
 
 def document_ready(*, invoice: Invoice | None = None, credit_note: CreditNote | None = None) -> Document:
-    """The stored PDF, rendered now if it is missing or pending."""
+    """The stored PDF, rendered now if it is missing or pending. A draft invoice has none (``invoice_draft``)."""
     now = clock.now()
     document, _ = _document_for(invoice=invoice, credit_note=credit_note, now=now)
     if document.status != Document.Status.READY or not document.file:

@@ -219,6 +219,7 @@ def _finalize_fields(pairs: list[tuple[Invoice, Estimate]], now: dt.datetime) ->
     prefix = getattr(settings, "BILLING_INVOICE_SERIES", "INV")
     series = _series(prefix, now)
     numbers = numbers_take(series=series, count=len(pairs))
+    names = _names_of([invoice.account_id for invoice, _ in pairs])
     for (invoice, estimate), number in zip(pairs, numbers, strict=True):
         account = estimate.account
         invoice.number = f"{series}-{number:06d}"
@@ -226,10 +227,21 @@ def _finalize_fields(pairs: list[tuple[Invoice, Estimate]], now: dt.datetime) ->
         invoice.finalized_at = now
         invoice.due_at = now + dt.timedelta(days=account.payment_terms_days)
         invoice.paid_at = None if invoice.total > 0 else now
-        invoice.snapshot = _snapshot(account, estimate)
+        invoice.snapshot = _snapshot(account, estimate, names.get(account.pk, {}))
 
 
-def _snapshot(account: Account, estimate: Estimate) -> dict:
+def _names_of(account_ids: list[int]) -> dict[int, dict[str, dict[str, str]]]:
+    """Tenant and master-partner names by public id, per account (the PDF prints them as they were)."""
+    names: dict[int, dict[str, dict[str, str]]] = {pk: {"tenants": {}, "partners": {}} for pk in account_ids}
+    for key, model in (("tenants", Tenant), ("partners", MasterPartner)):
+        for account_id, public_id, name in model.objects.filter(account_id__in=account_ids).values_list(
+            "account_id", "public_id", "name"
+        ):
+            names[account_id][key][public_id] = name
+    return names
+
+
+def _snapshot(account: Account, estimate: Estimate, names: dict[str, dict[str, str]] | None = None) -> dict:
     plans = []
     for segment in estimate.segments:
         name = str(segment.version)
@@ -252,6 +264,20 @@ def _snapshot(account: Account, estimate: Estimate) -> dict:
         },
         "plans": plans,
         "metrics": metrics,
+        "tenants": (names or {}).get("tenants", {}),
+        "partners": (names or {}).get("partners", {}),
+        "seller": _seller(),
+    }
+
+
+def _seller() -> dict:
+    seller = dict(getattr(settings, "BILLING_SELLER", {}))
+    return {
+        "name": str(seller.get("name", "")),
+        "address": [str(line) for line in seller.get("address", [])],
+        "tax_id": str(seller.get("tax_id", "")),
+        "email": str(seller.get("email", "")),
+        "payment_instructions": [str(line) for line in seller.get("payment_instructions", [])],
     }
 
 
@@ -420,9 +446,12 @@ def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.da
             code="invoice_not_voidable",
             status=409,
         )
+    was_issued = invoice.status != Invoice.Status.DRAFT
     invoice.status, invoice.voided_at, invoice.amount_due = Invoice.Status.VOID, now, ZERO
     stamp(invoice, actor=actor, reason=f"voided: {reason}")
     invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
+    if was_issued:  # its PDF, which may already have gone out, is rendered again marked VOID
+        document_request(invoice=invoice, now=now)
     return invoice
 
 

@@ -155,6 +155,27 @@ BILLING_CREDIT_NOTE_SERIES = env_str("BILLING_CREDIT_NOTE_SERIES", "CN")
 BILLING_RUN_CHUNK = env_int("BILLING_RUN_CHUNK", 200)  # accounts per task and per transaction
 # A usage jump larger than this factor against the previous month is flagged for review.
 BILLING_ANOMALY_FACTOR = env_int("BILLING_ANOMALY_FACTOR", 10)
+# The seller printed on invoices and credit notes (snapshotted onto each invoice at finalization).
+# Address and payment-instruction lines are separated by "|".
+BILLING_SELLER = {
+    "name": env_str("BILLING_SELLER_NAME", "Ledgerline Demo Ltd"),
+    "address": [
+        line.strip()
+        for line in env_str("BILLING_SELLER_ADDRESS", "1 Example Street|Dublin D02 XY00|Ireland").split("|")
+        if line.strip()
+    ],
+    "tax_id": env_str("BILLING_SELLER_TAX_ID", "IE0000000XX"),
+    "email": env_str("BILLING_SELLER_EMAIL", "billing@ledgerline.example"),
+    "payment_instructions": [
+        line.strip()
+        for line in env_str(
+            "BILLING_SELLER_PAYMENT_INSTRUCTIONS",
+            "Bank transfer to IBAN IE00 DEMO 0000 0000 0000 00 (BIC DEMOIE2D)|"
+            "Please quote the invoice number as the payment reference.",
+        ).split("|")
+        if line.strip()
+    ],
+}
 # The settable test clock (common.clock): on for the demo and tests only.
 LEDGERLINE_TEST_CLOCK = env_bool("LEDGERLINE_TEST_CLOCK", False)
 
@@ -164,6 +185,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    # WeasyPrint reports every rendering step at INFO; its warnings (a missing font) still show.
+    "loggers": {"weasyprint.progress": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},
 }
 
 # Integrations, each switched on by its own environment variables.

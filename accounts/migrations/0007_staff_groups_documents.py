@@ -1,0 +1,10 @@
+from django.db import migrations
+
+from accounts.permissions import staff_groups_sync
+
+
+class Migration(migrations.Migration):
+    """Staff groups gain the permissions of the document and e-mail delivery models."""
+
+    dependencies = [("accounts", "0006_staff_groups_invoices"), ("billing", "0005_documents_and_emails")]
+    operations = [migrations.RunPython(staff_groups_sync, migrations.RunPython.noop)]

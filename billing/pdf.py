@@ -1,0 +1,301 @@
+"""What an invoice or credit-note PDF shows, read from the stored rows and formatted for print.
+
+Every figure printed is a stored amount (a line's ``amount``, a tenant's or partner's share in its
+``breakdown``, the invoice's totals) formatted with ``common.money.format_money``; nothing is re-computed
+or rounded differently here. A line's tenant shares are split by largest remainders when the invoice is
+written, so they add up to the line; a line whose shares do not (never expected) is printed whole under
+the account instead, so the grouped figures always add up to the subtotal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from billing.models import CreditNote, Invoice, InvoiceLine
+from common.money import format_money, minor_unit
+
+ZERO = Decimal(0)
+ACCOUNT_GROUP = "Account"
+REVERSE_CHARGE_WORDING = (
+    "Reverse charge: VAT to be accounted for by the recipient (Article 196, Council Directive 2006/112/EC)"
+)
+DRAFT_WATERMARK = "DRAFT — not a valid invoice"
+VOID_WATERMARK = "VOID"
+
+
+def day(moment: dt.datetime | dt.date | None) -> str:
+    """``1 December 2026`` (UTC date)."""
+    if moment is None:
+        return ""
+    if isinstance(moment, dt.datetime):
+        moment = moment.astimezone(dt.UTC).date()
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def period_label(start: dt.datetime, end: dt.datetime) -> str:
+    """A half-open period ``[start, end)`` as its first and last day: ``1–30 November 2026``."""
+    first = start.astimezone(dt.UTC).date()
+    last = (end.astimezone(dt.UTC) - dt.timedelta(microseconds=1)).date()
+    if first == last:
+        return day(first)
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day}–{last.day} {last:%B %Y}"
+    if first.year == last.year:
+        return f"{first.day} {first:%B} – {last.day} {last:%B %Y}"
+    return f"{day(first)} – {day(last)}"
+
+
+def quantity_text(value: Decimal | str | None) -> str:
+    """A quantity as printed: thousands separators, no trailing zeros (``31,000``, ``2.5``)."""
+    if value is None or value == "":
+        return ""
+    number = Decimal(value).normalize()
+    if number == number.to_integral_value():
+        return f"{number:,.0f}"
+    places = -number.as_tuple().exponent
+    return f"{number:,.{places}f}"
+
+
+def unit_price_text(line: InvoiceLine, currency: str) -> str:
+    """The unit price with the places it was priced at (at least the currency's), per price unit."""
+    if line.unit_price is None:
+        return ""
+    price = line.unit_price.normalize()
+    places = max(-price.as_tuple().exponent, minor_unit(currency))
+    text = f"{currency} {price:,.{places}f}"
+    if line.metric is not None and line.metric.price_unit_size != 1:
+        text += f" / {line.metric.price_unit_size:,.0f}"
+    return text
+
+
+def rate_text(rate: Decimal) -> str:
+    rate = rate.normalize()
+    return f"{rate:f}%"
+
+
+@dataclass
+class Row:
+    description: str
+    quantity: str
+    unit_price: str
+    amount: Decimal
+    amount_text: str
+    note: str = ""
+
+
+@dataclass
+class Group:
+    key: str
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    total: Decimal = ZERO
+    total_text: str = ""
+
+
+def _line_label(line: InvoiceLine) -> tuple[str, str]:
+    """Description, and a note naming the month of late usage when the description does not."""
+    note = ""
+    if line.kind == InvoiceLine.Kind.LATE_USAGE and line.usage_month:
+        month = f"{line.usage_month:%B %Y}"
+        if month not in line.description:
+            note = f"usage of {month}"
+    return line.description, note
+
+
+def _tenant_shares(line: InvoiceLine) -> list[tuple[str, Decimal, Decimal]] | None:
+    """(tenant public id or ``None`` for unattributed, quantity, amount) adding up to the line; else None."""
+    tenants = (line.breakdown or {}).get("tenants") or []
+    if not tenants:
+        return None
+    shares: list[tuple[str, Decimal, Decimal]] = [
+        (row["tenant"], Decimal(row["quantity"]), Decimal(row["amount"])) for row in tenants
+    ]
+    unattributed = Decimal((line.breakdown or {}).get("unattributed") or 0)
+    if sum((amount for _, _, amount in shares), ZERO) + unattributed != line.amount:
+        return None
+    if unattributed:
+        shares.append(("", Decimal(0), unattributed))
+    return shares
+
+
+def tenant_groups(invoice: Invoice, lines: list[InvoiceLine], tenant_names: dict[str, str]) -> list[Group]:
+    """The lines grouped by tenant (account-level charges first, under "Account")."""
+    currency = invoice.currency
+    account = Group(key="", title=ACCOUNT_GROUP)
+    groups: dict[str, Group] = {}
+    for line in lines:
+        description, note = _line_label(line)
+        price = unit_price_text(line, currency)
+        shares = _tenant_shares(line)
+        if shares is None:
+            account.rows.append(
+                Row(
+                    description,
+                    quantity_text(line.quantity),
+                    price,
+                    line.amount,
+                    format_money(line.amount, currency),
+                    note,
+                )
+            )
+            continue
+        for tenant, quantity, amount in shares:
+            if not tenant:
+                account.rows.append(
+                    Row(f"{description} (no tenant)", "", "", amount, format_money(amount, currency), note)
+                )
+                continue
+            if tenant not in groups:
+                name = tenant_names.get(tenant, "")
+                groups[tenant] = Group(key=tenant, title=f"{name} ({tenant})" if name else tenant)
+            # A share has no unit price of its own: included quantities and tiers apply to the account.
+            groups[tenant].rows.append(
+                Row(description, quantity_text(quantity), "", amount, format_money(amount, currency), note)
+            )
+    result = ([account] if account.rows else []) + [groups[key] for key in sorted(groups)]
+    for group in result:
+        group.total = sum((row.amount for row in group.rows), ZERO)
+        group.total_text = format_money(group.total, currency)
+    return result
+
+
+def partner_rows(invoice: Invoice, lines: list[InvoiceLine], partner_names: dict[str, str]) -> list[dict[str, Any]]:
+    """The master-partner breakdown: one row per line and partner, as stored."""
+    rows = []
+    for line in lines:
+        for share in (line.breakdown or {}).get("partners") or []:
+            partner = share["partner"]
+            name = partner_names.get(partner, "")
+            rows.append(
+                {
+                    "partner": f"{name} ({partner})" if name else partner,
+                    "description": line.description,
+                    "quantity": quantity_text(share["quantity"]),
+                    "amount": format_money(Decimal(share["amount"]), invoice.currency),
+                }
+            )
+    return rows
+
+
+def _current_seller() -> dict[str, Any]:
+    seller = dict(getattr(settings, "BILLING_SELLER", {}))
+    seller.setdefault("address", [])
+    seller.setdefault("payment_instructions", [])
+    return seller
+
+
+def _buyer(invoice: Invoice) -> dict[str, Any]:
+    """The customer as snapshotted at finalization (a draft reads the account as it is now)."""
+    snap = (invoice.snapshot or {}).get("account")
+    if snap:
+        return {
+            "name": snap.get("legal_name") or snap.get("name", ""),
+            "trading_name": snap.get("name", "") if snap.get("legal_name") else "",
+            "id": snap.get("id", ""),
+            "tax_id": snap.get("tax_id", ""),
+            "tax_country": snap.get("tax_country", ""),
+            "emails": snap.get("billing_emails", []),
+        }
+    account = invoice.account
+    return {
+        "name": account.legal_name or account.name,
+        "trading_name": account.name if account.legal_name else "",
+        "id": account.public_id,
+        "tax_id": account.tax_id,
+        "tax_country": account.tax_country,
+        "emails": list(account.billing_emails or []),
+    }
+
+
+def _pdf_meta(*, title: str, author: str, created: dt.datetime) -> dict[str, str]:
+    """Metadata dates come from the document itself, so the same document gives the same bytes."""
+    stamp = created.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {"title": title, "author": author, "created": stamp, "modified": stamp}
+
+
+def invoice_context(invoice: Invoice) -> dict[str, Any]:
+    lines = list(invoice.lines.select_related("metric").order_by("position"))
+    snapshot = invoice.snapshot or {}
+    currency = invoice.currency
+    is_draft = invoice.status == Invoice.Status.DRAFT
+
+    def money(value: Decimal) -> str:
+        return format_money(value, currency)
+
+    summary = []
+    for line in lines:
+        description, note = _line_label(line)
+        summary.append(
+            {
+                "description": description,
+                "note": note,
+                "quantity": quantity_text(line.quantity),
+                "included": quantity_text(line.included),
+                "billable": quantity_text(line.billable),
+                "unit_price": unit_price_text(line, currency),
+                "amount": money(line.amount),
+            }
+        )
+    groups = tenant_groups(invoice, lines, snapshot.get("tenants", {}))
+    title = f"Invoice {invoice.number}" if invoice.number else "Draft invoice"
+    seller = snapshot.get("seller") or _current_seller()
+    return {
+        "invoice": invoice,
+        "title": title,
+        "is_draft": is_draft,
+        "watermark": DRAFT_WATERMARK if is_draft else VOID_WATERMARK if invoice.status == Invoice.Status.VOID else "",
+        "seller": seller,
+        "buyer": _buyer(invoice),
+        "issue_date": day(invoice.finalized_at),
+        "due_date": day(invoice.due_at),
+        "period": period_label(invoice.period_start, invoice.period_end),
+        "summary": summary,
+        "groups": groups,
+        "partners": partner_rows(invoice, lines, snapshot.get("partners", {})),
+        "subtotal": money(invoice.subtotal),
+        "discount": money(-invoice.discount_total) if invoice.discount_total else "",
+        "tax_rate": rate_text(invoice.tax_rate),
+        "tax": money(invoice.tax),
+        "reverse_charge": REVERSE_CHARGE_WORDING if invoice.tax_reverse_charge else "",
+        "total": money(invoice.total),
+        "amount_paid": money(invoice.amount_paid) if invoice.amount_paid else "",
+        "amount_credited": money(invoice.amount_credited) if invoice.amount_credited else "",
+        "amount_due": money(invoice.amount_due),
+        "status": invoice.get_status_display(),
+        "pdf": _pdf_meta(
+            title=title, author=seller.get("name", ""), created=invoice.finalized_at or invoice.created_at
+        ),
+    }
+
+
+def credit_note_context(note: CreditNote) -> dict[str, Any]:
+    invoice = note.invoice
+    currency = note.currency
+    snapshot = invoice.snapshot or {}
+    title = f"Credit note {note.number}"
+    seller = snapshot.get("seller") or _current_seller()
+    return {
+        "credit_note": note,
+        "invoice": invoice,
+        "title": title,
+        "seller": seller,
+        "buyer": _buyer(invoice),
+        "issue_date": day(note.issued_at),
+        "invoice_date": day(invoice.finalized_at),
+        "period": period_label(invoice.period_start, invoice.period_end),
+        "lines": [
+            {"description": line.description, "amount": format_money(line.amount, currency)}
+            for line in note.lines.order_by("pk")
+        ],
+        "subtotal": format_money(note.subtotal, currency),
+        "tax_rate": rate_text(invoice.tax_rate),
+        "tax": format_money(note.tax, currency),
+        "reverse_charge": REVERSE_CHARGE_WORDING if invoice.tax_reverse_charge else "",
+        "total": format_money(note.total, currency),
+        "pdf": _pdf_meta(title=title, author=seller.get("name", ""), created=note.issued_at),
+    }
