@@ -174,6 +174,15 @@ def _check_budget_currency(account: Account, currency: str) -> None:
         )
 
 
+def _budgets_evaluate_after_commit(account: Account) -> None:
+    """A new or changed budget is checked at once (after commit) rather than at the next hourly run. Robust:
+    if queueing fails the budget is still saved, and the hourly run catches up."""
+    from billing.tasks import budgets_evaluate_task
+
+    account_id = account.pk
+    transaction.on_commit(lambda: budgets_evaluate_task.delay(account_ids=[account_id]), robust=True)
+
+
 @transaction.atomic
 def budget_create(
     *,
@@ -198,6 +207,7 @@ def budget_create(
     budget.full_clean()
     stamp(budget, actor=actor, reason="created")
     budget.save()
+    _budgets_evaluate_after_commit(account)
     return budget
 
 
@@ -206,10 +216,19 @@ def budget_update(*, budget: Budget, data: dict[str, Any], actor: Any = None) ->
     if "currency" in data:
         _check_budget_currency(budget.account, data["currency"])
     stamp(budget, actor=actor, reason="updated")
-    budget, _ = model_update(
+    budget, changed = model_update(
         instance=budget, fields=("name", "amount", "currency", "period", "alert_thresholds", "is_active"), data=data
     )
+    if changed:
+        _budgets_evaluate_after_commit(budget.account)
     return budget
+
+
+@transaction.atomic
+def budget_delete(*, budget: Budget, actor: Any = None) -> None:
+    """Delete a budget; its history keeps who deleted it and its last values. Alerts already recorded stay."""
+    stamp(budget, actor=actor, reason="deleted")
+    budget.delete()
 
 
 ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, export; got {scopes}."
