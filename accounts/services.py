@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,6 +28,7 @@ ERR_SUSPEND = "Only trialing, active or past-due accounts can be suspended; this
 ERR_REACTIVATE = "Only suspended accounts can be reactivated; this one is {status}."
 ERR_BUDGET_CURRENCY = "A budget must be in the account currency ({currency})."
 ERR_EMAIL_TAKEN = "A user with the e-mail address {email} already exists."
+ERR_LAST_OWNER = "An account needs an owner: make someone else owner first."
 
 ACCOUNT_EDITABLE_FIELDS = (
     "name",
@@ -160,10 +163,60 @@ def account_user_create(
     return membership
 
 
+def _check_not_last_owner(membership: AccountUser) -> None:
+    """An account always keeps an owner. The owners' rows are locked so two owners demoting each other
+    at the same moment cannot both succeed."""
+    if membership.role != AccountUser.Role.OWNER:
+        return
+    owners = list(
+        AccountUser.objects.select_for_update()
+        .filter(account_id=membership.account_id, role=AccountUser.Role.OWNER)
+        .values_list("pk", flat=True)
+    )
+    if owners == [membership.pk]:
+        raise BillingError(ERR_LAST_OWNER, code="last_owner", field="role")
+
+
 @transaction.atomic
 def account_user_set_role(*, membership: AccountUser, role: str, actor: Any = None) -> AccountUser:
+    if role != membership.role:
+        _check_not_last_owner(membership)
     stamp(membership, actor=actor, reason="role changed")
     membership, _ = model_update(instance=membership, fields=("role",), data={"role": role})
+    return membership
+
+
+@transaction.atomic
+def account_user_remove(*, membership: AccountUser, actor: Any = None) -> None:
+    """Take a user out of the account: the membership is deleted (its history keeps who did it) and the
+    login deactivated, not deleted, so the audit trail of what it did keeps pointing at it. The last
+    owner cannot be removed."""
+    _check_not_last_owner(membership)
+    user = membership.user
+    stamp(membership, actor=actor, reason="removed")
+    membership.delete()
+    user.is_active = False
+    user.set_unusable_password()
+    user.save(update_fields=["is_active", "password"])
+
+
+@transaction.atomic
+def account_user_invite(
+    *, account: Account, email: str, role: str, set_password_url: Callable[[Any], str], actor: Any = None
+) -> AccountUser:
+    """Create a login without a password and e-mail an invitation (after commit) whose link, built by
+    ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one."""
+    membership = account_user_create(account=account, email=email, role=role, actor=actor)
+    user = membership.user
+    inviter = getattr(actor, "email", "") or "Your account owner"
+    subject = f"You are invited to {account.name} on Ledgerline"
+    body = (
+        f"{inviter} invited you to the Ledgerline billing portal of {account.name} "
+        f"as {membership.get_role_display().lower()}.\n\n"
+        f"Choose your password here to sign in (the link works once):\n{set_password_url(user)}\n\n"
+        f"Your login is this e-mail address: {user.email}\n"
+    )
+    transaction.on_commit(lambda: send_mail(subject, body, None, [user.email]))
     return membership
 
 
