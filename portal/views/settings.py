@@ -70,8 +70,10 @@ def budget_list(request):
                 "spend": format_money(status.spend, budget.currency),
                 "meter": min(status.percentage, 100),
                 "level": "over" if status.percentage >= 100 else "warn" if status.percentage >= 75 else "",
-                "thresholds": ", ".join(f"{t} %" for t in budget.alert_thresholds),
-                "alerts_sent": ", ".join(f"{t} %" for t in status.alerts_sent),
+                "thresholds": ", ".join(f"{t}%" for t in budget.alert_thresholds),
+                "alerts_sent": ", ".join(f"{t}%" for t in status.alerts_sent),
+                # Periods are half-open; people read the last day that counts.
+                "last_day": status.period.end - dt.timedelta(microseconds=1),
             }
         )
     return render(request, "portal/budgets.html", {"rows": rows, "can_manage": _can(request, MANAGE_BUDGETS)})
