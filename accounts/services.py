@@ -9,6 +9,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
@@ -209,11 +210,13 @@ def account_user_invite(
     membership = account_user_create(account=account, email=email, role=role, actor=actor)
     user = membership.user
     inviter = getattr(actor, "email", "") or "Your account owner"
+    link_days = max(settings.PASSWORD_RESET_TIMEOUT // 86_400, 1)
     subject = f"You are invited to {account.name} on Ledgerline"
     body = (
         f"{inviter} invited you to the Ledgerline billing portal of {account.name} "
         f"as {membership.get_role_display().lower()}.\n\n"
-        f"Choose your password here to sign in (the link works once):\n{set_password_url(user)}\n\n"
+        f"Choose your password here to sign in (the link works once, for {link_days} days):\n"
+        f"{set_password_url(user)}\n\n"
         f"Your login is this e-mail address: {user.email}\n"
     )
     transaction.on_commit(lambda: send_mail(subject, body, None, [user.email]))

@@ -16,7 +16,7 @@ from accounts.services import ERR_EMAIL_TAKEN
 from common import clock
 from common.errors import BillingError
 from common.forms import PercentListField
-from common.money import AMOUNT_MAX_DIGITS, minor_unit
+from common.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, minor_unit
 from tenants.models import Tenant
 
 ERR_BUDGET_NAME_TAKEN = "You already have a budget called “{name}”. Pick another name."
@@ -77,11 +77,13 @@ class BudgetForm(PortalForm):
         self.account = account
         self.budget = budget
         # The amount is in the account currency, to its minor unit (no cents for JPY).
+        places = minor_unit(account.currency)
         self.fields["amount"] = forms.DecimalField(
             label=f"Amount ({account.currency})",
-            max_digits=AMOUNT_MAX_DIGITS,
-            decimal_places=minor_unit(account.currency),
-            min_value=Decimal("0.01") if minor_unit(account.currency) else Decimal(1),
+            # As many whole digits as the column holds.
+            max_digits=AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES + places,
+            decimal_places=places,
+            min_value=Decimal(1).scaleb(-places),
             help_text=f"Per period, in {account.currency}, tax included.",
             widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "any"}),
         )

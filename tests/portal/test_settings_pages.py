@@ -131,6 +131,7 @@ def test_budget_list_shows_spend_so_far_and_alerts_sent(as_owner, account, plan,
         ({"amount": "-5"}, "amount", "Ensure this value is greater than or equal to 0.01."),
         ({"amount": "12.345"}, "amount", "Ensure that there are no more than 2 decimal places."),
         ({"amount": "lots"}, "amount", "Enter a number."),
+        ({"amount": "1" * 17}, "amount", "Ensure that there are no more than 16 digits in total."),
         ({"alert_thresholds": "50, lots"}, "alert_thresholds", "'lots' is not a whole percentage."),
         ({"alert_thresholds": "90, 50"}, "alert_thresholds", "Alert thresholds must be increasing and distinct."),
         ({"alert_thresholds": "0, 50"}, "alert_thresholds", ERR_THRESHOLD_RANGE),
@@ -288,6 +289,7 @@ def test_the_owner_invites_a_user_who_sets_a_password_and_signs_in(
     assert invitation.to == ["bruno@northwind.example"]
     assert invitation.subject == "You are invited to Northwind on Ledgerline"
     assert "olivia@northwind.example invited you" in invitation.body
+    assert "the link works once, for 3 days" in invitation.body
     link = re.search(r"http://testserver(/portal/reset/[^/\s]+/[^/\s]+/)", invitation.body).group(1)
 
     browser = Client()
