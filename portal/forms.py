@@ -25,17 +25,26 @@ ERR_EXPIRY_PAST = "Pick a date after today (UTC)."
 
 class PortalForm(forms.Form):
     """Links each field's errors to its input (``aria-describedby``) besides the help text, so screen readers
-    announce them with the field."""
+    announce them with the field, and puts the focus on the first field to correct."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
 
     def add_error(self, field: str | None, error: Any) -> None:
         super().add_error(field, error)
-        for name in self.errors:
-            if name in self.fields:
-                bound = self[name]
-                ids = [f"{bound.auto_id}_error"]
-                if self.fields[name].help_text:
-                    ids.append(f"{bound.auto_id}_helptext")
-                self.fields[name].widget.attrs["aria-describedby"] = " ".join(ids)
+        first = True
+        for name, form_field in self.fields.items():
+            form_field.widget.attrs.pop("autofocus", None)
+            if name not in self.errors:
+                continue
+            ids = [f"{self[name].auto_id}_error"]
+            if form_field.help_text:
+                ids.append(f"{self[name].auto_id}_helptext")
+            form_field.widget.attrs["aria-describedby"] = " ".join(ids)
+            if first:
+                form_field.widget.attrs["autofocus"] = True
+                first = False
 
     def add_service_error(self, exc: BillingError | ValidationError) -> None:
         """A service's refusal, on the field it names when the form has it, else on the form."""
@@ -131,6 +140,7 @@ class ApiKeyForm(PortalForm):
         self.account = account
         self.fields["tenant"].queryset = Tenant.objects.filter(account=account).order_by("name")
         self.fields["tenant"].label_from_instance = lambda t: f"{t.name} ({t.public_id})"
+        self.fields["expires_on"].widget.attrs["min"] = (clock.now().date() + dt.timedelta(days=1)).isoformat()
 
     def clean_expires_on(self) -> dt.date | None:
         day = self.cleaned_data["expires_on"]
