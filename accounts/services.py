@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import smtplib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,7 @@ ERR_REACTIVATE = "Only suspended accounts can be reactivated; this one is {statu
 ERR_BUDGET_CURRENCY = "A budget must be in the account currency ({currency})."
 ERR_EMAIL_TAKEN = "A user with the e-mail address {email} already exists."
 ERR_LAST_OWNER = "An account needs an owner: make someone else owner first."
+ERR_INVITE_NOT_SENT = "The invitation e-mail could not be sent ({error}); nobody was added. Please try again."
 
 ACCOUNT_EDITABLE_FIELDS = (
     "name",
@@ -205,8 +207,12 @@ def account_user_remove(*, membership: AccountUser, actor: Any = None) -> None:
 def account_user_invite(
     *, account: Account, email: str, role: str, set_password_url: Callable[[Any], str], actor: Any = None
 ) -> AccountUser:
-    """Create a login without a password and e-mail an invitation (after commit) whose link, built by
-    ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one."""
+    """Create a login without a password and e-mail an invitation whose link, built by
+    ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one.
+
+    The e-mail is sent inside the transaction, as its last step: if it cannot be sent nothing is created and
+    the owner can simply try again (a login without a password and without its link could not be recovered,
+    as password reset skips logins without a usable password)."""
     membership = account_user_create(account=account, email=email, role=role, actor=actor)
     user = membership.user
     inviter = getattr(actor, "email", "") or "Your account owner"
@@ -219,7 +225,10 @@ def account_user_invite(
         f"{set_password_url(user)}\n\n"
         f"Your login is this e-mail address: {user.email}\n"
     )
-    transaction.on_commit(lambda: send_mail(subject, body, None, [user.email]))
+    try:
+        send_mail(subject, body, None, [user.email])
+    except (OSError, smtplib.SMTPException) as exc:
+        raise BillingError(ERR_INVITE_NOT_SENT.format(error=exc), code="email_failed", field="email") from exc
     return membership
 
 

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+import socket
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,7 @@ import time_machine
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from accounts.models import AccountUser, ApiKey, Budget
 from accounts.services import api_key_create, budget_create
@@ -275,11 +276,8 @@ def test_members_and_billing_users_cannot_create_or_revoke_keys(account):
 # Users
 
 
-def test_the_owner_invites_a_user_who_sets_a_password_and_signs_in(
-    as_owner, account, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        response = as_owner.post("/portal/users/invite/", {"email": "Bruno@Northwind.example", "role": "admin"})
+def test_the_owner_invites_a_user_who_sets_a_password_and_signs_in(as_owner, account):
+    response = as_owner.post("/portal/users/invite/", {"email": "Bruno@Northwind.example", "role": "admin"})
     assert response.status_code == 302
     membership = AccountUser.objects.get(user__email="bruno@northwind.example")
     assert (membership.account, membership.role, membership.user.has_usable_password()) == (account, "admin", False)
@@ -302,6 +300,20 @@ def test_the_owner_invites_a_user_who_sets_a_password_and_signs_in(
     login = Client().post("/portal/login/", {"username": "bruno@northwind.example", "password": "Sunny-Harbour-42"})
     assert login.status_code == 302
     assert login["Location"] == "/portal/"
+
+
+def test_an_invitation_that_cannot_be_sent_adds_nobody(as_owner, account):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": port, "EMAIL_TIMEOUT": 5}
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", **smtp):
+        response = as_owner.post("/portal/users/invite/", {"email": "bruno@northwind.example", "role": "member"})
+    assert response.status_code == 400
+    [error] = field_errors(response, "email")
+    assert error.startswith("The invitation e-mail could not be sent (")
+    assert error.endswith("); nobody was added. Please try again.")
+    assert not get_user_model().objects.filter(email="bruno@northwind.example").exists()
 
 
 def test_inviting_an_address_already_in_use_is_a_field_error(as_owner, account):
