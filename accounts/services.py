@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import smtplib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,6 +30,8 @@ ERR_SUSPEND = "Only trialing, active or past-due accounts can be suspended; this
 ERR_REACTIVATE = "Only suspended accounts can be reactivated; this one is {status}."
 ERR_BUDGET_CURRENCY = "A budget must be in the account currency ({currency})."
 ERR_EMAIL_TAKEN = "A user with the e-mail address {email} already exists."
+ERR_LAST_OWNER = "An account needs an owner: make someone else owner first."
+ERR_INVITE_NOT_SENT = "The invitation e-mail could not be sent ({error}); nobody was added. Please try again."
 
 ACCOUNT_EDITABLE_FIELDS = (
     "name",
@@ -160,10 +166,69 @@ def account_user_create(
     return membership
 
 
+def _check_not_last_owner(membership: AccountUser) -> None:
+    """An account always keeps an owner. The owners' rows are locked so two owners demoting each other
+    at the same moment cannot both succeed."""
+    if membership.role != AccountUser.Role.OWNER:
+        return
+    owners = list(
+        AccountUser.objects.select_for_update()
+        .filter(account_id=membership.account_id, role=AccountUser.Role.OWNER)
+        .values_list("pk", flat=True)
+    )
+    if owners == [membership.pk]:
+        raise BillingError(ERR_LAST_OWNER, code="last_owner", field="role")
+
+
 @transaction.atomic
 def account_user_set_role(*, membership: AccountUser, role: str, actor: Any = None) -> AccountUser:
+    if role != membership.role:
+        _check_not_last_owner(membership)
     stamp(membership, actor=actor, reason="role changed")
     membership, _ = model_update(instance=membership, fields=("role",), data={"role": role})
+    return membership
+
+
+@transaction.atomic
+def account_user_remove(*, membership: AccountUser, actor: Any = None) -> None:
+    """Take a user out of the account: the membership is deleted (its history keeps who did it) and the
+    login deactivated, not deleted, so the audit trail of what it did keeps pointing at it. The last
+    owner cannot be removed."""
+    _check_not_last_owner(membership)
+    user = membership.user
+    stamp(membership, actor=actor, reason="removed")
+    membership.delete()
+    user.is_active = False
+    user.set_unusable_password()
+    user.save(update_fields=["is_active", "password"])
+
+
+@transaction.atomic
+def account_user_invite(
+    *, account: Account, email: str, role: str, set_password_url: Callable[[Any], str], actor: Any = None
+) -> AccountUser:
+    """Create a login without a password and e-mail an invitation whose link, built by
+    ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one.
+
+    The e-mail is sent inside the transaction, as its last step: if it cannot be sent nothing is created and
+    the owner can simply try again (a login without a password and without its link could not be recovered,
+    as password reset skips logins without a usable password)."""
+    membership = account_user_create(account=account, email=email, role=role, actor=actor)
+    user = membership.user
+    inviter = getattr(actor, "email", "") or "Your account owner"
+    link_days = max(settings.PASSWORD_RESET_TIMEOUT // 86_400, 1)
+    subject = f"You are invited to {account.name} on Ledgerline"
+    body = (
+        f"{inviter} invited you to the Ledgerline billing portal of {account.name} "
+        f"as {membership.get_role_display().lower()}.\n\n"
+        f"Choose your password here to sign in (the link works once, for {link_days} days):\n"
+        f"{set_password_url(user)}\n\n"
+        f"Your login is this e-mail address: {user.email}\n"
+    )
+    try:
+        send_mail(subject, body, None, [user.email])
+    except (OSError, smtplib.SMTPException) as exc:
+        raise BillingError(ERR_INVITE_NOT_SENT.format(error=exc), code="email_failed", field="email") from exc
     return membership
 
 
@@ -172,6 +237,15 @@ def _check_budget_currency(account: Account, currency: str) -> None:
         raise BillingError(
             ERR_BUDGET_CURRENCY.format(currency=account.currency), code="currency_mismatch", field="currency"
         )
+
+
+def _budgets_evaluate_after_commit(account: Account) -> None:
+    """A new or changed budget is checked at once (after commit) rather than at the next hourly run. Robust:
+    if queueing fails the budget is still saved, and the hourly run catches up."""
+    from billing.tasks import budgets_evaluate_task
+
+    account_id = account.pk
+    transaction.on_commit(lambda: budgets_evaluate_task.delay(account_ids=[account_id]), robust=True)
 
 
 @transaction.atomic
@@ -198,6 +272,7 @@ def budget_create(
     budget.full_clean()
     stamp(budget, actor=actor, reason="created")
     budget.save()
+    _budgets_evaluate_after_commit(account)
     return budget
 
 
@@ -206,10 +281,19 @@ def budget_update(*, budget: Budget, data: dict[str, Any], actor: Any = None) ->
     if "currency" in data:
         _check_budget_currency(budget.account, data["currency"])
     stamp(budget, actor=actor, reason="updated")
-    budget, _ = model_update(
+    budget, changed = model_update(
         instance=budget, fields=("name", "amount", "currency", "period", "alert_thresholds", "is_active"), data=data
     )
+    if changed:
+        _budgets_evaluate_after_commit(budget.account)
     return budget
+
+
+@transaction.atomic
+def budget_delete(*, budget: Budget, actor: Any = None) -> None:
+    """Delete a budget; its history keeps who deleted it and its last values. Alerts already recorded stay."""
+    stamp(budget, actor=actor, reason="deleted")
+    budget.delete()
 
 
 ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, export; got {scopes}."

@@ -2,7 +2,8 @@
 
 Schedule (``CELERY_BEAT_SCHEDULE``, installed into django-celery-beat's tables by its scheduler):
 the month closes at 00:05 UTC on the 1st (billing periods are UTC months for every account);
-drafts past their review window are finalized every 15 minutes; the lifecycle runs daily.
+drafts past their review window are finalized every 15 minutes; the lifecycle runs daily; budgets are
+evaluated hourly (and right after a budget is created or changed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from celery import shared_task
 
 from billing.models import BillingRun, BillingRunItem, Invoice
+from billing.services.budgets import budgets_evaluate
 from billing.services.invoices import invoice_finalize
 from billing.services.lifecycle import lifecycle_update
 from billing.services.runs import (
@@ -86,3 +88,9 @@ def document_render_task(document_id: int) -> str:
     from billing.services.documents import document_render
 
     return document_render(document_id=document_id).status
+
+
+@shared_task(name="billing.budgets_evaluate")
+def budgets_evaluate_task(account_ids: list[int] | None = None) -> int:
+    """Record budget alerts newly reached (by the accounts of ``account_ids``, or every account)."""
+    return len(budgets_evaluate(account_ids=account_ids, now=clock.now()))
