@@ -153,6 +153,10 @@ BILLING_REVIEW_HOURS = env_int("BILLING_REVIEW_HOURS", 24)
 BILLING_INVOICE_SERIES = env_str("BILLING_INVOICE_SERIES", "INV")
 BILLING_CREDIT_NOTE_SERIES = env_str("BILLING_CREDIT_NOTE_SERIES", "CN")
 BILLING_RUN_CHUNK = env_int("BILLING_RUN_CHUNK", 200)  # accounts per task and per transaction
+# Who issues the invoices (shown as the seller on the customer portal's invoice pages).
+BILLING_SELLER_NAME = env_str("BILLING_SELLER_NAME", "Ledgerline")
+BILLING_SELLER_ADDRESS = env_str("BILLING_SELLER_ADDRESS", "")
+BILLING_SELLER_TAX_ID = env_str("BILLING_SELLER_TAX_ID", "")
 # A usage jump larger than this factor against the previous month is flagged for review.
 BILLING_ANOMALY_FACTOR = env_int("BILLING_ANOMALY_FACTOR", 10)
 # The settable test clock (common.clock): on for the demo and tests only.
