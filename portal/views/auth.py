@@ -1,7 +1,23 @@
-"""Signing in and out, and password reset by e-mail, with the portal's templates."""
+"""Signing in and out, and password reset by e-mail, with the portal's templates.
 
+Password reset is for portal users (people of a customer account) only; staff reset theirs with an
+administrator. A portal user invited without a password (``account_user_create`` leaves it unusable) sets
+the first one through the same link. The reset link is absolute, built from the request's host (which
+``ALLOWED_HOSTS`` vouches for) and scheme; the e-mail says nothing about whether an address is known.
+"""
+
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.urls import reverse_lazy
+
+
+class PortalPasswordResetForm(auth_forms.PasswordResetForm):
+    def get_users(self, email):
+        users = get_user_model()._default_manager.filter(
+            email__iexact=email, is_active=True, account_membership__isnull=False
+        )
+        return (u for u in users if u.email.lower() == email.lower())
 
 
 class LoginView(auth_views.LoginView):
@@ -14,6 +30,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PortalPasswordResetForm
     template_name = "portal/password_reset.html"
     email_template_name = "portal/email/password_reset.txt"
     subject_template_name = "portal/email/password_reset_subject.txt"
