@@ -213,3 +213,15 @@ def test_the_daily_charts_add_up_to_the_months_quantities(northwind):
         assert sum(values[i] for values in messages.by_tenant.values()) == messages.totals[i]
     # Gauges accrue GB-months day by day: the days add up to the month so far (to rounding of the days).
     assert abs(sum(storage.totals) - estimate.usage["storage_gb"].quantity) < Decimal("0.0000005")
+
+
+def test_a_new_account_without_a_plan_or_usage_sees_empty_pages_that_say_so(client, catalogue):
+    from tests.accounts.factories import AccountUserFactory
+
+    member = AccountUserFactory(email="new@fresh.example")
+    client.login(username=member.user.username, password="portal-pass-123")
+    dashboard = client.get("/portal/")
+    assert dashboard.status_code == 200
+    assert b"No usage charges on your plan this month." in dashboard.content
+    assert b"No invoices yet." in client.get("/portal/invoices/").content
+    assert b"No credit notes." in client.get("/portal/credit-notes/").content
