@@ -225,3 +225,45 @@ def test_a_new_account_without_a_plan_or_usage_sees_empty_pages_that_say_so(clie
     assert b"No usage charges on your plan this month." in dashboard.content
     assert b"No invoices yet." in client.get("/portal/invoices/").content
     assert b"No credit notes." in client.get("/portal/credit-notes/").content
+
+
+def test_a_reverse_charge_invoice_says_so_and_shows_its_discount(client, catalogue):
+    from billing.models import Invoice, Plan, PlanCharge
+    from billing.services.catalogue import ChargeSpec, plan_create, plan_version_create
+    from tests.accounts.factories import AccountFactory, AccountUserFactory
+    from tests.billing.cycle import JAN_1, close, event, ingest, subscribe
+    from tests.tenants.factories import TenantFactory
+
+    account = AccountFactory(
+        name="Umbrella Pharma", currency="EUR", tax_country="DE", tax_id="DE811569869", tax_reverse_charge=True
+    )
+    custom = plan_create(
+        code="custom-umbrella", name="Umbrella contract", product=Plan.Product.MESSAGING, account=account
+    )
+    version = plan_version_create(
+        plan=custom,
+        currency="EUR",
+        base_fee=Decimal("2500.00"),
+        discount_percent=Decimal("10"),
+        charges=[
+            ChargeSpec("tenants", included_quantity=None, pricing_model=PlanCharge.PricingModel.INCLUDED_ONLY),
+            ChargeSpec("messages", included_quantity=Decimal("1000"), unit_price=Decimal("0.01")),
+        ],
+        publish=True,
+    )
+    subscribe(account, version, started_at=JAN_1)
+    TenantFactory(account=account, public_id="ten_umbrella_de", name="Umbrella Berlin", activated_at=JAN_1)
+    ingest(account, [event("m1", "ten_umbrella_de", "messages", 41_000, "2026-11-10T10:00:00Z")])
+    close()
+    invoice = Invoice.objects.get(account=account)
+    member = AccountUserFactory(account=account, email="ap@umbrella.example")
+    client.login(username=member.user.username, password="portal-pass-123")
+
+    html = client.get(f"/portal/invoices/{invoice.number}/").content.decode()
+    # 40,000 billable messages × €0.01 = €400.00, less 10 % (€40.00) on usage; no VAT charged.
+    assert text_of(html, "subtotal") == "EUR 2,860.00"
+    assert text_of(html, "discount") == "−EUR 40.00"
+    assert text_of(html, "tax") == "EUR 0.00"
+    assert text_of(html, "total") == "EUR 2,860.00"
+    assert "reverse charge applies, the customer accounts for the VAT (VAT ID DE811569869)" in html
+    assert "Umbrella Berlin" in html
