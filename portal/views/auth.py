@@ -12,6 +12,30 @@ from django.contrib.auth import views as auth_views
 from django.urls import reverse_lazy
 
 
+class PortalAuthenticationForm(auth_forms.AuthenticationForm):
+    """Portal users sign in with their e-mail address, in any letter case. It is their username unless the
+    address did not fit Django's username rules (then they have a generated one), so the address is
+    resolved to the username first; anything else is tried as a username (staff)."""
+
+    error_messages = {
+        **auth_forms.AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct e-mail address and password. The password is case-sensitive.",
+    }
+
+    def clean(self):
+        typed = (self.cleaned_data.get("username") or "").strip()
+        if "@" in typed:
+            username = (
+                get_user_model()
+                ._default_manager.filter(email__iexact=typed, account_membership__isnull=False)
+                .values_list("username", flat=True)
+                .first()
+            )
+            if username:
+                self.cleaned_data["username"] = username
+        return super().clean()
+
+
 class PortalPasswordResetForm(auth_forms.PasswordResetForm):
     def get_users(self, email):
         users = get_user_model()._default_manager.filter(
@@ -21,6 +45,7 @@ class PortalPasswordResetForm(auth_forms.PasswordResetForm):
 
 
 class LoginView(auth_views.LoginView):
+    authentication_form = PortalAuthenticationForm
     template_name = "portal/login.html"
     redirect_authenticated_user = True
 

@@ -46,7 +46,7 @@ def test_a_customer_signs_in_with_e_mail_and_password_and_signs_out(book, client
     assert wrong.status_code == 200
     assert b'role="alert"' in wrong.content and b"Please enter a correct" in wrong.content
 
-    response = client.post("/portal/login/", {"username": "owner@northwind.example", "password": PASSWORD})
+    response = client.post("/portal/login/", {"username": " Owner@Northwind.example", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/portal/"
     assert b"Northwind Logistics" in client.get("/portal/").content
 
