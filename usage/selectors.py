@@ -503,8 +503,8 @@ def _day_starts(period: Period, now: dt.datetime) -> list[dt.datetime]:
 
 def daily_usage(*, account: Account, period: Period, now: dt.datetime, tenant: Tenant | None = None) -> DailyUsage:
     """Usage of every event metric per UTC day of ``period`` up to ``now``, in total and per tenant (only
-    ``tenant``'s, when given). Reads the hourly rollups and the unique values, never the raw events; the
-    hour ``now`` falls in counts as far as its rollups go. Late usage from earlier months is not in it."""
+    ``tenant``'s, when given). Reads the hourly rollups and the unique values (and, as the usage API does, a
+    gauge's readings in the hour ``now`` falls in). Late usage from earlier months is not in it."""
     starts = _day_starts(period, now)
     days = [s.date() for s in starts]
     index = {d: i for i, d in enumerate(days)}
@@ -525,7 +525,7 @@ def daily_usage(*, account: Account, period: Period, now: dt.datetime, tenant: T
             billing_month=month,
             metric_id__in=additive,
             hour__gte=period.start,
-            hour__lt=min(period.end, now),
+            hour__lt=period.end,
             **scope,
         )
         .annotate(day=TruncDay("hour", tzinfo=dt.UTC))
@@ -535,7 +535,9 @@ def daily_usage(*, account: Account, period: Period, now: dt.datetime, tenant: T
     for row in rows:
         entry = result[row["metric_id"]]
         day = row["day"].date() if isinstance(row["day"], dt.datetime) else row["day"]
-        i = index[day]
+        i = index.get(day)
+        if i is None:  # reported ahead of ``now``: counted on the month (as by the API) but not yet a day here
+            continue
         if entry.metric.aggregation == Metric.Aggregation.MAX:
             value = row["peak"] or ZERO
             cell(entry, row["tenant_id"])[i] = max(cell(entry, row["tenant_id"])[i], value)
@@ -547,7 +549,7 @@ def daily_usage(*, account: Account, period: Period, now: dt.datetime, tenant: T
 
     unique = [m.id for m in metrics if m.aggregation == Metric.Aggregation.UNIQUE_COUNT]
     values = UsageUniqueValue.objects.filter(
-        account=account, usage_month=month, metric_id__in=unique, first_seen_at__lt=now, **scope
+        account=account, usage_month=month, metric_id__in=unique, **scope
     ).values_list("metric_id", "tenant_id", "value", "first_seen_at")
     first_seen: dict[tuple[int, str], dt.datetime] = {}
     for metric_id, tenant_id, value, seen in values:

@@ -211,6 +211,15 @@ def test_the_daily_charts_add_up_to_the_months_quantities(northwind):
     assert sum(messages.totals) == estimate.usage["messages"].quantity
     for i in range(20):
         assert sum(values[i] for values in messages.by_tenant.values()) == messages.totals[i]
+    # One tenant's own days are its row of the account's.
+    tenant = northwind["account"].tenants.get(public_id="ten_northwind_eu")
+    alone = {
+        e.metric.code: e
+        for e in daily_usage(account=northwind["account"], period=period, now=now, tenant=tenant).metrics
+    }
+    assert alone["messages"].by_tenant == {tenant.pk: messages.by_tenant[tenant.pk]}
+    assert alone["messages"].totals == messages.by_tenant[tenant.pk]
+    assert alone["storage_gb"].by_tenant == {tenant.pk: storage.by_tenant[tenant.pk]}
     # Gauges accrue GB-months day by day: the days add up to the month so far (to rounding of the days).
     assert abs(sum(storage.totals) - estimate.usage["storage_gb"].quantity) < Decimal("0.0000005")
 
