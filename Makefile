@@ -21,6 +21,7 @@ demo: venv
 	@echo ""
 	@echo "Ledgerline is running on http://$(HOST):$(PORT)/"
 	@echo "  admin console  http://$(HOST):$(PORT)/admin/"
+	@echo "  customer portal http://$(HOST):$(PORT)/portal/"
 	@echo "  API docs       http://$(HOST):$(PORT)/api/docs/"
 	@echo "Stop with Ctrl-C. Start again with 'make demo' (data is kept in db.sqlite3; delete it to start over)."
 	@$(PY) manage.py runserver --noreload $(HOST):$(PORT)

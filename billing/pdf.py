@@ -189,6 +189,11 @@ def _current_seller() -> dict[str, Any]:
     return seller
 
 
+def invoice_seller(invoice: Invoice) -> dict[str, Any]:
+    """The seller as snapshotted at finalization (older invoices and drafts: as configured now)."""
+    return (invoice.snapshot or {}).get("seller") or _current_seller()
+
+
 def _buyer(invoice: Invoice) -> dict[str, Any]:
     """The customer as snapshotted at finalization (a draft reads the account as it is now)."""
     snap = (invoice.snapshot or {}).get("account")

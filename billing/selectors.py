@@ -530,3 +530,98 @@ def invoice_line_events(line: InvoiceLine):
     if line.kind == InvoiceLine.Kind.LATE_USAGE:
         return events.filter(is_late=True)
     return events.filter(is_late=False, timestamp__gte=line.period_start, timestamp__lt=line.period_end)
+
+
+# What a customer sees of its invoices: issued ones. A draft is still under review by billing staff.
+CUSTOMER_VISIBLE_STATUSES = (
+    Invoice.Status.FINALIZED,
+    Invoice.Status.PAID,
+    Invoice.Status.VOID,
+    Invoice.Status.UNCOLLECTIBLE,
+)
+
+
+def customer_invoices(*, account: Account):
+    """``account``'s issued invoices, newest month first (drafts are not the customer's to see yet)."""
+    return (
+        Invoice.objects.filter(account=account, status__in=CUSTOMER_VISIBLE_STATUSES, number__isnull=False)
+        .select_related("account")
+        .order_by("-period_start", "-finalized_at")
+    )
+
+
+def customer_credit_notes(*, account: Account):
+    """``account``'s credit notes, newest first, with the invoice each corrects."""
+    from billing.models import CreditNote
+
+    return (
+        CreditNote.objects.filter(account=account, invoice__account=account)
+        .select_related("invoice")
+        .order_by("-issued_at", "-number")
+    )
+
+
+@dataclass
+class TenantLines:
+    """One tenant's share of an invoice: its quantity and amount of each usage line."""
+
+    tenant_id: str
+    name: str
+    rows: list[dict]
+    amount: Decimal
+
+
+def invoice_tenant_groups(invoice: Invoice) -> tuple[list[TenantLines], list[dict]]:
+    """The invoice's lines grouped by tenant (from each usage line's frozen ``breakdown``), and the
+    account-wide rest: fees, discounts, top-ups and usage no tenant accounts for. The groups' amounts and
+    the rest add up to the subtotal."""
+    names = dict(Tenant.objects.filter(account_id=invoice.account_id).values_list("public_id", "name"))
+    groups: dict[str, TenantLines] = {}
+    rest: list[dict] = []
+    for line in invoice.lines.all():
+        tenants = (line.breakdown or {}).get("tenants") if line.kind == InvoiceLine.Kind.USAGE else None
+        if not tenants:
+            rest.append(
+                {"line": line, "description": line.description, "quantity": line.quantity, "amount": line.amount}
+            )
+            continue
+        for share in tenants:
+            group = groups.setdefault(
+                share["tenant"],
+                TenantLines(share["tenant"], names.get(share["tenant"], share["tenant"]), [], ZERO),
+            )
+            amount = Decimal(share["amount"])
+            group.rows.append(
+                {
+                    "line": line,
+                    "description": line.description,
+                    "quantity": Decimal(share["quantity"]),
+                    "amount": amount,
+                }
+            )
+            group.amount += amount
+        unattributed = Decimal((line.breakdown or {}).get("unattributed") or 0)
+        if unattributed:
+            rest.append(
+                {"line": line, "description": f"{line.description} (not tied to a tenant)", "quantity": None,
+                 "amount": unattributed}
+            )  # fmt: skip
+    return [groups[k] for k in sorted(groups)], rest
+
+
+def invoice_partner_totals(invoice: Invoice) -> list[dict]:
+    """Per master partner: quantity and amount over the invoice's usage lines (from their breakdown)."""
+    totals: dict[str, dict] = {}
+    for line in invoice.lines.all():
+        for share in (line.breakdown or {}).get("partners", []):
+            row = totals.setdefault(
+                share["partner"], {"partner_id": share["partner"], "quantity": ZERO, "amount": ZERO}
+            )
+            row["quantity"] += Decimal(share["quantity"])
+            row["amount"] += Decimal(share["amount"])
+    partners = {
+        p.public_id: p for p in MasterPartner.objects.filter(account_id=invoice.account_id, public_id__in=totals)
+    }
+    for key, row in totals.items():
+        row["partner"] = partners.get(key)
+    return [totals[k] for k in sorted(totals)]

@@ -240,6 +240,19 @@ def demo_load(*, today: dt.date) -> DemoResult:
 
 
 DEMO_KEY_NAME = "Demo key (make demo)"
+DEMO_PORTAL_URL = "http://127.0.0.1:8000/portal/"
+
+
+def demo_portal_logins() -> tuple[Account, list[tuple[str, str]]]:
+    """The portal users (e-mail, role) of the account that gets the demo API key: an owner and a member.
+    Last month is closed for it, so its portal has invoices to open."""
+    account = Account.objects.order_by("public_id").first()
+    order = list(AccountUser.Role.values)
+    members = sorted(
+        AccountUser.objects.filter(account=account).select_related("user"),
+        key=lambda m: (order.index(m.role), m.user.email),
+    )
+    return account, [(m.user.email, m.get_role_display().lower()) for m in members]
 
 
 @transaction.atomic

@@ -59,6 +59,8 @@ def test_load_demo_command_prints_the_logins(capsys):
     assert "Demo loaded: 20 accounts" in out
     assert "finance    / ledgerline-demo" in out
     assert "billing    / ledgerline-demo" in out
+    assert "Customer portal at http://127.0.0.1:8000/portal/ (Northwind Logistics, acc_000001):" in out
+    assert "owner@northwindlogistics.example" in out and "analyst@northwindlogistics.example" in out
 
 
 def test_every_admin_page_renders_for_a_superuser(client, demo):

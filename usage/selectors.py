@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import TruncMonth
+from django.db.models.functions import TruncDay, TruncMonth
 
 from accounts.models import Account
 from billing.models import Metric
@@ -472,3 +472,111 @@ def _last_levels_many(account_ids: list[int], metric: Metric, **hours) -> dict[t
 def gauge_current_level(*, account: Account, metric: Metric, now: dt.datetime) -> Decimal:
     """The gauge's level now, summed over tenants (e.g. GB stored right now): each tenant's last reading."""
     return sum(_last_levels_many([account.pk], metric, hour__lte=now).values(), ZERO)
+
+
+@dataclass
+class DailyMetricUsage:
+    """One metric's usage per UTC day of a period, in the unit its quantity is billed in (as the usage API
+    shows it): sums and counts as reported, maxima as the day's peak, unique counts as values first seen
+    that day, gauges as the unit-months accrued that day (so the days add up to the month's quantity)."""
+
+    metric: Metric
+    totals: list[Decimal]
+    by_tenant: dict[int, list[Decimal]] = field(default_factory=dict)
+
+
+@dataclass
+class DailyUsage:
+    period: Period
+    days: list[dt.date]
+    metrics: list[DailyMetricUsage]
+
+
+def _day_starts(period: Period, now: dt.datetime) -> list[dt.datetime]:
+    end = min(period.end, now)
+    starts, moment = [], period.start
+    while moment < end:
+        starts.append(moment)
+        moment += dt.timedelta(days=1)
+    return starts
+
+
+def daily_usage(*, account: Account, period: Period, now: dt.datetime, tenant: Tenant | None = None) -> DailyUsage:
+    """Usage of every event metric per UTC day of ``period`` up to ``now``, in total and per tenant (only
+    ``tenant``'s, when given). Reads the hourly rollups and the unique values (and, as the usage API does, a
+    gauge's readings in the hour ``now`` falls in). Late usage from earlier months is not in it."""
+    starts = _day_starts(period, now)
+    days = [s.date() for s in starts]
+    index = {d: i for i, d in enumerate(days)}
+    month = _month(period)
+    metrics = [m for m in Metric.objects.filter(source=Metric.Source.EVENTS).order_by("code")]
+    result = {m.id: DailyMetricUsage(metric=m, totals=[ZERO] * len(days)) for m in metrics}
+    if not days:
+        return DailyUsage(period=period, days=days, metrics=list(result.values()))
+    scope = {"tenant": tenant} if tenant is not None else {}
+
+    def cell(entry: DailyMetricUsage, tenant_id: int) -> list[Decimal]:
+        return entry.by_tenant.setdefault(tenant_id, [ZERO] * len(days))
+
+    additive = [m.id for m in metrics if m.aggregation in ("sum", "count", "max")]
+    rows = (
+        UsageRollup.objects.filter(
+            account=account,
+            billing_month=month,
+            metric_id__in=additive,
+            hour__gte=period.start,
+            hour__lt=period.end,
+            **scope,
+        )
+        .annotate(day=TruncDay("hour", tzinfo=dt.UTC))
+        .values("metric_id", "tenant_id", "day")
+        .annotate(total=Sum("quantity_sum"), events=Sum("event_count"), peak=Max("quantity_max"))
+    )
+    for row in rows:
+        entry = result[row["metric_id"]]
+        day = row["day"].date() if isinstance(row["day"], dt.datetime) else row["day"]
+        i = index.get(day)
+        if i is None:  # reported ahead of ``now``: counted on the month (as by the API) but not yet a day here
+            continue
+        if entry.metric.aggregation == Metric.Aggregation.MAX:
+            value = row["peak"] or ZERO
+            cell(entry, row["tenant_id"])[i] = max(cell(entry, row["tenant_id"])[i], value)
+            entry.totals[i] = max(entry.totals[i], value)
+            continue
+        value = Decimal(row["events"] or 0) if entry.metric.aggregation == "count" else row["total"] or ZERO
+        cell(entry, row["tenant_id"])[i] += value
+        entry.totals[i] += value
+
+    unique = [m.id for m in metrics if m.aggregation == Metric.Aggregation.UNIQUE_COUNT]
+    values = UsageUniqueValue.objects.filter(
+        account=account, usage_month=month, metric_id__in=unique, **scope
+    ).values_list("metric_id", "tenant_id", "value", "first_seen_at")
+    first_seen: dict[tuple[int, str], dt.datetime] = {}
+    for metric_id, tenant_id, value, seen in values:
+        # Per tenant: values new to that tenant that day; in total: values new to the account.
+        i = index.get(seen.astimezone(dt.UTC).date())
+        if i is not None:
+            cell(result[metric_id], tenant_id)[i] += 1
+        key = (metric_id, value)
+        first_seen[key] = min(first_seen.get(key, seen), seen)
+    for (metric_id, _value), seen in first_seen.items():
+        i = index.get(seen.astimezone(dt.UTC).date())
+        if i is not None:
+            result[metric_id].totals[i] += 1
+
+    for metric in metrics:
+        if metric.aggregation != Metric.Aggregation.TIME_WEIGHTED:
+            continue
+        ends = {s: ([account.pk], min(s + dt.timedelta(days=1), now)) for s in starts}
+        cumulative = _gauge_unit_hours_ends(ends=ends, metric=metric, period=period)
+        entry = result[metric.id]
+        previous: dict[int, Decimal] = {}
+        for i, start in enumerate(starts):
+            for tenant_id, hours in cumulative[start].get(account.pk, {}).items():
+                if tenant is not None and tenant_id != tenant.pk:
+                    continue
+                accrued = ((hours - previous.get(tenant_id, ZERO)) / period.hours).quantize(QUANTUM)
+                previous[tenant_id] = hours
+                cell(entry, tenant_id)[i] = accrued
+                entry.totals[i] += accrued
+    return DailyUsage(period=period, days=days, metrics=list(result.values()))

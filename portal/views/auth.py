@@ -1,10 +1,51 @@
-"""Signing in and out, and password reset by e-mail, with the portal's templates."""
+"""Signing in and out, and password reset by e-mail, with the portal's templates.
 
+Password reset is for portal users (people of a customer account) only; staff reset theirs with an
+administrator. A portal user invited without a password (``account_user_create`` leaves it unusable) sets
+the first one through the same link. The reset link is absolute, built from the request's host (which
+``ALLOWED_HOSTS`` vouches for) and scheme; the e-mail says nothing about whether an address is known.
+"""
+
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.urls import reverse_lazy
 
 
+class PortalAuthenticationForm(auth_forms.AuthenticationForm):
+    """Portal users sign in with their e-mail address, in any letter case. It is their username unless the
+    address did not fit Django's username rules (then they have a generated one), so the address is
+    resolved to the username first; anything else is tried as a username (staff)."""
+
+    error_messages = {
+        **auth_forms.AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct e-mail address and password. The password is case-sensitive.",
+    }
+
+    def clean(self):
+        typed = (self.cleaned_data.get("username") or "").strip()
+        if "@" in typed:
+            username = (
+                get_user_model()
+                ._default_manager.filter(email__iexact=typed, account_membership__isnull=False)
+                .values_list("username", flat=True)
+                .first()
+            )
+            if username:
+                self.cleaned_data["username"] = username
+        return super().clean()
+
+
+class PortalPasswordResetForm(auth_forms.PasswordResetForm):
+    def get_users(self, email):
+        users = get_user_model()._default_manager.filter(
+            email__iexact=email, is_active=True, account_membership__isnull=False
+        )
+        return (u for u in users if u.email.lower() == email.lower())
+
+
 class LoginView(auth_views.LoginView):
+    authentication_form = PortalAuthenticationForm
     template_name = "portal/login.html"
     redirect_authenticated_user = True
 
@@ -14,6 +55,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PortalPasswordResetForm
     template_name = "portal/password_reset.html"
     email_template_name = "portal/email/password_reset.txt"
     subject_template_name = "portal/email/password_reset_subject.txt"

@@ -1,35 +1,82 @@
-"""Dashboard of the running period, invoices and credit notes (with their PDFs)."""
+"""Dashboard of the running period, invoices and credit notes (with their PDFs).
 
-from django.http import HttpResponse
+Every invoice and credit note is looked up through ``request.account``: another account's document, or a
+draft, is a 404."""
 
+import datetime as dt
+
+from django.http import FileResponse, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from billing.models import Document
+from billing.pdf import invoice_seller
+from billing.selectors import (
+    customer_credit_notes,
+    customer_invoices,
+    invoice_partner_totals,
+    invoice_tenant_groups,
+)
+from billing.services.documents import document_ready
+from common import clock
 from portal.access import portal_view
+from portal.selectors import dashboard as dashboard_data
 
 
 @portal_view
 def dashboard(request):
-    return HttpResponse("dashboard")
+    board = dashboard_data(account=request.account, now=clock.now())
+    return render(request, "portal/dashboard.html", {"board": board, "estimate": board.estimate})
 
 
 @portal_view
 def invoice_list(request):
-    return HttpResponse("invoices")
+    invoices = customer_invoices(account=request.account)
+    return render(request, "portal/invoices.html", {"invoices": invoices})
 
 
 @portal_view
 def invoice_detail(request, number):
-    return HttpResponse("invoice")
+    invoice = get_object_or_404(customer_invoices(account=request.account), number=number)
+    tenant_groups, account_wide = invoice_tenant_groups(invoice)
+    return render(
+        request,
+        "portal/invoice.html",
+        {
+            "invoice": invoice,
+            "last_day": (invoice.period_end - dt.timedelta(days=1)).date(),
+            "buyer": (invoice.snapshot or {}).get("account", {}),
+            "seller": invoice_seller(invoice),
+            "lines": list(invoice.lines.all()),
+            "tenant_groups": tenant_groups,
+            "account_wide": account_wide,
+            "partners": invoice_partner_totals(invoice),
+            "credit_notes": customer_credit_notes(account=request.account).filter(invoice=invoice),
+        },
+    )
+
+
+def _pdf_response(request, document, number: str) -> HttpResponse:
+    if document.status != Document.Status.READY or not document.file:
+        # The render failed (it is recorded on the document for staff); the customer can try again later.
+        return render(request, "portal/pdf_unavailable.html", {"number": number}, status=503)
+    return FileResponse(
+        document.file.open("rb"), as_attachment=True, filename=f"{number}.pdf", content_type="application/pdf"
+    )
 
 
 @portal_view
 def invoice_pdf(request, number):
-    return HttpResponse("pdf")
+    invoice = get_object_or_404(customer_invoices(account=request.account), number=number)
+    return _pdf_response(request, document_ready(invoice=invoice), invoice.number)
 
 
 @portal_view
 def credit_note_list(request):
-    return HttpResponse("credit notes")
+    notes = customer_credit_notes(account=request.account)
+    return render(request, "portal/credit_notes.html", {"credit_notes": notes})
 
 
 @portal_view
 def credit_note_pdf(request, number):
-    return HttpResponse("pdf")
+    note = get_object_or_404(customer_credit_notes(account=request.account), number=number)
+    return _pdf_response(request, document_ready(credit_note=note), note.number)

@@ -21,7 +21,7 @@ def test_owner_sets_a_budget_and_creates_then_revokes_an_api_key(live_server, pa
     AccountUserFactory(account=account, email="olivia@northwind.example", role="owner")
 
     page.goto(f"{live_server.url}/portal/budgets/")
-    page.get_by_label("Email or username").fill("olivia@northwind.example")
+    page.get_by_label("E-mail address").fill("olivia@northwind.example")
     page.get_by_label("Password").fill("portal-pass-123")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Budgets")).to_be_visible()

@@ -1,7 +1,16 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from common.demo import DEMO_PASSWORD, STAFF, demo_api_key, demo_billing, demo_load, demo_usage
+from common.demo import (
+    DEMO_PASSWORD,
+    DEMO_PORTAL_URL,
+    STAFF,
+    demo_api_key,
+    demo_billing,
+    demo_load,
+    demo_portal_logins,
+    demo_usage,
+)
 
 
 class Command(BaseCommand):
@@ -29,6 +38,10 @@ class Command(BaseCommand):
         self.stdout.write("Logins (admin console at /admin/):")
         for username, _email, group, _name in STAFF:
             self.stdout.write(f"  {username:<10} / {DEMO_PASSWORD:<18} {group or 'superuser'}")
+        portal_account, people = demo_portal_logins()
+        self.stdout.write(f"Customer portal at {DEMO_PORTAL_URL} ({portal_account.name}, {portal_account.public_id}):")
+        for email, role in people:
+            self.stdout.write(f"  {email:<36} / {DEMO_PASSWORD:<18} {role}")
         account, key = demo_api_key()
         self.stdout.write(f"API key for {account.public_id} ({account.name}), scopes ingest+read:")
         self.stdout.write(f"  {key}")
