@@ -29,7 +29,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.models import Account
 from billing.models import Invoice, InvoiceLine, Metric, PlanCharge, PlanVersion, Subscription
@@ -530,3 +530,13 @@ def invoice_line_events(line: InvoiceLine):
     if line.kind == InvoiceLine.Kind.LATE_USAGE:
         return events.filter(is_late=True)
     return events.filter(is_late=False, timestamp__gte=line.period_start, timestamp__lt=line.period_end)
+
+
+def invoices_awaiting_payment(*, due_before: dt.datetime) -> QuerySet[Invoice]:
+    """Finalized invoices with an amount due whose due date is before ``due_before`` (overdue ones too),
+    with their accounts: the candidates for reminders and overdue notices."""
+    return (
+        Invoice.objects.filter(status=Invoice.Status.FINALIZED, amount_due__gt=0, due_at__lt=due_before)
+        .select_related("account")
+        .order_by("due_at", "pk")
+    )

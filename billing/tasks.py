@@ -2,12 +2,14 @@
 
 Schedule (``CELERY_BEAT_SCHEDULE``, installed into django-celery-beat's tables by its scheduler):
 the month closes at 00:05 UTC on the 1st (billing periods are UTC months for every account);
-drafts past their review window are finalized every 15 minutes; the lifecycle runs daily.
+drafts past their review window are finalized every 15 minutes; the lifecycle runs daily; reminders
+before the due date and overdue notices go out daily at 08:00 UTC (``billing.invoice_reminders``).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -86,3 +88,27 @@ def document_render_task(document_id: int) -> str:
     from billing.services.documents import document_render
 
     return document_render(document_id=document_id).status
+
+
+@shared_task(name="billing.send_email", bind=True, acks_late=True, max_retries=None)
+def email_send_task(self, delivery_id: int) -> Any:
+    """One attempt to send an e-mail delivery; a temporary failure comes back here with its backoff (the
+    service counts attempts and gives up after ``BILLING_EMAIL_MAX_ATTEMPTS``)."""
+    from billing.services.emails import email_send
+
+    outcome = email_send(delivery_id=delivery_id)
+    if outcome.retry_in is None:
+        return outcome.delivery.status
+    if self.request.is_eager:
+        # Run eagerly (demo, tests), a raised Retry would propagate as an error; a returned one is applied by
+        # Celery at once, without waiting for the countdown.
+        return self.retry(countdown=outcome.retry_in, throw=False)
+    raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(name="billing.invoice_reminders")
+def invoice_reminders_task() -> int:
+    """Queue today's reminders before the due date and overdue notices (each step once per invoice)."""
+    from billing.services.emails import reminders_queue
+
+    return len(reminders_queue(now=clock.now()))

@@ -20,4 +20,5 @@ CELERY_BEAT_SCHEDULE = {
     "close-billing-period": {"task": "billing.period_close", "schedule": crontab(minute=5, hour=0, day_of_month=1)},
     "finalize-reviewed-invoices": {"task": "billing.finalize_due", "schedule": crontab(minute="*/15")},
     "billing-lifecycle": {"task": "billing.lifecycle", "schedule": crontab(minute=30, hour=0)},
+    "invoice-reminders": {"task": "billing.invoice_reminders", "schedule": crontab(minute=0, hour=8)},
 }
