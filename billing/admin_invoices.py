@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from billing.admin_emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
     invoice_finalize,
@@ -65,14 +66,15 @@ class InvoiceLineInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ServiceAdmin):
+class InvoiceAdmin(InvoiceEmailsAdminMixin, ServiceAdmin):
     list_display = ("__str__", "account", "month", "status", "total_display", "due_display", "held", "finalized_at")
     list_filter = ("status", "held", "period_start", "currency")
     search_fields = ("=number", "=account__public_id", "account__name")
     list_select_related = ("account",)
     date_hierarchy = "period_start"
-    inlines = [InvoiceLineInline]
+    inlines = [InvoiceLineInline, EmailDeliveryInline]
     actions = ("finalize_action", "hold_action", "release_action", "void_action", "uncollectible_action")
+    actions += ("resend_email_action",)
     fields = (
         "number",
         "account",
@@ -102,6 +104,7 @@ class InvoiceAdmin(ServiceAdmin):
         "voided_at",
         "snapshot",
     )
+    fields += ("outbox_events_list",)
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields  # written by the billing run; changed only through the actions
