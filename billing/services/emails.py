@@ -76,8 +76,9 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
         "credit_note": note,
         "customer_name": snapshot_account.get("name") or invoice.account.name,
         "period": invoice.month_label,
-        "period_start": invoice.period_start,
-        "period_end": invoice.period_end,
+        # The period is half-open [start, end); customers read the first and the last day it covers.
+        "period_first_day": invoice.period_start.date(),
+        "period_last_day": (invoice.period_end - dt.timedelta(microseconds=1)).date(),
         "total": format_money(invoice.total, invoice.currency),
         "amount_due": format_money(invoice.amount_due, invoice.currency),
         "credit_total": format_money(note.total, note.currency) if note else "",

@@ -128,7 +128,7 @@ def test_a_finalized_invoice_is_mailed_with_both_bodies_and_its_pdf(
     text, html = parts["text/plain"][0].get_content(), parts["text/html"][0].get_content()
     for body in (text, html):
         assert "INV-2026-000001" in body
-        assert "November 2026" in body
+        assert "November 2026 (1 Nov 2026 – 30 Nov 2026)" in body
         assert "USD 574.80" in body
         assert "31 December 2026" in body  # due 30 days after 1 December
         assert "http://127.0.0.1:8000/portal/invoices/INV-2026-000001/" in body
