@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.admin_documents import DocumentAdminMixin
+from billing.admin_emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
     invoice_finalize,
@@ -66,7 +67,7 @@ class InvoiceLineInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(DocumentAdminMixin, ServiceAdmin):
+class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
     document_kind = "invoice"
     list_display = (
         "__str__",
@@ -83,7 +84,7 @@ class InvoiceAdmin(DocumentAdminMixin, ServiceAdmin):
     search_fields = ("=number", "=account__public_id", "account__name")
     list_select_related = ("account", "document")
     date_hierarchy = "period_start"
-    inlines = [InvoiceLineInline]
+    inlines = [InvoiceLineInline, EmailDeliveryInline]
     actions = (
         "finalize_action",
         "hold_action",
@@ -91,6 +92,7 @@ class InvoiceAdmin(DocumentAdminMixin, ServiceAdmin):
         "void_action",
         "uncollectible_action",
         "rerender_pdf_action",
+        "resend_email_action",
     )
     fields = (
         "number",
@@ -125,6 +127,7 @@ class InvoiceAdmin(DocumentAdminMixin, ServiceAdmin):
         "voided_at",
         "snapshot",
     )
+    fields += ("outbox_events_list",)
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields  # written by the billing run; changed only through the actions

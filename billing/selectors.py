@@ -29,7 +29,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.models import Account
 from billing.models import Invoice, InvoiceLine, Metric, PlanCharge, PlanVersion, Subscription
@@ -625,3 +625,13 @@ def invoice_partner_totals(invoice: Invoice) -> list[dict]:
     for key, row in totals.items():
         row["partner"] = partners.get(key)
     return [totals[k] for k in sorted(totals)]
+
+
+def invoices_awaiting_payment(*, due_before: dt.datetime) -> QuerySet[Invoice]:
+    """Finalized invoices with an amount due whose due date is before ``due_before`` (overdue ones too),
+    with their accounts: the candidates for reminders and overdue notices."""
+    return (
+        Invoice.objects.filter(status=Invoice.Status.FINALIZED, amount_due__gt=0, due_at__lt=due_before)
+        .select_related("account")
+        .order_by("due_at", "pk")
+    )

@@ -3,12 +3,15 @@
 Schedule (``CELERY_BEAT_SCHEDULE``, installed into django-celery-beat's tables by its scheduler):
 the month closes at 00:05 UTC on the 1st (billing periods are UTC months for every account);
 drafts past their review window are finalized every 15 minutes; the lifecycle runs daily; budgets are
-evaluated hourly (and right after a budget is created or changed).
+evaluated hourly (and right after a budget is created or changed); reminders before the due date and
+overdue notices go out daily at 08:00 UTC (``billing.invoice_reminders``); every 10 minutes
+``billing.deliveries_sweep`` queues again renders and e-mails whose task was lost.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -90,7 +93,63 @@ def document_render_task(document_id: int) -> str:
     return document_render(document_id=document_id).status
 
 
+@shared_task(name="billing.render_documents", acks_late=True)
+def documents_render_task(document_ids: list[int]) -> int:
+    """Render a batch of PDFs (the invoices one finalization run issued): one message, not one per invoice."""
+    from billing.services.documents import document_render
+
+    return sum(document_render(document_id=pk).status == "ready" for pk in document_ids)
+
+
 @shared_task(name="billing.budgets_evaluate")
 def budgets_evaluate_task(account_ids: list[int] | None = None) -> int:
     """Record budget alerts newly reached (by the accounts of ``account_ids``, or every account)."""
     return len(budgets_evaluate(account_ids=account_ids, now=clock.now()))
+
+
+@shared_task(name="billing.send_email", bind=True, acks_late=True, max_retries=None)
+def email_send_task(self, delivery_id: int) -> Any:
+    """One attempt to send an e-mail delivery; a temporary failure comes back here with its backoff (the
+    service counts attempts and gives up after ``BILLING_EMAIL_MAX_ATTEMPTS``)."""
+    from billing.services.emails import email_send
+
+    outcome = email_send(delivery_id=delivery_id)
+    if outcome.retry_in is None:
+        return outcome.delivery.status
+    if self.request.is_eager:
+        # Run eagerly (demo, tests), a raised Retry would propagate as an error; a returned one is applied by
+        # Celery at once, without waiting for the countdown.
+        return self.retry(countdown=outcome.retry_in, throw=False)
+    raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(name="billing.send_emails", acks_late=True)
+def emails_send_task(delivery_ids: list[int]) -> int:
+    """First attempt of a batch of deliveries; one that fails for now goes on alone with its backoff."""
+    from billing.services.emails import email_send
+
+    sent = 0
+    for pk in delivery_ids:
+        outcome = email_send(delivery_id=pk)
+        if outcome.retry_in is not None:
+            email_send_task.apply_async((pk,), countdown=outcome.retry_in)
+        sent += outcome.delivery.status == "sent"
+    return sent
+
+
+@shared_task(name="billing.deliveries_sweep")
+def deliveries_sweep_task() -> dict:
+    """Queue again PDFs and e-mails whose task was lost (broker down at commit, worker killed)."""
+    from billing.services.documents import documents_requeue_stale
+    from billing.services.emails import emails_requeue_stale
+
+    now = clock.now()
+    return {"documents": documents_requeue_stale(now=now), "emails": emails_requeue_stale(now=now)}
+
+
+@shared_task(name="billing.invoice_reminders")
+def invoice_reminders_task() -> int:
+    """Queue today's reminders before the due date and overdue notices (each step once per invoice)."""
+    from billing.services.emails import reminders_queue
+
+    return len(reminders_queue(now=clock.now()))

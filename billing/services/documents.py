@@ -23,6 +23,8 @@ from common import clock
 from common.errors import BillingError
 
 logger = logging.getLogger(__name__)
+# A render or e-mail still waiting after this long lost its task: the sweep queues it again.
+STALE_AFTER = dt.timedelta(minutes=10)
 
 ERR_DRAFT = "Invoice {invoice} is a draft: it has no PDF until it is finalized (staff can preview it)."
 
@@ -54,7 +56,7 @@ def document_request(
         from billing.tasks import document_render_task
 
         pk = document.pk
-        transaction.on_commit(lambda: document_render_task.delay(pk))
+        transaction.on_commit(lambda: document_render_task.delay(pk), robust=True)
         document.refresh_from_db()
     return document
 
@@ -135,6 +137,23 @@ def documents_request_for_invoices(*, invoice_ids: list[int], now: dt.datetime) 
     ids = list(
         Document.objects.filter(invoice_id__in=invoice_ids, status=Document.Status.PENDING).values_list("pk", flat=True)
     )
-    from billing.tasks import document_render_task
+    from billing.tasks import documents_render_task
 
-    transaction.on_commit(lambda: [document_render_task.delay(pk) for pk in ids])
+    # One message for the batch; robust: the invoices stay finalized if the broker is down (the sweep
+    # queues the renders again).
+    if ids:
+        transaction.on_commit(lambda: documents_render_task.delay(ids), robust=True)
+
+
+def documents_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta = STALE_AFTER) -> int:
+    """Queue again the renders asked for more than ``older_than`` ago and still pending (lost tasks)."""
+    ids = list(
+        Document.objects.filter(status=Document.Status.PENDING, requested_at__lt=now - older_than).values_list(
+            "pk", flat=True
+        )[:1000]
+    )
+    if ids:
+        from billing.tasks import documents_render_task
+
+        documents_render_task.delay(ids)
+    return len(ids)

@@ -20,6 +20,7 @@ from accounts.models import Account
 from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.selectors import ChargeLine, Estimate, charges_estimate, line_partner_costs, line_tenant_costs
 from billing.services.documents import document_request, documents_request_for_invoices
+from billing.services.emails import email_queue_credit_note, emails_queue_for_invoices
 from common import clock
 from common.audit import stamp
 from common.bulk import bulk_update_fields
@@ -324,6 +325,7 @@ def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None
         ignore_conflicts=True,
     )
     documents_request_for_invoices(invoice_ids=[i.pk for i in invoices], now=now)
+    emails_queue_for_invoices(invoices=invoices, now=now)
     to_collect = [i.pk for i in invoices if i.amount_due > 0]
     if to_collect:
         transaction.on_commit(lambda: invoice_ready_for_collection.send(sender=Invoice, invoice_ids=to_collect))
@@ -558,4 +560,5 @@ def credit_note_issue(
     stamp(invoice, actor=actor, reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""))
     invoice.save(update_fields=fields)
     document_request(credit_note=note, now=now)
+    email_queue_credit_note(credit_note=note, now=now)
     return note

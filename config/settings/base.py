@@ -176,6 +176,15 @@ BILLING_SELLER = {
         if line.strip()
     ],
 }
+# Invoice e-mails: temporary failures (4xx replies, connection errors) are retried with exponential backoff
+# (BILLING_EMAIL_RETRY_SECONDS, doubled each time) until BILLING_EMAIL_MAX_ATTEMPTS attempts in all.
+BILLING_EMAIL_MAX_ATTEMPTS = env_int("BILLING_EMAIL_MAX_ATTEMPTS", 5)
+BILLING_EMAIL_RETRY_SECONDS = env_int("BILLING_EMAIL_RETRY_SECONDS", 60)
+# Days before the due date a reminder goes out, and days after it an overdue notice goes out.
+BILLING_REMINDER_DAYS_BEFORE_DUE = [int(d) for d in env_list("BILLING_REMINDER_DAYS_BEFORE_DUE", ["7", "1"])]
+BILLING_OVERDUE_DAYS = [int(d) for d in env_list("BILLING_OVERDUE_DAYS", ["1", "7", "14"])]
+# Absolute links in e-mails (the customer portal) start with this.
+LEDGERLINE_BASE_URL = env_str("LEDGERLINE_BASE_URL", "http://127.0.0.1:8000")
 # The settable test clock (common.clock): on for the demo and tests only.
 LEDGERLINE_TEST_CLOCK = env_bool("LEDGERLINE_TEST_CLOCK", False)
 

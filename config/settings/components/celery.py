@@ -21,4 +21,6 @@ CELERY_BEAT_SCHEDULE = {
     "finalize-reviewed-invoices": {"task": "billing.finalize_due", "schedule": crontab(minute="*/15")},
     "billing-lifecycle": {"task": "billing.lifecycle", "schedule": crontab(minute=30, hour=0)},
     "evaluate-budgets": {"task": "billing.budgets_evaluate", "schedule": crontab(minute=20)},
+    "invoice-reminders": {"task": "billing.invoice_reminders", "schedule": crontab(minute=0, hour=8)},
+    "sweep-deliveries": {"task": "billing.deliveries_sweep", "schedule": crontab(minute="*/10")},
 }

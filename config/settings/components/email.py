@@ -1,4 +1,4 @@
-"""Outgoing e-mail. SMTP in production (EMAIL_HOST ...); the local settings default to the console."""
+"""Outgoing e-mail. SMTP in production (EMAIL_HOST ...); the local settings write files to sent-emails/."""
 
 from config.env import env_bool, env_int, env_str
 

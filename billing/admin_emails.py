@@ -1,0 +1,150 @@
+"""Admin for invoice e-mails: each invoice's deliveries and the outbox events about it, a resend action
+for staff, and the list of all deliveries with a retry for failed ones. Read-only: rows are written by
+the services in ``billing/services/emails.py``."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from billing.models import EmailDelivery, Invoice
+from billing.services.emails import email_resend, email_retry
+from common.admin_utils import run_action
+from common.models import OutboxEvent
+
+
+def _recipients(delivery: EmailDelivery) -> str:
+    return ", ".join(delivery.recipients or [])
+
+
+class EmailDeliveryInline(admin.TabularInline):
+    """The e-mails sent (or not) about one invoice, newest first."""
+
+    model = EmailDelivery
+    fk_name = "invoice"
+    verbose_name_plural = "E-mail deliveries"
+    extra = 0
+    can_delete = False
+    fields = (
+        "kind",
+        "credit_note",
+        "to",
+        "status",
+        "attempts",
+        "last_error",
+        "queued_at",
+        "next_attempt_at",
+        "sent_at",
+        "requested_by",
+    )
+    readonly_fields = fields
+    ordering = ("-queued_at", "-id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Recipients")
+    def to(self, delivery):
+        return _recipients(delivery)
+
+
+class InvoiceEmailsAdminMixin:
+    """What the invoice page shows and does about e-mails (mixed into ``InvoiceAdmin``)."""
+
+    @admin.display(description="Outbox events")
+    def outbox_events_list(self, invoice: Invoice):
+        if not invoice.number:
+            return "none"
+        events = OutboxEvent.objects.filter(
+            account_id=invoice.account_id, payload__data__invoice_number=invoice.number
+        ).order_by("created_at", "id")
+        rows = [
+            (
+                reverse("admin:common_outboxevent_change", args=[event.pk]),
+                event.type,
+                f"{event.created_at:%Y-%m-%d %H:%M} UTC",
+                f"delivered {event.delivered_at:%Y-%m-%d %H:%M} UTC" if event.delivered_at else "not delivered yet",
+            )
+            for event in events
+        ]
+        if not rows:
+            return "none"
+        return format_html_join("", '<div><a href="{}">{}</a> {} ({})</div>', rows)
+
+    @admin.action(description="Resend invoice e-mail", permissions=["change"])
+    def resend_email_action(self, request, queryset):
+        run_action(
+            self,
+            request,
+            queryset,
+            lambda invoice, actor: email_resend(invoice=invoice, actor=actor),
+            "{count} invoice e-mail(s) queued.",
+        )
+
+
+@admin.register(EmailDelivery)
+class EmailDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("invoice_link", "account", "kind", "to", "status", "attempts", "last_error", "queued_at", "sent_at")
+    list_filter = ("status", "kind")
+    search_fields = ("=invoice__number", "=invoice__account__public_id", "invoice__account__name")
+    list_select_related = ("invoice", "invoice__account")
+    date_hierarchy = "queued_at"
+    actions = ("retry_action",)
+    fields = (
+        "invoice",
+        "credit_note",
+        "kind",
+        "to",
+        "subject",
+        "status",
+        "attempts",
+        "last_error",
+        "dedup_key",
+        "requested_by",
+        "queued_at",
+        "next_attempt_at",
+        "sent_at",
+        "message_id",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_retry_permission(self, request):
+        # Whoever may work invoices may send their e-mails again.
+        return request.user.has_perm("billing.change_invoice")
+
+    @admin.display(description="Invoice", ordering="invoice__number")
+    def invoice_link(self, delivery):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:billing_invoice_change", args=[delivery.invoice_id]), delivery.invoice
+        )
+
+    @admin.display(description="Account", ordering="invoice__account__name")
+    def account(self, delivery):
+        return delivery.invoice.account
+
+    @admin.display(description="Recipients")
+    def to(self, delivery):
+        return _recipients(delivery)
+
+    @admin.action(description="Retry failed deliveries", permissions=["retry"])
+    def retry_action(self, request, queryset):
+        run_action(
+            self,
+            request,
+            queryset.filter(status=EmailDelivery.Status.FAILED),
+            lambda delivery, actor: email_retry(delivery=delivery, actor=actor),
+            "{count} delivery(ies) queued again.",
+        )
