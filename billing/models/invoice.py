@@ -11,10 +11,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from simple_history.models import HistoricalRecords
 
 from billing.models.catalogue import _amount, _quantity, _unit_price
-from common.money import CURRENCY_CHOICES
+from common.money import AMOUNT_DECIMAL_PLACES, CURRENCY_CHOICES
+
+
+def _exact(expression):
+    """Sums and differences of amounts in a check constraint. PostgreSQL's numeric is exact and the rounding
+    changes nothing; SQLite (the demo) computes with binary floats, where 0.30 - 0.10 is not 0.20 until it
+    is rounded to the stored places."""
+    return Round(expression, AMOUNT_DECIMAL_PLACES)
 
 
 class Invoice(models.Model):
@@ -76,12 +84,12 @@ class Invoice(models.Model):
             ),
             models.CheckConstraint(name="invoice_period_ordered", condition=Q(period_end__gt=F("period_start"))),
             models.CheckConstraint(
-                name="invoice_total_is_subtotal_plus_tax", condition=Q(total=F("subtotal") + F("tax"))
+                name="invoice_total_is_subtotal_plus_tax", condition=Q(total=_exact(F("subtotal") + F("tax")))
             ),
             models.CheckConstraint(
                 name="invoice_due_is_balance",
                 condition=Q(status__in=["void", "uncollectible"], amount_due=0)
-                | Q(amount_due=F("total") - F("amount_paid") - F("amount_credited")),
+                | Q(amount_due=_exact(F("total") - F("amount_paid") - F("amount_credited"))),
             ),
             models.CheckConstraint(
                 name="invoice_number_when_issued",
@@ -180,7 +188,7 @@ class CreditNote(models.Model):
         ordering = ["-issued_at"]
         constraints = [
             models.CheckConstraint(name="credit_note_positive", condition=Q(subtotal__gt=0) & Q(tax__gte=0)),
-            models.CheckConstraint(name="credit_note_total", condition=Q(total=F("subtotal") + F("tax"))),
+            models.CheckConstraint(name="credit_note_total", condition=Q(total=_exact(F("subtotal") + F("tax")))),
         ]
 
     def __str__(self) -> str:

@@ -13,3 +13,6 @@ from config.settings.base import *  # noqa: E402,F403
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "local-development-only-not-secret")
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "sent-emails"))  # noqa: F405
+
+# Tasks run inline here: Celery's per-task "succeeded" lines would bury the demo's own output.
+LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}  # noqa: F405

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -33,8 +34,12 @@ class Command(BaseCommand):
         invoices = demo_billing(now=timezone.now())
         if invoices:
             self.stdout.write(
-                f"Last month closed on the test clock: {invoices} invoices finalized (admin: Billing › Invoices)."
+                f"Last month closed on the test clock: {invoices} invoices finalized (admin: Billing › Invoices),"
+                " each with its PDF and its e-mail."
             )
+        if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+            folder = settings.EMAIL_FILE_PATH
+            self.stdout.write(f"E-mails (invoices with their PDFs, password resets) are written to {folder}/.")
         self.stdout.write("Logins (admin console at /admin/):")
         for username, _email, group, _name in STAFF:
             self.stdout.write(f"  {username:<10} / {DEMO_PASSWORD:<18} {group or 'superuser'}")
