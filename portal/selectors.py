@@ -72,6 +72,15 @@ def _chart_unit(metric: Metric) -> str:
     return f"{metric.unit}s"
 
 
+def _price_unit(metric: Metric) -> str:
+    """What one price unit is, in the metric's own words: "per message", "per 1,000 requests"."""
+    if metric.billing_unit == Metric.BillingUnit.PER_UNIT:
+        return f"per {metric.unit}"
+    if metric.billing_unit == Metric.BillingUnit.PER_THOUSAND:
+        return f"per 1,000 {metric.unit}s"
+    return metric.get_billing_unit_display()
+
+
 def _tenant_series(by_tenant: dict[int, list[Decimal]], names: dict[int, str], days: int) -> list[Series]:
     """The busiest tenants by name, in name order so each keeps its colour from chart to chart; the rest summed."""
     ranked = sorted(by_tenant.items(), key=lambda kv: (-sum(kv[1], ZERO), names.get(kv[0], "")))
@@ -92,7 +101,7 @@ def dashboard(*, account: Account, now: dt.datetime) -> Dashboard:
         MetricRow(
             line=line,
             name=line.charge.metric.name,
-            unit=line.charge.metric.get_billing_unit_display(),
+            unit=_price_unit(line.charge.metric),
             quota=quotas.get(line.metric_code) if line.charge.limit is not None else None,
         )
         for line in estimate.lines
