@@ -36,7 +36,8 @@ test: venv-dev
 check: venv-dev
 	@$(PY) manage.py makemigrations --check --dry-run
 	@DJANGO_SECRET_KEY=check-only-$$(date +%s)-not-a-real-secret-key-0123456789abcdef DJANGO_ALLOWED_HOSTS=billing.example.com \
-	  DJANGO_SETTINGS_MODULE=config.settings.production $(PY) manage.py check --deploy
+	  BILLING_SELLER_NAME="Example Cloud Ltd" BILLING_SELLER_TAX_ID=IE1234567T BILLING_SELLER_PAYMENT_INSTRUCTIONS="IBAN IE29 AIBK 9311 5212 3456 78" \
+	  LEDGERLINE_BASE_URL=https://billing.example.com DJANGO_SETTINGS_MODULE=config.settings.production $(PY) manage.py check --deploy
 
 lint: venv-dev
 	@$(VENV)/bin/ruff check .

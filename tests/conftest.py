@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import cache
 
 from accounts.selectors import api_key_cache_clear
 from billing.models import PlanVersion
@@ -10,10 +11,11 @@ from usage import catalogue_cache
 @pytest.fixture(autouse=True)
 def _fresh_metric_cache():
     """Each test's database gets its own metric rows; the ingest path's per-process cache must not
-    carry ids over from another test."""
+    carry ids over from another test; nor may the shared cache."""
     catalogue_cache.clear()
     api_key_cache_clear()
     tenant_cache_clear()
+    cache.clear()  # e.g. the portal's sign-in attempt counters (portal.throttle)
 
 
 @pytest.fixture

@@ -26,14 +26,31 @@ def test_production_settings_need_a_secret_key():
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
 
 
+PRODUCTION = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "DJANGO_SECRET_KEY": "x7!kq2m-production-like-secret-key-for-the-check-9f3b1c0d2e4a6b8c",
+    "DJANGO_ALLOWED_HOSTS": "billing.example.com",
+}
+SELLER = {
+    "BILLING_SELLER_NAME": "Example Cloud Ltd",
+    "BILLING_SELLER_ADDRESS": "2 Main Street|Cork T12 AB34|Ireland",
+    "BILLING_SELLER_TAX_ID": "IE1234567T",
+    "BILLING_SELLER_EMAIL": "billing@example.com",
+    "BILLING_SELLER_PAYMENT_INSTRUCTIONS": "IBAN IE29 AIBK 9311 5212 3456 78",
+    "LEDGERLINE_BASE_URL": "https://billing.example.com",
+}
+
+
+def test_production_refuses_the_demo_seller_and_local_links():
+    result = manage("check", "--deploy", **PRODUCTION)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "(billing.E001) Invoices would be issued by the demo seller" in output
+    assert "(billing.E002) LEDGERLINE_BASE_URL ('http://127.0.0.1:8000') is not a public address" in output
+
+
 def test_production_settings_pass_the_deployment_checks():
-    result = manage(
-        "check",
-        "--deploy",
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY="x7!kq2m-production-like-secret-key-for-the-check-9f3b1c0d2e4a6b8c",
-        DJANGO_ALLOWED_HOSTS="billing.example.com",
-    )
+    result = manage("check", "--deploy", **PRODUCTION, **SELLER)
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout + result.stderr
     # The one warning left is HSTS preloading, a decision for the domain owner (docs/operations.md).

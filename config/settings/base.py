@@ -203,6 +203,10 @@ from config.settings.components.celery import *  # noqa: E402,F403
 from config.settings.components.email import *  # noqa: E402,F403
 from config.settings.components.stripe import *  # noqa: E402,F403
 
-# The customer portal signs people in at /portal/login/.
+# The customer portal signs people in at /portal/login/. Failed sign-ins and password-reset requests are
+# limited per e-mail address (and 5x that per client IP) per window of seconds (portal/throttle.py).
+PORTAL_LOGIN_ATTEMPTS = env_int("PORTAL_LOGIN_ATTEMPTS", 10)
+PORTAL_RESET_REQUESTS = env_int("PORTAL_RESET_REQUESTS", 5)
+PORTAL_ATTEMPT_WINDOW = env_int("PORTAL_ATTEMPT_WINDOW", 900)
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:dashboard"

@@ -9,7 +9,16 @@ the first one through the same link. The reset link is absolute, built from the 
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
+from django.shortcuts import render
 from django.urls import reverse_lazy
+
+from portal import throttle
+
+
+def _too_many(request, wait: int, what: str):
+    response = render(request, "portal/too_many.html", {"what": what, "minutes": max(1, wait // 60)}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 class PortalAuthenticationForm(auth_forms.AuthenticationForm):
@@ -45,9 +54,24 @@ class PortalPasswordResetForm(auth_forms.PasswordResetForm):
 
 
 class LoginView(auth_views.LoginView):
+    """Failed sign-ins are counted per e-mail address and per client IP (``portal.throttle``)."""
+
     authentication_form = PortalAuthenticationForm
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+
+    def _keys(self):
+        return throttle.keys_for("login", self.request, self.request.POST.get("username", ""))
+
+    def post(self, request, *args, **kwargs):
+        wait = throttle.blocked(self._keys())
+        if wait:
+            return _too_many(request, wait, "There were too many failed sign-in attempts for this address.")
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        throttle.count(self._keys())
+        return super().form_invalid(form)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -55,11 +79,21 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    """Reset requests are limited per e-mail address and per client IP (``portal.throttle``)."""
+
     form_class = PortalPasswordResetForm
     template_name = "portal/password_reset.html"
     email_template_name = "portal/email/password_reset.txt"
     subject_template_name = "portal/email/password_reset_subject.txt"
     success_url = reverse_lazy("portal:password_reset_done")
+
+    def post(self, request, *args, **kwargs):
+        keys = throttle.keys_for("reset", request, request.POST.get("email", ""))
+        wait = throttle.blocked(keys)
+        if wait:
+            return _too_many(request, wait, "Too many password resets were asked for this address.")
+        throttle.count(keys)
+        return super().post(request, *args, **kwargs)
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):

@@ -1,0 +1,53 @@
+"""The portal's sign-in and password reset stop answering after too many attempts for one address."""
+
+import pytest
+from django.core import mail
+from django.test import override_settings
+
+from accounts.models import AccountUser
+from tests.accounts.factories import AccountUserFactory
+
+pytestmark = pytest.mark.django_db
+EMAIL = "owner@northwind.example"
+
+
+@pytest.fixture
+def owner():
+    return AccountUserFactory(email=EMAIL, role=AccountUser.Role.OWNER, password="right-password-1")
+
+
+@override_settings(PORTAL_LOGIN_ATTEMPTS=3)
+def test_failed_sign_ins_for_an_address_are_limited_then_answered_429(owner, client):
+    for _ in range(3):
+        response = client.post("/portal/login/", {"username": EMAIL, "password": "wrong"})
+        assert response.status_code == 200
+        assert "Please enter a correct e-mail address and password" in response.content.decode()
+
+    # The fourth attempt is refused before the password is even checked, the right one included.
+    response = client.post("/portal/login/", {"username": EMAIL, "password": "right-password-1"})
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) == 900
+    assert "too many failed sign-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@override_settings(PORTAL_LOGIN_ATTEMPTS=3)
+def test_a_correct_sign_in_below_the_limit_works(owner, client):
+    for _ in range(2):
+        client.post("/portal/login/", {"username": EMAIL, "password": "wrong"})
+    response = client.post("/portal/login/", {"username": EMAIL.upper(), "password": "right-password-1"})
+    assert response.status_code == 302
+    assert response["Location"] == "/portal/"
+
+
+@override_settings(PORTAL_RESET_REQUESTS=2)
+def test_password_reset_requests_for_an_address_are_limited(owner, client):
+    for _ in range(2):
+        response = client.post("/portal/password-reset/", {"email": EMAIL})
+        assert response.status_code == 302
+    assert len(mail.outbox) == 2
+
+    response = client.post("/portal/password-reset/", {"email": EMAIL})
+    assert response.status_code == 429
+    assert response["Retry-After"] == "900"
+    assert len(mail.outbox) == 2  # no third e-mail
