@@ -20,7 +20,13 @@ from billing.services.documents import (
     document_request,
     invoice_preview_pdf,
 )
-from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_void
+from billing.services.invoices import (
+    credit_note_issue,
+    invoice_finalize,
+    invoice_mark_uncollectible,
+    invoice_payment_record,
+    invoice_void,
+)
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import DECEMBER, JAN_1, UTC, close, event, ingest, subscribe
@@ -361,3 +367,63 @@ def test_a_failed_render_is_recorded_and_a_later_request_retries(plan, tmp_path,
     assert (document.status, document.error) == ("pending", "TemplateDoesNotExist: billing/pdf/missing.html")
     document = document_render(document_id=document.pk)
     assert (document.status, document.error, document.renders) == ("ready", "", 1)
+
+
+def stored_lines(invoice: Invoice) -> list[str]:
+    return text_lines(read(Document.objects.get(invoice=invoice)))
+
+
+def test_recording_a_payment_renders_the_pdf_again_with_the_balance(northwind, django_capture_on_commit_callbacks):
+    assert "Please pay USD 674.40 by 31 December 2026." in stored_lines_of_ready(northwind)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_payment_record(invoice=northwind, amount=D("74.40"), reference="wire 1", now=DEC_5)
+    lines = stored_lines(northwind)
+    assert "Amount paid USD 74.40" in lines
+    assert "Amount due USD 600.00" in lines
+    assert "Please pay USD 600.00 by 31 December 2026." in lines
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_payment_record(invoice=northwind, amount=D("600.00"), reference="wire 2", now=DEC_5)
+    document = Document.objects.get(invoice=northwind)
+    assert (document.status, document.renders) == ("ready", 3)
+    lines = stored_lines(northwind)
+    assert "Amount paid USD 674.40" in lines
+    assert "Amount due USD 0.00" in lines
+    assert "PAID" in lines
+    assert not any("Please pay" in line for line in lines)
+
+
+def test_issuing_a_credit_note_renders_the_invoice_pdf_again(northwind, django_capture_on_commit_callbacks):
+    stored_lines_of_ready(northwind)
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=northwind, lines=[(None, "goodwill", D("30.00"))], reason="goodwill", now=DEC_5)
+    lines = stored_lines(northwind)
+    assert "Amount credited USD 36.00" in lines
+    assert "Amount due USD 638.40" in lines
+    assert "Please pay USD 638.40 by 31 December 2026." in lines
+
+    # Credited in full: nothing is due and nothing is asked for.
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=northwind, lines=[(None, "the rest", D("532.00"))], reason="closing", now=DEC_5)
+    lines = stored_lines(northwind)
+    assert "Amount credited USD 674.40" in lines
+    assert "Amount due USD 0.00" in lines
+    assert not any("Please pay" in line for line in lines)
+
+
+def test_writing_an_invoice_off_renders_the_pdf_again_without_asking_for_payment(
+    northwind, django_capture_on_commit_callbacks
+):
+    stored_lines_of_ready(northwind)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_mark_uncollectible(invoice=northwind, reason="customer insolvent")
+    document = Document.objects.get(invoice=northwind)
+    assert (document.status, document.renders) == ("ready", 2)
+    lines = stored_lines(northwind)
+    assert "Amount due USD 0.00" in lines
+    assert not any("Please pay" in line for line in lines)
+    assert "PAID" not in lines
+
+
+def stored_lines_of_ready(invoice: Invoice) -> list[str]:
+    return text_lines(read(document_ready(invoice=invoice)))
