@@ -18,6 +18,7 @@ from billing.services.documents import (
     document_ready,
     document_render,
     document_request,
+    documents_requeue_stale,
     invoice_preview_pdf,
 )
 from billing.services.invoices import (
@@ -333,7 +334,7 @@ def test_the_pdf_is_rendered_once_after_finalization_and_rerender_requests_colla
     invoice = Invoice.objects.get(account=account)
     document = Document.objects.get(invoice=invoice)
     assert (document.status, document.renders, document.pages) == ("ready", 1, 2)
-    assert document.file.name == "documents/INV-2026-000001.pdf"
+    assert document.file.name == f"documents/INV-2026-000001-{document.sha256[:12]}.pdf"
     assert read(document).startswith(b"%PDF-")
 
     # Three requests before the worker gets to them: one task, one render.
@@ -427,3 +428,57 @@ def test_writing_an_invoice_off_renders_the_pdf_again_without_asking_for_payment
 
 def stored_lines_of_ready(invoice: Invoice) -> list[str]:
     return text_lines(read(document_ready(invoice=invoice)))
+
+
+def test_a_ready_document_whose_file_is_gone_is_rendered_again(northwind, django_capture_on_commit_callbacks):
+    document = document_ready(invoice=northwind)
+    original = read(document)
+    document.file.storage.delete(document.file.name)
+
+    again = document_ready(invoice=northwind)
+    assert (again.status, again.renders) == ("ready", 2)
+    assert read(again) == original
+    # The render task does not skip it either.
+    again.file.storage.delete(again.file.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        rendered = document_render(document_id=again.pk)
+    assert rendered.renders == 3
+    assert read(rendered) == original
+
+
+def test_a_new_render_replaces_the_old_file_only_after_commit(northwind, django_capture_on_commit_callbacks):
+    first = document_ready(invoice=northwind)
+    storage, old_name = first.file.storage, first.file.name
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        invoice_payment_record(invoice=northwind, amount=D("10.00"), now=DEC_5)
+        document = document_render(document_id=first.pk)
+    # Until the transaction commits, the old row's file is still there.
+    assert document.file.name != old_name
+    assert storage.exists(old_name)
+    assert storage.exists(document.file.name)
+    for callback in callbacks:
+        callback()
+    assert not storage.exists(old_name)
+    assert storage.exists(Document.objects.get(invoice=northwind).file.name)
+
+
+def test_the_sweep_queues_a_lost_render_again_at_most_once_per_interval(plan):
+    account = AccountFactory(name="Tailspin")
+    subscribe(account, plan("platform-basic"))
+    TenantFactory(account=account, public_id="ten_ts", activated_at=JAN_1)
+    close()
+    invoice = Invoice.objects.get(account=account)
+    asked = dt.datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
+    # Finalization asked for the render at 00:05 and its task was lost (the callbacks never ran here).
+    document = Document.objects.get(invoice=invoice)
+    assert (document.status, document.requested_at) == ("pending", asked)
+    first_sweep = asked + dt.timedelta(minutes=11)
+    assert documents_requeue_stale(now=first_sweep) == 1
+    document.refresh_from_db()
+    assert document.requested_at == first_sweep
+
+    # Say that task was lost too (tasks run eagerly here, so put the row back as a lost task leaves it):
+    # the next sweep, ten minutes after the first, leaves it alone; the one after queues it again.
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PENDING)
+    assert documents_requeue_stale(now=first_sweep + dt.timedelta(minutes=10)) == 0
+    assert documents_requeue_stale(now=first_sweep + dt.timedelta(minutes=20)) == 1

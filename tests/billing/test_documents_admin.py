@@ -164,3 +164,15 @@ def test_the_document_list_is_read_only(billing_staff, invoice):
     assert "/media/" not in response.content.decode()
     document = Document.objects.get(invoice=invoice)
     assert billing_staff.post(reverse("admin:billing_document_change", args=[document.pk]), {}).status_code == 403
+
+
+def test_a_pdf_whose_file_is_gone_is_rendered_again_for_staff(billing_staff, invoice):
+    first = billing_staff.get(pdf_url(invoice))
+    document = Document.objects.get(invoice=invoice)
+    document.file.storage.delete(document.file.name)
+
+    response = billing_staff.get(pdf_url(invoice))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'inline; filename="INV-2026-000001.pdf"'
+    assert response.content == first.content
+    assert Document.objects.get(invoice=invoice).renders == 2
