@@ -154,6 +154,22 @@ def document_ready(*, invoice: Invoice | None = None, credit_note: CreditNote | 
     return document
 
 
+def document_for_download(*, invoice: Invoice | None = None, credit_note: CreditNote | None = None) -> Document | None:
+    """The PDF to hand a customer now, or ``None`` when it is not available. A failed render is not retried
+    inside the customer's request: it is queued again (repeated clicks collapse into that one render, which
+    keeps the last error until it succeeds) and the customer is asked to come back. A PDF never rendered
+    yet, or pending after a change, is rendered on the spot."""
+    now = clock.now()
+    document, _ = _document_for(invoice=invoice, credit_note=credit_note, now=now)
+    if _is_ready(document):
+        return document
+    if document.status == Document.Status.FAILED or document.error:
+        document_request(invoice=invoice, credit_note=credit_note, now=now)
+        return None
+    document = document_render(document_id=document.pk, now=now)
+    return document if document.status == Document.Status.READY else None
+
+
 def documents_request_for_invoices(*, invoice_ids: list[int], now: dt.datetime) -> None:
     """Queue the first render of newly finalized invoices (one task each, after commit)."""
     if not invoice_ids:

@@ -7,6 +7,7 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
+from billing.models import Document
 from common.money import format_money
 from tests.portal.billing_fixtures import PASSWORD, billing_book
 
@@ -165,7 +166,53 @@ def test_the_invoice_pdf_downloads_as_an_attachment_named_after_its_number(north
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
     assert response["Content-Disposition"] == f'attachment; filename="{invoice.number}.pdf"'
+    assert response["Cache-Control"] == "private, no-store"
     assert b"".join(response.streaming_content).startswith(b"%PDF")
+
+
+def test_a_pdf_whose_file_is_gone_is_rendered_again_for_the_download(northwind, client):
+    invoice, note = northwind["invoice"], northwind["credit_note"]
+    for url in (f"/portal/invoices/{invoice.number}/pdf", f"/portal/credit-notes/{note.number}/pdf"):
+        b"".join(client.get(url).streaming_content)
+    for document in Document.objects.filter(invoice=invoice) | Document.objects.filter(credit_note=note):
+        document.file.storage.delete(document.file.name)
+
+    response = client.get(f"/portal/invoices/{invoice.number}/pdf")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{invoice.number}.pdf"'
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+    response = client.get(f"/portal/credit-notes/{note.number}/pdf")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+
+
+def test_a_failed_pdf_is_queued_again_not_rendered_in_the_request(
+    northwind, client, django_capture_on_commit_callbacks
+):
+    invoice = northwind["invoice"]
+    b"".join(client.get(f"/portal/invoices/{invoice.number}/pdf").streaming_content)
+    # As the render task records a failure (a real one is in tests/billing/test_documents.py).
+    Document.objects.filter(invoice=invoice).update(status=Document.Status.FAILED, error="OSError: cannot load font")
+    renders = Document.objects.get(invoice=invoice).renders
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        for _ in range(3):
+            response = client.get(f"/portal/invoices/{invoice.number}/pdf")
+            assert response.status_code == 503
+            assert response["Retry-After"] == "300"
+            assert response["Cache-Control"] == "private, no-store"
+            assert f"The PDF of {invoice.number} is not ready" in response.content.decode()
+    # One render queued for the three clicks, none done in the requests.
+    assert len(callbacks) == 1
+    document = Document.objects.get(invoice=invoice)
+    assert (document.status, document.renders) == ("pending", renders)
+
+    for callback in callbacks:
+        callback()  # the worker renders it
+    response = client.get(f"/portal/invoices/{invoice.number}/pdf")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+    assert Document.objects.get(invoice=invoice).renders == renders + 1
 
 
 def test_credit_notes_are_listed_with_their_pdf(northwind, client):
