@@ -12,6 +12,7 @@ from billing.pdf import invoice_seller
 from billing.selectors import (
     customer_credit_notes,
     customer_invoices,
+    invoice_lines,
     invoice_partner_totals,
     invoice_tenant_groups,
 )
@@ -36,7 +37,8 @@ def invoice_list(request):
 @portal_view
 def invoice_detail(request, number):
     invoice = get_object_or_404(customer_invoices(account=request.account), number=number)
-    tenant_groups, account_wide = invoice_tenant_groups(invoice)
+    lines = invoice_lines(invoice)
+    tenant_groups, account_wide = invoice_tenant_groups(invoice, lines)
     return render(
         request,
         "portal/invoice.html",
@@ -45,10 +47,10 @@ def invoice_detail(request, number):
             "last_day": (invoice.period_end - dt.timedelta(days=1)).date(),
             "buyer": (invoice.snapshot or {}).get("account", {}),
             "seller": invoice_seller(invoice),
-            "lines": list(invoice.lines.all()),
+            "lines": lines,
             "tenant_groups": tenant_groups,
             "account_wide": account_wide,
-            "partners": invoice_partner_totals(invoice),
+            "partners": invoice_partner_totals(invoice, lines),
             "credit_notes": customer_credit_notes(account=request.account).filter(invoice=invoice),
         },
     )

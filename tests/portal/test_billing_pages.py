@@ -5,6 +5,8 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from billing.models import Document
@@ -323,3 +325,26 @@ def test_a_reverse_charge_invoice_says_so_and_shows_its_discount(client, catalog
     assert text_of(html, "total") == "EUR 2,860.00"
     assert "reverse charge applies, the customer accounts for the VAT (VAT ID DE811569869)" in html
     assert "Umbrella Berlin" in html
+
+
+def test_tenant_shares_show_quantity_and_amount_without_a_unit_price(northwind, client):
+    invoice = northwind["invoice"]
+    html = client.get(f"/portal/invoices/{invoice.number}/").content.decode()
+    charges, by_tenant = html.split('id="tenants-heading"', 1)
+    by_tenant = by_tenant.split("</table>", 1)[0]
+    assert "Unit price" in charges
+    assert "Unit price" not in by_tenant
+    assert "included quantities and price tiers apply to the account as a whole" in by_tenant
+    messages = invoice.lines.get(metric__code="messages")
+    for share in messages.breakdown["tenants"]:
+        assert format_money(Decimal(share["amount"]), "USD") in by_tenant
+
+
+def test_the_invoice_page_reads_the_lines_and_their_metrics_once(northwind, client):
+    invoice = northwind["invoice"]
+    assert invoice.lines.filter(metric__isnull=False).count() > 1
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/portal/invoices/{invoice.number}/").status_code == 200
+    line_reads = [q["sql"] for q in queries if 'FROM "billing_invoiceline"' in q["sql"]]
+    metric_reads = [q["sql"] for q in queries if 'FROM "billing_metric"' in q["sql"]]
+    assert (len(line_reads), metric_reads) == (1, [])
