@@ -1,7 +1,8 @@
 """The PDFs of invoices and credit notes in the admin: status, a permission-checked view, re-render.
 
 PDFs are served only through ``<object>/pdf/`` here (staff with the model's view permission) and the
-customer portal; never from ``MEDIA_URL``.
+customer portal; never from ``MEDIA_URL``. Re-rendering takes the model's change permission and is
+recorded in the object's history.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from django.utils.html import format_html
 from billing.models import Document, Invoice
 from billing.services.documents import document_ready, document_request, invoice_preview_pdf
 from common.admin_utils import run_action
+
+RERENDER_MESSAGE = "Re-rendered the PDF"
 
 
 def pdf_response(data: bytes, filename: str) -> HttpResponse:
@@ -97,15 +100,13 @@ class DocumentAdminMixin:
             return "–"
         return f"{document.size:,} bytes, {document.pages} page(s)"
 
-    @admin.action(description="Re-render PDF", permissions=["view"])
+    @admin.action(description="Re-render PDF", permissions=["change"])
     def rerender_pdf_action(self, request, queryset):
-        run_action(
-            self,
-            request,
-            queryset,
-            lambda obj, actor: document_request(**{self.document_kind: obj}),
-            "{count} PDF(s) queued for rendering.",
-        )
+        def rerender(obj, actor):
+            document_request(**{self.document_kind: obj})
+            self.log_change(request, obj, RERENDER_MESSAGE)  # in the object's admin history
+
+        run_action(self, request, queryset, rerender, "{count} PDF(s) queued for rendering.")
 
 
 @admin.register(Document)

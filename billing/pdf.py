@@ -1,5 +1,8 @@
 """What an invoice or credit-note PDF shows, read from the stored rows and formatted for print.
 
+The invoice is printed with its balance as it stands (amount paid, credited and due, and a PAID or VOID
+mark): the PDF is rendered again whenever the balance or the status changes.
+
 Every figure printed is a stored amount (a line's ``amount``, a tenant's or partner's share in its
 ``breakdown``, the invoice's totals) formatted with ``common.money.format_money``; nothing is re-computed
 or rounded differently here. A line's tenant shares are split by largest remainders when the invoice is
@@ -26,6 +29,7 @@ REVERSE_CHARGE_WORDING = (
 )
 DRAFT_WATERMARK = "DRAFT — not a valid invoice"
 VOID_WATERMARK = "VOID"
+PAID_WATERMARK = "PAID"
 
 
 def day(moment: dt.datetime | dt.date | None) -> str:
@@ -223,6 +227,14 @@ def _pdf_meta(*, title: str, author: str, created: dt.datetime) -> dict[str, str
     return {"title": title, "author": author, "created": stamp, "modified": stamp}
 
 
+def _watermark(invoice: Invoice) -> str:
+    return {
+        Invoice.Status.DRAFT: DRAFT_WATERMARK,
+        Invoice.Status.VOID: VOID_WATERMARK,
+        Invoice.Status.PAID: PAID_WATERMARK,
+    }.get(invoice.status, "")
+
+
 def invoice_context(invoice: Invoice) -> dict[str, Any]:
     lines = list(invoice.lines.select_related("metric").order_by("position"))
     snapshot = invoice.snapshot or {}
@@ -253,7 +265,7 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
         "invoice": invoice,
         "title": title,
         "is_draft": is_draft,
-        "watermark": DRAFT_WATERMARK if is_draft else VOID_WATERMARK if invoice.status == Invoice.Status.VOID else "",
+        "watermark": _watermark(invoice),
         "seller": seller,
         "buyer": _buyer(invoice),
         "issue_date": day(invoice.finalized_at),
@@ -271,6 +283,8 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
         "amount_paid": money(invoice.amount_paid) if invoice.amount_paid else "",
         "amount_credited": money(invoice.amount_credited) if invoice.amount_credited else "",
         "amount_due": money(invoice.amount_due),
+        # Only an invoice still being collected asks for payment (not a paid, void, written-off or zero one).
+        "ask_payment": invoice.status == Invoice.Status.FINALIZED and invoice.amount_due > 0,
         "status": invoice.get_status_display(),
         "pdf": _pdf_meta(
             title=title, author=seller.get("name", ""), created=invoice.finalized_at or invoice.created_at

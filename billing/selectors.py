@@ -571,14 +571,22 @@ class TenantLines:
     amount: Decimal
 
 
-def invoice_tenant_groups(invoice: Invoice) -> tuple[list[TenantLines], list[dict]]:
+def invoice_lines(invoice: Invoice) -> list[InvoiceLine]:
+    """The invoice's lines in order, with their metrics: read once per page and handed to the selectors below."""
+    return list(invoice.lines.select_related("metric"))
+
+
+def invoice_tenant_groups(
+    invoice: Invoice, lines: list[InvoiceLine] | None = None
+) -> tuple[list[TenantLines], list[dict]]:
     """The invoice's lines grouped by tenant (from each usage line's frozen ``breakdown``), and the
     account-wide rest: fees, discounts, top-ups and usage no tenant accounts for. The groups' amounts and
-    the rest add up to the subtotal."""
+    the rest add up to the subtotal. A tenant's share has no unit price of its own: included quantities and
+    tiers apply to the whole account."""
     names = dict(Tenant.objects.filter(account_id=invoice.account_id).values_list("public_id", "name"))
     groups: dict[str, TenantLines] = {}
     rest: list[dict] = []
-    for line in invoice.lines.all():
+    for line in invoice_lines(invoice) if lines is None else lines:
         tenants = (line.breakdown or {}).get("tenants") if line.kind == InvoiceLine.Kind.USAGE else None
         if not tenants:
             rest.append(
@@ -609,10 +617,10 @@ def invoice_tenant_groups(invoice: Invoice) -> tuple[list[TenantLines], list[dic
     return [groups[k] for k in sorted(groups)], rest
 
 
-def invoice_partner_totals(invoice: Invoice) -> list[dict]:
+def invoice_partner_totals(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> list[dict]:
     """Per master partner: quantity and amount over the invoice's usage lines (from their breakdown)."""
     totals: dict[str, dict] = {}
-    for line in invoice.lines.all():
+    for line in invoice_lines(invoice) if lines is None else lines:
         for share in (line.breakdown or {}).get("partners", []):
             row = totals.setdefault(
                 share["partner"], {"partner_id": share["partner"], "quantity": ZERO, "amount": ZERO}

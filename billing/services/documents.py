@@ -1,10 +1,15 @@
 """PDFs of invoices and credit notes, rendered with WeasyPrint from Django templates.
 
-``document_request`` (called after finalization and after a credit note is issued) marks the PDF as
-wanted and queues one render after commit; asking again while a render is pending does not queue
-another, so bursts of re-renders collapse into one. ``document_render`` does the work (the Celery task
-calls it); ``document_ready`` renders on the spot when a PDF is needed now (an e-mail attachment, a
-download) and none is stored yet. Renders are deterministic: same invoice, same bytes.
+``document_request`` (called after finalization, after a credit note is issued, and whenever an invoice's
+balance or status changes: payment, credit, write-off, void) marks the PDF as wanted and queues one render
+after commit; asking again while a render is pending does not queue another, so bursts of re-renders
+collapse into one. ``document_render`` does the work (the Celery task calls it); ``document_ready`` renders
+on the spot when a PDF is needed now (an e-mail attachment, a download) and none is stored yet, or its
+file is gone. Renders are deterministic: the same invoice state gives the same bytes.
+
+Files are stored under a content-addressed name (``documents/INV-2026-000001-<sha256[:12]>.pdf``): a new
+render never overwrites the file a committed row points at, and the previous file is deleted only once the
+row pointing at the new one is committed. Customers and staff always download it as ``<number>.pdf``.
 """
 
 from __future__ import annotations
@@ -72,6 +77,29 @@ def _render(template: str, context: dict, identifier: str) -> tuple[bytes, int]:
     return pdf, len(rendered.pages)
 
 
+def _file_exists(document: Document) -> bool:
+    """The row names a file and the storage still has it (a restore without media, a manual clean-up)."""
+    return bool(document.file) and document.file.storage.exists(document.file.name)
+
+
+def _is_ready(document: Document) -> bool:
+    return document.status == Document.Status.READY and _file_exists(document)
+
+
+def _store(document: Document, pdf: bytes, digest: str) -> None:
+    """Point the document at its content-addressed file, writing it unless an identical render left it
+    there; the previous file goes only after commit (a rollback leaves the old row and its file intact)."""
+    storage = document.file.storage
+    stem = document.filename.removesuffix(".pdf")
+    name = f"documents/{stem}-{digest[:12]}.pdf"
+    if not storage.exists(name):
+        name = storage.save(name, ContentFile(pdf))
+    previous = document.file.name if document.file else ""
+    document.file.name = name
+    if previous and previous != name:
+        transaction.on_commit(lambda: storage.delete(previous), robust=True)
+
+
 def _render_document(document: Document) -> tuple[bytes, int]:
     if document.invoice_id:
         invoice = Invoice.objects.select_related("account").get(pk=document.invoice_id)
@@ -96,7 +124,7 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
     now = now or clock.now()
     with transaction.atomic():
         document = Document.objects.select_for_update().get(pk=document_id)
-        if document.status == Document.Status.READY and document.rendered_at and document.file:
+        if document.rendered_at and _is_ready(document):
             return document
         try:
             pdf, pages = _render_document(document)
@@ -105,10 +133,8 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
             document.status, document.error = Document.Status.FAILED, f"{type(exc).__name__}: {exc}"
             document.save(update_fields=["status", "error"])
             return document
-        if document.file:
-            document.file.delete(save=False)
-        document.file.save(document.filename, ContentFile(pdf), save=False)
         document.sha256 = hashlib.sha256(pdf).hexdigest()
+        _store(document, pdf, document.sha256)
         document.size = len(pdf)
         document.pages = pages
         document.status, document.error = Document.Status.READY, ""
@@ -119,12 +145,29 @@ def document_render(*, document_id: int, now: dt.datetime | None = None) -> Docu
 
 
 def document_ready(*, invoice: Invoice | None = None, credit_note: CreditNote | None = None) -> Document:
-    """The stored PDF, rendered now if it is missing or pending. A draft invoice has none (``invoice_draft``)."""
+    """The stored PDF, rendered now if it is missing, pending, failed or its file is gone: when the returned
+    document is ready, its file exists. A draft invoice has none (``invoice_draft``)."""
     now = clock.now()
     document, _ = _document_for(invoice=invoice, credit_note=credit_note, now=now)
-    if document.status != Document.Status.READY or not document.file:
+    if not _is_ready(document):
         document = document_render(document_id=document.pk, now=now)
     return document
+
+
+def document_for_download(*, invoice: Invoice | None = None, credit_note: CreditNote | None = None) -> Document | None:
+    """The PDF to hand a customer now, or ``None`` when it is not available. A failed render is not retried
+    inside the customer's request: it is queued again (repeated clicks collapse into that one render, which
+    keeps the last error until it succeeds) and the customer is asked to come back. A PDF never rendered
+    yet, or pending after a change, is rendered on the spot."""
+    now = clock.now()
+    document, _ = _document_for(invoice=invoice, credit_note=credit_note, now=now)
+    if _is_ready(document):
+        return document
+    if document.status == Document.Status.FAILED or document.error:
+        document_request(invoice=invoice, credit_note=credit_note, now=now)
+        return None
+    document = document_render(document_id=document.pk, now=now)
+    return document if document.status == Document.Status.READY else None
 
 
 def documents_request_for_invoices(*, invoice_ids: list[int], now: dt.datetime) -> None:
@@ -146,13 +189,17 @@ def documents_request_for_invoices(*, invoice_ids: list[int], now: dt.datetime) 
 
 
 def documents_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta = STALE_AFTER) -> int:
-    """Queue again the renders asked for more than ``older_than`` ago and still pending (lost tasks)."""
+    """Queue again the renders asked for more than ``older_than`` ago and still pending (lost tasks).
+
+    Their ``requested_at`` moves to ``now``, so during a backlog each is queued again at most once per
+    ``older_than`` instead of at every sweep."""
     ids = list(
         Document.objects.filter(status=Document.Status.PENDING, requested_at__lt=now - older_than).values_list(
             "pk", flat=True
         )[:1000]
     )
     if ids:
+        Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(requested_at=now)
         from billing.tasks import documents_render_task
 
         documents_render_task.delay(ids)

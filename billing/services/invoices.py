@@ -426,6 +426,7 @@ def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = No
     invoice.status, invoice.amount_due = Invoice.Status.UNCOLLECTIBLE, ZERO
     stamp(invoice, actor=actor, reason=f"uncollectible: {reason}")
     invoice.save(update_fields=["status", "amount_due", "updated_at"])
+    document_request(invoice=invoice)  # the PDF shows the balance as it stands: nothing is asked for any more
     return invoice
 
 
@@ -481,6 +482,7 @@ def invoice_payment_record(
         fields += ["status", "paid_at"]
     stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip())
     invoice.save(update_fields=fields)
+    document_request(invoice=invoice, now=now)  # the PDF shows the balance as it stands
     return invoice
 
 
@@ -560,5 +562,6 @@ def credit_note_issue(
     stamp(invoice, actor=actor, reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""))
     invoice.save(update_fields=fields)
     document_request(credit_note=note, now=now)
+    document_request(invoice=invoice, now=now)  # the invoice's PDF shows the credit and the new amount due
     email_queue_credit_note(credit_note=note, now=now)
     return note

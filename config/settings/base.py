@@ -105,8 +105,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-LOGIN_URL = "/admin/login/"
-
 # Cache (rate limits, idempotency locks). Redis when REDIS_URL is set, local memory otherwise.
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:

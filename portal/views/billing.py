@@ -8,15 +8,15 @@ import datetime as dt
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from billing.models import Document
 from billing.pdf import invoice_seller
 from billing.selectors import (
     customer_credit_notes,
     customer_invoices,
+    invoice_lines,
     invoice_partner_totals,
     invoice_tenant_groups,
 )
-from billing.services.documents import document_ready
+from billing.services.documents import document_for_download
 from common import clock
 from portal.access import portal_view
 from portal.selectors import dashboard as dashboard_data
@@ -37,7 +37,8 @@ def invoice_list(request):
 @portal_view
 def invoice_detail(request, number):
     invoice = get_object_or_404(customer_invoices(account=request.account), number=number)
-    tenant_groups, account_wide = invoice_tenant_groups(invoice)
+    lines = invoice_lines(invoice)
+    tenant_groups, account_wide = invoice_tenant_groups(invoice, lines)
     return render(
         request,
         "portal/invoice.html",
@@ -46,28 +47,38 @@ def invoice_detail(request, number):
             "last_day": (invoice.period_end - dt.timedelta(days=1)).date(),
             "buyer": (invoice.snapshot or {}).get("account", {}),
             "seller": invoice_seller(invoice),
-            "lines": list(invoice.lines.all()),
+            "lines": lines,
             "tenant_groups": tenant_groups,
             "account_wide": account_wide,
-            "partners": invoice_partner_totals(invoice),
+            "partners": invoice_partner_totals(invoice, lines),
             "credit_notes": customer_credit_notes(account=request.account).filter(invoice=invoice),
         },
     )
 
 
+# How long a customer whose PDF could not be rendered is asked to wait before trying again.
+RETRY_AFTER_SECONDS = 300
+
+
 def _pdf_response(request, document, number: str) -> HttpResponse:
-    if document.status != Document.Status.READY or not document.file:
-        # The render failed (it is recorded on the document for staff); the customer can try again later.
-        return render(request, "portal/pdf_unavailable.html", {"number": number}, status=503)
-    return FileResponse(
+    if document is None:
+        # The render failed (recorded on the document for staff) and was queued again; try later.
+        response = render(request, "portal/pdf_unavailable.html", {"number": number}, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response["Cache-Control"] = "private, no-store"
+        return response
+    # The stored file has a content-addressed name; the customer gets it as "<number>.pdf".
+    response = FileResponse(
         document.file.open("rb"), as_attachment=True, filename=f"{number}.pdf", content_type="application/pdf"
     )
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @portal_view
 def invoice_pdf(request, number):
     invoice = get_object_or_404(customer_invoices(account=request.account), number=number)
-    return _pdf_response(request, document_ready(invoice=invoice), invoice.number)
+    return _pdf_response(request, document_for_download(invoice=invoice), invoice.number)
 
 
 @portal_view
@@ -79,4 +90,4 @@ def credit_note_list(request):
 @portal_view
 def credit_note_pdf(request, number):
     note = get_object_or_404(customer_credit_notes(account=request.account), number=number)
-    return _pdf_response(request, document_ready(credit_note=note), note.number)
+    return _pdf_response(request, document_for_download(credit_note=note), note.number)

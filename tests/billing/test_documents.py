@@ -18,9 +18,16 @@ from billing.services.documents import (
     document_ready,
     document_render,
     document_request,
+    documents_requeue_stale,
     invoice_preview_pdf,
 )
-from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_void
+from billing.services.invoices import (
+    credit_note_issue,
+    invoice_finalize,
+    invoice_mark_uncollectible,
+    invoice_payment_record,
+    invoice_void,
+)
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import DECEMBER, JAN_1, UTC, close, event, ingest, subscribe
@@ -327,7 +334,7 @@ def test_the_pdf_is_rendered_once_after_finalization_and_rerender_requests_colla
     invoice = Invoice.objects.get(account=account)
     document = Document.objects.get(invoice=invoice)
     assert (document.status, document.renders, document.pages) == ("ready", 1, 2)
-    assert document.file.name == "documents/INV-2026-000001.pdf"
+    assert document.file.name == f"documents/INV-2026-000001-{document.sha256[:12]}.pdf"
     assert read(document).startswith(b"%PDF-")
 
     # Three requests before the worker gets to them: one task, one render.
@@ -361,3 +368,117 @@ def test_a_failed_render_is_recorded_and_a_later_request_retries(plan, tmp_path,
     assert (document.status, document.error) == ("pending", "TemplateDoesNotExist: billing/pdf/missing.html")
     document = document_render(document_id=document.pk)
     assert (document.status, document.error, document.renders) == ("ready", "", 1)
+
+
+def stored_lines(invoice: Invoice) -> list[str]:
+    return text_lines(read(Document.objects.get(invoice=invoice)))
+
+
+def test_recording_a_payment_renders_the_pdf_again_with_the_balance(northwind, django_capture_on_commit_callbacks):
+    assert "Please pay USD 674.40 by 31 December 2026." in stored_lines_of_ready(northwind)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_payment_record(invoice=northwind, amount=D("74.40"), reference="wire 1", now=DEC_5)
+    lines = stored_lines(northwind)
+    assert "Amount paid USD 74.40" in lines
+    assert "Amount due USD 600.00" in lines
+    assert "Please pay USD 600.00 by 31 December 2026." in lines
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_payment_record(invoice=northwind, amount=D("600.00"), reference="wire 2", now=DEC_5)
+    document = Document.objects.get(invoice=northwind)
+    assert (document.status, document.renders) == ("ready", 3)
+    lines = stored_lines(northwind)
+    assert "Amount paid USD 674.40" in lines
+    assert "Amount due USD 0.00" in lines
+    assert "PAID" in lines
+    assert not any("Please pay" in line for line in lines)
+
+
+def test_issuing_a_credit_note_renders_the_invoice_pdf_again(northwind, django_capture_on_commit_callbacks):
+    stored_lines_of_ready(northwind)
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=northwind, lines=[(None, "goodwill", D("30.00"))], reason="goodwill", now=DEC_5)
+    lines = stored_lines(northwind)
+    assert "Amount credited USD 36.00" in lines
+    assert "Amount due USD 638.40" in lines
+    assert "Please pay USD 638.40 by 31 December 2026." in lines
+
+    # Credited in full: nothing is due and nothing is asked for.
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=northwind, lines=[(None, "the rest", D("532.00"))], reason="closing", now=DEC_5)
+    lines = stored_lines(northwind)
+    assert "Amount credited USD 674.40" in lines
+    assert "Amount due USD 0.00" in lines
+    assert not any("Please pay" in line for line in lines)
+
+
+def test_writing_an_invoice_off_renders_the_pdf_again_without_asking_for_payment(
+    northwind, django_capture_on_commit_callbacks
+):
+    stored_lines_of_ready(northwind)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_mark_uncollectible(invoice=northwind, reason="customer insolvent")
+    document = Document.objects.get(invoice=northwind)
+    assert (document.status, document.renders) == ("ready", 2)
+    lines = stored_lines(northwind)
+    assert "Amount due USD 0.00" in lines
+    assert not any("Please pay" in line for line in lines)
+    assert "PAID" not in lines
+
+
+def stored_lines_of_ready(invoice: Invoice) -> list[str]:
+    return text_lines(read(document_ready(invoice=invoice)))
+
+
+def test_a_ready_document_whose_file_is_gone_is_rendered_again(northwind, django_capture_on_commit_callbacks):
+    document = document_ready(invoice=northwind)
+    original = read(document)
+    document.file.storage.delete(document.file.name)
+
+    again = document_ready(invoice=northwind)
+    assert (again.status, again.renders) == ("ready", 2)
+    assert read(again) == original
+    # The render task does not skip it either.
+    again.file.storage.delete(again.file.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        rendered = document_render(document_id=again.pk)
+    assert rendered.renders == 3
+    assert read(rendered) == original
+
+
+def test_a_new_render_replaces_the_old_file_only_after_commit(northwind, django_capture_on_commit_callbacks):
+    first = document_ready(invoice=northwind)
+    storage, old_name = first.file.storage, first.file.name
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        invoice_payment_record(invoice=northwind, amount=D("10.00"), now=DEC_5)
+        document = document_render(document_id=first.pk)
+    # Until the transaction commits, the old row's file is still there.
+    assert document.file.name != old_name
+    assert storage.exists(old_name)
+    assert storage.exists(document.file.name)
+    for callback in callbacks:
+        callback()
+    assert not storage.exists(old_name)
+    assert storage.exists(Document.objects.get(invoice=northwind).file.name)
+
+
+def test_the_sweep_queues_a_lost_render_again_at_most_once_per_interval(plan):
+    account = AccountFactory(name="Tailspin")
+    subscribe(account, plan("platform-basic"))
+    TenantFactory(account=account, public_id="ten_ts", activated_at=JAN_1)
+    close()
+    invoice = Invoice.objects.get(account=account)
+    asked = dt.datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
+    # Finalization asked for the render at 00:05 and its task was lost (the callbacks never ran here).
+    document = Document.objects.get(invoice=invoice)
+    assert (document.status, document.requested_at) == ("pending", asked)
+    first_sweep = asked + dt.timedelta(minutes=11)
+    assert documents_requeue_stale(now=first_sweep) == 1
+    document.refresh_from_db()
+    assert document.requested_at == first_sweep
+
+    # Say that task was lost too (tasks run eagerly here, so put the row back as a lost task leaves it):
+    # the next sweep, ten minutes after the first, leaves it alone; the one after queues it again.
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PENDING)
+    assert documents_requeue_stale(now=first_sweep + dt.timedelta(minutes=10)) == 0
+    assert documents_requeue_stale(now=first_sweep + dt.timedelta(minutes=20)) == 1

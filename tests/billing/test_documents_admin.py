@@ -6,11 +6,14 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
-from accounts.permissions import BILLING_STAFF
-from billing.models import Document, Invoice
+from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
+from billing.admin_documents import RERENDER_MESSAGE
+from billing.models import CreditNote, Document, Invoice
+from billing.services.documents import document_ready
 from billing.services.invoices import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import JAN_1, UTC, close, event, ingest, subscribe
@@ -135,9 +138,31 @@ def test_rerender_action_renders_the_selected_pdfs_again(billing_staff, invoice,
     assert "1 PDF(s) queued for rendering." in response.content.decode()
     document = Document.objects.get(invoice=invoice)
     assert (document.status, document.renders) == ("ready", 2)
+    entry = LogEntry.objects.get(object_id=str(invoice.pk), content_type__model="invoice")
+    assert (entry.action_flag, entry.get_change_message()) == (CHANGE, RERENDER_MESSAGE)
+    assert entry.user == response.wsgi_request.user
 
 
-def test_rerender_action_on_credit_notes(billing_staff, invoice, django_capture_on_commit_callbacks):
+def test_staff_who_may_only_view_cannot_re_render(client, invoice, django_capture_on_commit_callbacks):
+    user = StaffUserFactory()
+    user.user_permissions.add(Permission.objects.get(codename="view_invoice", content_type__app_label="billing"))
+    client.force_login(user)
+    changelist = reverse("admin:billing_invoice_changelist")
+    assert "rerender_pdf_action" not in client.get(changelist).content.decode()
+    document_ready(invoice=invoice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            changelist, {"action": "rerender_pdf_action", "_selected_action": [invoice.pk]}, follow=True
+        )
+    assert response.status_code == 200
+    assert Document.objects.get(invoice=invoice).renders == 1
+    assert not LogEntry.objects.exists()
+
+
+def test_rerender_action_on_credit_notes(client, invoice, django_capture_on_commit_callbacks):
+    # Credit notes change only through services: billing staff view them, finance admins may re-render.
+    billing_staff = client
+    billing_staff.force_login(StaffUserFactory(groups=[Group.objects.get(name=FINANCE_ADMIN)]))
     with django_capture_on_commit_callbacks(execute=True):
         note = credit_note_issue(
             invoice=invoice,
@@ -154,6 +179,8 @@ def test_rerender_action_on_credit_notes(billing_staff, invoice, django_capture_
         )
     assert "1 PDF(s) queued for rendering." in response.content.decode()
     assert Document.objects.get(credit_note=note).renders == 2
+    assert LogEntry.objects.get(object_id=str(note.pk)).get_change_message() == RERENDER_MESSAGE
+    assert isinstance(LogEntry.objects.get(object_id=str(note.pk)).get_edited_object(), CreditNote)
 
 
 def test_the_document_list_is_read_only(billing_staff, invoice):
@@ -164,3 +191,15 @@ def test_the_document_list_is_read_only(billing_staff, invoice):
     assert "/media/" not in response.content.decode()
     document = Document.objects.get(invoice=invoice)
     assert billing_staff.post(reverse("admin:billing_document_change", args=[document.pk]), {}).status_code == 403
+
+
+def test_a_pdf_whose_file_is_gone_is_rendered_again_for_staff(billing_staff, invoice):
+    first = billing_staff.get(pdf_url(invoice))
+    document = Document.objects.get(invoice=invoice)
+    document.file.storage.delete(document.file.name)
+
+    response = billing_staff.get(pdf_url(invoice))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'inline; filename="INV-2026-000001.pdf"'
+    assert response.content == first.content
+    assert Document.objects.get(invoice=invoice).renders == 2

@@ -5,8 +5,11 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from billing.models import Document
 from common.money import format_money
 from tests.portal.billing_fixtures import PASSWORD, billing_book
 
@@ -165,7 +168,53 @@ def test_the_invoice_pdf_downloads_as_an_attachment_named_after_its_number(north
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
     assert response["Content-Disposition"] == f'attachment; filename="{invoice.number}.pdf"'
+    assert response["Cache-Control"] == "private, no-store"
     assert b"".join(response.streaming_content).startswith(b"%PDF")
+
+
+def test_a_pdf_whose_file_is_gone_is_rendered_again_for_the_download(northwind, client):
+    invoice, note = northwind["invoice"], northwind["credit_note"]
+    for url in (f"/portal/invoices/{invoice.number}/pdf", f"/portal/credit-notes/{note.number}/pdf"):
+        b"".join(client.get(url).streaming_content)
+    for document in Document.objects.filter(invoice=invoice) | Document.objects.filter(credit_note=note):
+        document.file.storage.delete(document.file.name)
+
+    response = client.get(f"/portal/invoices/{invoice.number}/pdf")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{invoice.number}.pdf"'
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+    response = client.get(f"/portal/credit-notes/{note.number}/pdf")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+
+
+def test_a_failed_pdf_is_queued_again_not_rendered_in_the_request(
+    northwind, client, django_capture_on_commit_callbacks
+):
+    invoice = northwind["invoice"]
+    b"".join(client.get(f"/portal/invoices/{invoice.number}/pdf").streaming_content)
+    # As the render task records a failure (a real one is in tests/billing/test_documents.py).
+    Document.objects.filter(invoice=invoice).update(status=Document.Status.FAILED, error="OSError: cannot load font")
+    renders = Document.objects.get(invoice=invoice).renders
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        for _ in range(3):
+            response = client.get(f"/portal/invoices/{invoice.number}/pdf")
+            assert response.status_code == 503
+            assert response["Retry-After"] == "300"
+            assert response["Cache-Control"] == "private, no-store"
+            assert f"The PDF of {invoice.number} is not ready" in response.content.decode()
+    # One render queued for the three clicks, none done in the requests.
+    assert len(callbacks) == 1
+    document = Document.objects.get(invoice=invoice)
+    assert (document.status, document.renders) == ("pending", renders)
+
+    for callback in callbacks:
+        callback()  # the worker renders it
+    response = client.get(f"/portal/invoices/{invoice.number}/pdf")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+    assert Document.objects.get(invoice=invoice).renders == renders + 1
 
 
 def test_credit_notes_are_listed_with_their_pdf(northwind, client):
@@ -276,3 +325,26 @@ def test_a_reverse_charge_invoice_says_so_and_shows_its_discount(client, catalog
     assert text_of(html, "total") == "EUR 2,860.00"
     assert "reverse charge applies, the customer accounts for the VAT (VAT ID DE811569869)" in html
     assert "Umbrella Berlin" in html
+
+
+def test_tenant_shares_show_quantity_and_amount_without_a_unit_price(northwind, client):
+    invoice = northwind["invoice"]
+    html = client.get(f"/portal/invoices/{invoice.number}/").content.decode()
+    charges, by_tenant = html.split('id="tenants-heading"', 1)
+    by_tenant = by_tenant.split("</table>", 1)[0]
+    assert "Unit price" in charges
+    assert "Unit price" not in by_tenant
+    assert "included quantities and price tiers apply to the account as a whole" in by_tenant
+    messages = invoice.lines.get(metric__code="messages")
+    for share in messages.breakdown["tenants"]:
+        assert format_money(Decimal(share["amount"]), "USD") in by_tenant
+
+
+def test_the_invoice_page_reads_the_lines_and_their_metrics_once(northwind, client):
+    invoice = northwind["invoice"]
+    assert invoice.lines.filter(metric__isnull=False).count() > 1
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/portal/invoices/{invoice.number}/").status_code == 200
+    line_reads = [q["sql"] for q in queries if 'FROM "billing_invoiceline"' in q["sql"]]
+    metric_reads = [q["sql"] for q in queries if 'FROM "billing_metric"' in q["sql"]]
+    assert (len(line_reads), metric_reads) == (1, [])
