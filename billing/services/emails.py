@@ -31,6 +31,7 @@ from django.urls import reverse
 
 from accounts.models import Account
 from billing.models import CreditNote, EmailDelivery, Invoice
+from billing.pdf import day
 from billing.selectors import invoices_awaiting_payment
 from billing.services.documents import document_ready
 from common import clock
@@ -42,6 +43,13 @@ logger = logging.getLogger(__name__)
 Kind = EmailDelivery.Kind
 ERR_RESEND_STATUS = "Only a finalized, paid or uncollectible invoice can be e-mailed; {number} is {status}."
 ERR_NO_PDF = "The PDF is not available yet: {error}"
+# Why a queued e-mail was cancelled instead of sent ({what}: "reminder", "overdue notice", "e-mail").
+ERR_LAPSED_PAID = "invoice {number} was paid before this {what} went out"
+ERR_LAPSED_VOID = "invoice {number} was voided before this {what} went out"
+ERR_LAPSED_WRITTEN_OFF = "invoice {number} was written off before this {what} went out"
+ERR_LAPSED_NOTHING_DUE = "invoice {number} had no amount due any more when this {what} was to go out"
+ERR_LAPSED_DUE_DATE = "invoice {number} fell due on {due} before this reminder went out"
+ERR_LAPSED_NOTE_VOID = "credit note {number} was voided before this e-mail went out"
 
 
 @dataclass(frozen=True)
@@ -368,9 +376,46 @@ def _classify(exc: Exception) -> Exception:
     return exc
 
 
+_WHAT = {
+    Kind.INVOICE: "invoice e-mail",
+    Kind.REMINDER: "reminder",
+    Kind.OVERDUE: "overdue notice",
+    Kind.CREDIT_NOTE: "e-mail",
+}
+
+
+def _lapsed_reason(delivery: EmailDelivery, now: dt.datetime) -> str | None:
+    """Why a queued e-mail no longer applies to its invoice (or credit note) as it is ``now``; ``None`` while it
+    still does. A new invoice e-mail applies unless the invoice was voided, a credit note's unless the note was;
+    an overdue notice while the finalized invoice has an amount due; a reminder, in addition, only before its due
+    date (a retry after it would say "due in -3 days")."""
+    invoice = delivery.invoice
+    what = _WHAT.get(delivery.kind, "e-mail")
+    if delivery.kind == Kind.CREDIT_NOTE:
+        note = delivery.credit_note
+        if note is not None and note.status == CreditNote.Status.VOID:
+            return ERR_LAPSED_NOTE_VOID.format(number=note.number)
+        return None
+    if invoice.status == Invoice.Status.VOID:
+        return ERR_LAPSED_VOID.format(number=invoice.number, what=what)
+    if delivery.kind not in (Kind.REMINDER, Kind.OVERDUE):
+        return None
+    if invoice.status == Invoice.Status.PAID:
+        return ERR_LAPSED_PAID.format(number=invoice.number, what=what)
+    if invoice.status == Invoice.Status.UNCOLLECTIBLE:
+        return ERR_LAPSED_WRITTEN_OFF.format(number=invoice.number, what=what)
+    if invoice.status != Invoice.Status.FINALIZED or invoice.amount_due <= 0:
+        return ERR_LAPSED_NOTHING_DUE.format(number=invoice.number, what=what)
+    if delivery.kind == Kind.REMINDER and (invoice.due_at is None or now.date() >= invoice.due_at.date()):
+        return ERR_LAPSED_DUE_DATE.format(number=invoice.number, due=day(invoice.due_at))
+    return None
+
+
 def email_send(*, delivery_id: int, now: dt.datetime | None = None) -> SendOutcome:
     """One attempt to send a queued delivery. Holds the row lock while it talks to the server, so a second
-    task for the same delivery waits and then finds it sent. A delivery that is not queued is left alone."""
+    task for the same delivery waits and then finds it sent. A delivery that is not queued is left alone; one that
+    no longer applies to its invoice (paid, voided, written off, past the reminder's due date) is cancelled with
+    the reason and nothing is sent."""
     max_attempts = max(1, int(settings.BILLING_EMAIL_MAX_ATTEMPTS))
     base = int(settings.BILLING_EMAIL_RETRY_SECONDS)
     with transaction.atomic():
@@ -382,6 +427,14 @@ def email_send(*, delivery_id: int, now: dt.datetime | None = None) -> SendOutco
         if delivery.status != EmailDelivery.Status.QUEUED:
             return SendOutcome(delivery)
         now = now or clock.now()
+        # Decided under the lock, at the moment of sending: the invoice may have been paid, voided or written
+        # off since the e-mail was queued (or since its last failed attempt).
+        reason = _lapsed_reason(delivery, now)
+        if reason is not None:
+            delivery.status, delivery.last_error = EmailDelivery.Status.CANCELLED, reason
+            delivery.next_attempt_at = None
+            delivery.save(update_fields=["status", "last_error", "next_attempt_at"])
+            return SendOutcome(delivery)
         delivery.attempts += 1
         fields = ["attempts", "status", "last_error", "next_attempt_at", "sent_at", "message_id"]
         try:

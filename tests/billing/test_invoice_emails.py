@@ -21,8 +21,8 @@ from pypdf import PdfReader
 
 from accounts.permissions import BILLING_STAFF
 from billing.models import EmailDelivery, Invoice
-from billing.services.emails import reminder_step
-from billing.services.invoices import credit_note_issue, invoice_payment_record
+from billing.services.emails import email_retry, email_send, reminder_step, reminders_queue
+from billing.services.invoices import credit_note_issue, invoice_payment_record, invoice_void
 from billing.tasks import invoice_reminders_task
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import CLOSE_AT, JAN_1, UTC, close, event, ingest, subscribe
@@ -325,6 +325,69 @@ def test_no_reminder_on_or_before_the_day_the_invoice_went_out():
     step = reminder_step(due=due, finalized=finalized, today=dt.date(2026, 12, 7), before=[7, 1], after=[1])
     assert (step.kind, step.days) == ("reminder", 1)
     assert reminder_step(due=due, finalized=finalized, today=due, before=[7, 1], after=[1]) is None
+
+
+def test_a_reminder_retried_after_the_invoice_was_paid_is_cancelled_not_sent(smtp, billed, client):
+    dec_24 = dt.datetime(2026, 12, 24, 8, tzinfo=UTC)
+    (reminder_id,) = reminders_queue(now=dec_24)  # its send task waits for the commit
+    smtp.data_replies = ["451 4.3.0 Temporary local problem, try again later"]
+
+    first = email_send(delivery_id=reminder_id, now=dec_24)
+    assert (first.retry_in, first.delivery.status) == (60, "queued")
+    invoice_payment_record(invoice=billed, amount=D("574.80"), reference="wire", now=dec_24)
+    retry = email_send(delivery_id=reminder_id, now=dec_24 + dt.timedelta(seconds=60))
+
+    assert (retry.retry_in, retry.delivery.status) == (None, "cancelled")
+    reminder = EmailDelivery.objects.get(pk=reminder_id)
+    assert (reminder.status, reminder.attempts, reminder.next_attempt_at, reminder.sent_at) == (
+        "cancelled",
+        1,
+        None,
+        None,
+    )
+    assert reminder.last_error == "invoice INV-2026-000001 was paid before this reminder went out"
+    assert smtp.received == []
+    client.force_login(StaffUserFactory(groups=[Group.objects.get(name=BILLING_STAFF)]))
+    listing = client.get("/admin/billing/emaildelivery/?status__exact=cancelled").content.decode()
+    assert "Cancelled: no longer applies" in listing
+    assert "invoice INV-2026-000001 was paid before this reminder went out" in listing
+
+
+def test_an_invoice_e_mail_whose_invoice_was_voided_before_it_went_out_is_cancelled(smtp, billed):
+    delivery = billed.email_deliveries.get()  # queued at finalization; its task waits for the commit
+    invoice_void(invoice=billed, reason="billed twice", now=DEC_5)
+
+    outcome = email_send(delivery_id=delivery.pk, now=DEC_5)
+
+    delivery.refresh_from_db()
+    assert (outcome.delivery.status, delivery.status, delivery.attempts) == ("cancelled", "cancelled", 0)
+    assert delivery.last_error == "invoice INV-2026-000001 was voided before this invoice e-mail went out"
+    assert smtp.received == []
+
+
+def test_a_reminder_retried_by_staff_after_the_due_date_is_cancelled(smtp, billed):
+    dec_30 = dt.datetime(2026, 12, 30, 8, tzinfo=UTC)
+    (reminder_id,) = reminders_queue(now=dec_30)  # "due tomorrow"
+    smtp.rcpt_replies = ["550 5.1.1 mailbox unavailable"] * 2
+    assert email_send(delivery_id=reminder_id, now=dec_30).delivery.status == "failed"
+    jan_2 = dt.datetime(2027, 1, 2, 10, tzinfo=UTC)
+
+    email_retry(delivery=EmailDelivery.objects.get(pk=reminder_id), now=jan_2)
+    email_send(delivery_id=reminder_id, now=jan_2)
+
+    reminder = EmailDelivery.objects.get(pk=reminder_id)
+    assert reminder.status == "cancelled"
+    assert reminder.last_error == "invoice INV-2026-000001 fell due on 31 December 2026 before this reminder went out"
+    assert smtp.received == []
+
+
+def test_an_overdue_notice_still_goes_out_while_an_amount_is_due(smtp, billed):
+    jan_1 = dt.datetime(2027, 1, 1, 8, tzinfo=UTC)
+    (notice_id,) = reminders_queue(now=jan_1)
+
+    assert email_send(delivery_id=notice_id, now=jan_1 + dt.timedelta(days=3)).delivery.status == "sent"
+    (message,) = smtp.messages()
+    assert message["Subject"] == "Overdue: invoice INV-2026-000001 (USD 574.80 due since 31 December 2026)"
 
 
 # ----------------------------------------------------------------------------------------------- admin
