@@ -31,7 +31,7 @@ from django.urls import reverse
 
 from accounts.models import Account
 from billing.models import CreditNote, EmailDelivery, Invoice
-from billing.pdf import day
+from billing.pdf import day, invoice_seller
 from billing.selectors import invoices_awaiting_payment
 from billing.services.documents import document_ready
 from common import clock
@@ -79,6 +79,7 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
     snapshot_account = (invoice.snapshot or {}).get("account", {})
     due_date = invoice.due_at.date() if invoice.due_at else None
     today = now.date()
+    seller = invoice_seller(invoice)
     return {
         "kind": delivery.kind,
         "invoice": invoice,
@@ -95,8 +96,9 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
         "days_to_due": (due_date - today).days if due_date else None,
         "days_overdue": (today - due_date).days if due_date else None,
         "portal_url": _portal_url(invoice),
-        "seller_name": settings.BILLING_SELLER["name"],
-        "contact_email": settings.BILLING_SELLER["email"],
+        # Signed by the seller as snapshotted on the invoice, like its PDF.
+        "seller_name": seller.get("name", ""),
+        "contact_email": seller.get("email", ""),
     }
 
 
@@ -124,7 +126,7 @@ def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) ->
         body=render_to_string(f"billing/email/{delivery.kind}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=list(delivery.recipients),
-        reply_to=[settings.BILLING_SELLER["email"]],
+        reply_to=[context["contact_email"]] if context["contact_email"] else [],
         headers={"Message-ID": make_msgid(domain=DNS_NAME)},
     )
     message.attach_alternative(render_to_string(f"billing/email/{delivery.kind}.html", context), "text/html")

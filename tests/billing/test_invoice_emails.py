@@ -253,6 +253,22 @@ def test_a_credit_note_is_mailed_with_its_own_pdf(smtp, account, plan, django_ca
     )
 
 
+def test_an_e_mail_is_signed_by_the_seller_as_snapshotted_on_the_invoice(smtp, billed, settings):
+    delivery = billed.email_deliveries.get()  # queued at finalization; its task waits for the commit
+    settings.BILLING_SELLER = {**settings.BILLING_SELLER, "name": "Renamed Holdings plc", "email": "ar@renamed.example"}
+
+    assert email_send(delivery_id=delivery.pk, now=DEC_5).delivery.status == "sent"
+
+    (message,) = smtp.messages()
+    assert message["Reply-To"] == "billing@ledgerline.example"
+    parts = _parts(message)
+    for body in (parts["text/plain"][0].get_content(), parts["text/html"][0].get_content()):
+        assert "Ledgerline Demo Ltd" in body
+        assert "billing@ledgerline.example" in body
+        assert "Renamed Holdings plc" not in body
+        assert "ar@renamed.example" not in body
+
+
 # ----------------------------------------------------------------------------------------------- reminders
 
 
