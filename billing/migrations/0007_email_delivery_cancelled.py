@@ -12,6 +12,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterField(
             model_name='emaildelivery',
+            name='dedup_key',
+            field=models.CharField(blank=True, help_text='A scheduled e-mail is queued once per key.', max_length=120, null=True, unique=True),
+        ),
+        migrations.AlterField(
+            model_name='emaildelivery',
             name='last_error',
             field=models.TextField(blank=True, help_text="The mail server's reply to the last failed attempt, or why a cancelled e-mail no longer applied."),
         ),

@@ -4,7 +4,7 @@ A ``Document`` is rendered by a Celery task after finalization (or issue); askin
 pending collapses into that one render. Renders are deterministic: the same invoice gives the same bytes.
 An ``EmailDelivery`` records one e-mail (to the account's billing addresses) from queued to sent or
 failed (or cancelled, when the invoice changed before it went out and it no longer applies), with the mail
-server's reply; scheduled kinds carry a ``dedup_key`` so each goes out once.
+server's reply; scheduled kinds carry a ``dedup_key`` so each is queued once (and sent at least once).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class EmailDelivery(models.Model):
         help_text="The mail server's reply to the last failed attempt, or why a cancelled e-mail no longer applied.",
     )
     dedup_key = models.CharField(
-        max_length=120, unique=True, null=True, blank=True, help_text="Scheduled e-mails go out once per key."
+        max_length=120, unique=True, null=True, blank=True, help_text="A scheduled e-mail is queued once per key."
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

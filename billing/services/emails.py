@@ -3,10 +3,13 @@
 When: a new invoice when it is finalized (``invoice:<pk>``), a credit note when it is issued
 (``credit_note:<pk>``), reminders before the due date and overdue notices after it (the daily
 ``billing.invoice_reminders`` schedule, ``reminder:<pk>:7d`` / ``overdue:<pk>:14d``), and resends asked
-for by staff (no key). A ``dedup_key`` is unique, so a scheduled e-mail goes out once per key.
+for by staff (no key). A ``dedup_key`` is unique, so a scheduled e-mail is queued once per key.
 
-Sending (``email_send``) locks the delivery row for the whole attempt: a task that runs twice finds the
-delivery sent (or being sent, and waits) and sends nothing. Temporary failures (4xx replies, lost
+Delivery is at least once, not exactly once: the mail server may accept a message and then the commit that
+records it fail, or the worker die, and the delivery is sent again. Sending (``email_send``) holds the
+delivery's row lock for the whole attempt, so on PostgreSQL duplicate tasks for one delivery are serialized:
+the second waits, then finds it sent and sends nothing (SQLite ignores ``select_for_update``; there
+concurrent tasks are not kept apart). Temporary failures (4xx replies, lost
 connections, timeouts) come back with the seconds to wait before the next attempt, doubling from
 ``BILLING_EMAIL_RETRY_SECONDS``, until ``BILLING_EMAIL_MAX_ATTEMPTS``; permanent failures (5xx) fail at
 once. The server's reply is kept on the row.
@@ -414,10 +417,12 @@ def _lapsed_reason(delivery: EmailDelivery, now: dt.datetime) -> str | None:
 
 
 def email_send(*, delivery_id: int, now: dt.datetime | None = None) -> SendOutcome:
-    """One attempt to send a queued delivery. Holds the row lock while it talks to the server, so a second
-    task for the same delivery waits and then finds it sent. A delivery that is not queued is left alone; one that
-    no longer applies to its invoice (paid, voided, written off, past the reminder's due date) is cancelled with
-    the reason and nothing is sent."""
+    """One attempt to send a queued delivery. Holds the row lock while it talks to the server, so on PostgreSQL
+    a second task for the same delivery waits and then finds it sent: concurrent tasks do not both send. This is
+    at least once, not exactly once (the server may accept the message and the commit then fail).
+
+    A delivery that is not queued is left alone; one that no longer applies to its invoice (paid, voided,
+    written off, past the reminder's due date) is cancelled with the reason, and nothing is sent."""
     max_attempts = max(1, int(settings.BILLING_EMAIL_MAX_ATTEMPTS))
     base = int(settings.BILLING_EMAIL_RETRY_SECONDS)
     with transaction.atomic():
