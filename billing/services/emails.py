@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from email.utils import make_msgid
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.utils import DNS_NAME
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 Kind = EmailDelivery.Kind
 ERR_RESEND_STATUS = "Only a finalized, paid or uncollectible invoice can be e-mailed; {number} is {status}."
 ERR_NO_PDF = "The PDF is not available yet: {error}"
+ERR_TIME_LIMIT = "Timed out: the attempt took longer than the send task's time limit"
 # Why a queued e-mail was cancelled instead of sent ({what}: "reminder", "overdue notice", "e-mail").
 ERR_LAPSED_PAID = "invoice {number} was paid before this {what} went out"
 ERR_LAPSED_VOID = "invoice {number} was voided before this {what} went out"
@@ -153,21 +155,26 @@ def _queue_sends(ids: list[int]) -> None:
         transaction.on_commit(lambda: emails_send_task.delay(ids), robust=True)
 
 
+@transaction.atomic
 def emails_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta | None = None) -> int:
     """Queue again deliveries whose task was lost: queued longer than ``older_than`` ago with no attempt
-    scheduled, or whose scheduled attempt is that much overdue."""
+    scheduled, or whose scheduled attempt is that much overdue.
+
+    Each one queued again gets ``now`` as its next attempt, so it is not stale again (and not queued again)
+    until ``older_than`` has passed once more: during a backlog a delivery is queued again at most once per
+    sweep interval, not by every sweep. Deliveries being sent right now (row locked) are skipped."""
     from billing.services.documents import STALE_AFTER
 
     cutoff = now - (older_than or STALE_AFTER)
     ids = list(
-        EmailDelivery.objects.filter(status=EmailDelivery.Status.QUEUED)
+        EmailDelivery.objects.select_for_update(skip_locked=True)
+        .filter(status=EmailDelivery.Status.QUEUED)
         .filter(Q(next_attempt_at__isnull=True, queued_at__lt=cutoff) | Q(next_attempt_at__lt=cutoff))
+        .order_by("pk")
         .values_list("pk", flat=True)[:1000]
     )
-    if ids:
-        from billing.tasks import emails_send_task
-
-        emails_send_task.delay(ids)
+    EmailDelivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
+    _queue_sends(ids)
     return len(ids)
 
 
@@ -368,6 +375,8 @@ def _reply(code: int, text: bytes | str) -> str:
 
 def _classify(exc: Exception) -> Exception:
     """The SMTP outcome as a temporary or permanent failure carrying the server's reply."""
+    if isinstance(exc, SoftTimeLimitExceeded):  # the send task's time limit struck mid-conversation
+        return _Temporary(ERR_TIME_LIMIT)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         replies = sorted(exc.recipients.items())
         text = "; ".join(f"{_reply(code, msg)} ({address})" for address, (code, msg) in replies)

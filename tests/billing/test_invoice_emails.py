@@ -3,9 +3,12 @@ says "later", failed when it says "never", reminders and overdue notices once pe
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import io
+import logging
+import signal
 import socket
 from decimal import Decimal as D
 from email.message import EmailMessage
@@ -14,6 +17,7 @@ from email.policy import default as default_policy
 import pytest
 import time_machine
 from aiosmtpd.controller import Controller
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import override_settings
@@ -21,9 +25,16 @@ from pypdf import PdfReader
 
 from accounts.permissions import BILLING_STAFF
 from billing.models import EmailDelivery, Invoice
-from billing.services.emails import email_retry, email_send, reminder_step, reminders_queue
+from billing.services.emails import (
+    email_resend,
+    email_retry,
+    email_send,
+    emails_requeue_stale,
+    reminder_step,
+    reminders_queue,
+)
 from billing.services.invoices import credit_note_issue, invoice_payment_record, invoice_void
-from billing.tasks import invoice_reminders_task
+from billing.tasks import emails_send_task, invoice_reminders_task
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import CLOSE_AT, JAN_1, UTC, close, event, ingest, subscribe
 from tests.tenants.factories import TenantFactory
@@ -40,6 +51,7 @@ class Mailbox:
         self.received: list = []
         self.rcpt_replies: list[str] = []
         self.data_replies: list[str] = []
+        self.data_delay = 0.0  # seconds the server stalls before answering DATA
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.rcpt_replies:
@@ -48,6 +60,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if self.data_replies:
             return self.data_replies.pop(0)
         self.received.append(envelope)
@@ -470,7 +484,9 @@ def test_staff_retry_failed_deliveries_from_the_admin(
     assert len(smtp.received) == 1
 
 
-def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(smtp, account, plan):
+def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(
+    smtp, account, plan, django_capture_on_commit_callbacks
+):
     """The month closes but the after-commit tasks never run (broker down): ten minutes later the sweep
     renders the PDF and sends the e-mail; a second sweep finds nothing left."""
     from billing.models import Document
@@ -483,8 +499,12 @@ def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(smtp, acc
 
     with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=5), tick=False):
         assert deliveries_sweep_task() == {"documents": 0, "emails": 0}  # not stale yet
-    with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=11), tick=False):
+    with (
+        time_machine.travel(CLOSE_AT + dt.timedelta(minutes=11), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         assert deliveries_sweep_task() == {"documents": 1, "emails": 1}
+    with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=11), tick=False):
         assert deliveries_sweep_task() == {"documents": 0, "emails": 0}
 
     assert Document.objects.get(invoice=invoice).status == "ready"
@@ -492,3 +512,58 @@ def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(smtp, acc
     assert (delivery.status, delivery.attempts) == ("sent", 1)
     (message,) = smtp.messages()
     assert message["Subject"] == "Invoice INV-2026-000001 for November 2026: USD 574.80"
+
+
+def test_the_sweep_queues_a_lost_delivery_again_at_most_once_per_interval(billed, django_capture_on_commit_callbacks):
+    delivery = billed.email_deliveries.get()  # its task is lost (the commit never runs it)
+    first_sweep = CLOSE_AT + dt.timedelta(minutes=11)
+
+    with django_capture_on_commit_callbacks() as queued:  # queued, but the task is lost again
+        assert emails_requeue_stale(now=first_sweep) == 1
+    assert len(queued) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at, delivery.attempts) == ("queued", first_sweep, 0)
+
+    # The next sweeps within the interval leave it alone; once the interval has passed again it is queued again.
+    assert emails_requeue_stale(now=first_sweep + dt.timedelta(minutes=5)) == 0
+    assert emails_requeue_stale(now=first_sweep + dt.timedelta(minutes=10)) == 0
+    assert emails_requeue_stale(now=first_sweep + dt.timedelta(minutes=11)) == 1
+
+
+def test_a_batch_goes_on_past_a_delivery_that_cannot_be_loaded(smtp, billed, caplog):
+    invoice_e_mail = billed.email_deliveries.get()
+    gone = email_resend(invoice=billed)
+    resend = email_resend(invoice=billed)
+    gone_id = gone.pk
+    gone.delete()
+
+    with caplog.at_level(logging.ERROR, logger="billing.tasks"):
+        assert emails_send_task.delay([invoice_e_mail.pk, gone_id, resend.pk]).get() == 2
+
+    assert len(smtp.received) == 2
+    assert set(EmailDelivery.objects.values_list("pk", "status")) == {(invoice_e_mail.pk, "sent"), (resend.pk, "sent")}
+    assert f"E-mail delivery {gone_id} not sent" in caplog.text
+
+
+def test_a_send_cut_short_by_the_task_time_limit_is_a_temporary_failure(smtp, billed, settings):
+    """The worker raises SoftTimeLimitExceeded from a signal handler in the middle of the SMTP conversation,
+    as Celery's prefork pool does when a task's soft time limit passes."""
+    settings.BILLING_EMAIL_RETRY_SECONDS = 60
+    delivery = billed.email_deliveries.get()
+    smtp.data_delay = 2  # the server stalls after the message
+
+    def time_limit(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, time_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        outcome = email_send(delivery_id=delivery.pk, now=DEC_5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    delivery.refresh_from_db()
+    assert (outcome.retry_in, delivery.status, delivery.attempts) == (60, "queued", 1)
+    assert delivery.next_attempt_at == DEC_5 + dt.timedelta(seconds=60)
+    assert delivery.last_error == "Timed out: the attempt took longer than the send task's time limit"
