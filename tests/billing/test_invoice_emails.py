@@ -20,7 +20,9 @@ from aiosmtpd.controller import Controller
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import Group
 from django.core import mail
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from pypdf import PdfReader
 
 from accounts.permissions import BILLING_STAFF
@@ -457,6 +459,28 @@ def test_staff_resend_an_invoice_e_mail_from_the_admin(
     assert first.status == "sent"
     assert len(smtp.received) == 2
     assert smtp.messages()[1]["Subject"] == "Invoice INV-2026-000001 for November 2026: USD 574.80"
+
+
+def test_the_invoice_page_reads_its_deliveries_without_a_query_per_row(billed, billing_staff, client):
+    client.force_login(billing_staff)
+    url = f"/admin/billing/invoice/{billed.pk}/change/"
+    note = credit_note_issue(invoice=billed, lines=[(None, "goodwill", D("30.00"))], reason="goodwill", now=DEC_5)
+    email_resend(invoice=billed, actor=billing_staff)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    queries()  # warms the per-process caches (content types)
+    three_rows = queries()  # the invoice e-mail, the credit note's, one resend
+    for _ in range(3):
+        email_resend(invoice=billed, actor=billing_staff)
+
+    page = client.get(url).content.decode()
+    assert page.count(f'<a href="/admin/auth/user/{billing_staff.pk}/change/">{billing_staff}</a>') == 4
+    assert note.number in page
+    assert queries() == three_rows
 
 
 def test_staff_retry_failed_deliveries_from_the_admin(
