@@ -211,8 +211,9 @@ def account_user_invite(
     ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one.
 
     The e-mail is sent inside the transaction, as its last step: if it cannot be sent nothing is created and
-    the owner can simply try again (a login without a password and without its link could not be recovered,
-    as password reset skips logins without a usable password)."""
+    the owner can simply try again, rather than leaving a login the person was never told about. (Such a login
+    could still be reached: unlike Django's default form, the portal's password reset,
+    ``PortalPasswordResetForm``, also serves active members without a usable password.)"""
     membership = account_user_create(account=account, email=email, role=role, actor=actor)
     user = membership.user
     inviter = getattr(actor, "email", "") or "Your account owner"

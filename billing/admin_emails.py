@@ -41,6 +41,10 @@ class EmailDeliveryInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-queued_at", "-id")
 
+    def get_queryset(self, request):
+        # Each row shows its credit note, the staff member who asked for it, and its title (which names the invoice).
+        return super().get_queryset(request).select_related("invoice", "credit_note", "requested_by")
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -85,7 +85,21 @@ def lifecycle_update_task() -> dict:
     return lifecycle_update(now=clock.now())
 
 
-@shared_task(name="billing.render_document", acks_late=True, autoretry_for=(OSError,), max_retries=3)
+# Soft time limits of the single-item tasks: a render or an SMTP conversation that hangs past them raises
+# SoftTimeLimitExceeded inside the service, which records it (a failed render; a temporary e-mail failure,
+# retried). The batch tasks have none: a batch of thousands takes as long as it takes, and each item is
+# bounded by its own I/O timeouts (EMAIL_TIMEOUT).
+RENDER_SOFT_TIME_LIMIT = 120
+SEND_SOFT_TIME_LIMIT = 60
+
+
+@shared_task(
+    name="billing.render_document",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    max_retries=3,
+    soft_time_limit=RENDER_SOFT_TIME_LIMIT,
+)
 def document_render_task(document_id: int) -> str:
     """Render one invoice or credit-note PDF (requests made while it was pending collapse into this run)."""
     from billing.services.documents import document_render
@@ -95,10 +109,17 @@ def document_render_task(document_id: int) -> str:
 
 @shared_task(name="billing.render_documents", acks_late=True)
 def documents_render_task(document_ids: list[int]) -> int:
-    """Render a batch of PDFs (the invoices one finalization run issued): one message, not one per invoice."""
+    """Render a batch of PDFs (the invoices one finalization run issued): one message, not one per invoice.
+    One that raises (e.g. its document was deleted) is logged and the rest of the batch goes on."""
     from billing.services.documents import document_render
 
-    return sum(document_render(document_id=pk).status == "ready" for pk in document_ids)
+    ready = 0
+    for pk in document_ids:
+        try:
+            ready += document_render(document_id=pk).status == "ready"
+        except Exception:
+            logger.exception("Rendering document %s failed", pk)
+    return ready
 
 
 @shared_task(name="billing.budgets_evaluate")
@@ -107,7 +128,9 @@ def budgets_evaluate_task(account_ids: list[int] | None = None) -> int:
     return len(budgets_evaluate(account_ids=account_ids, now=clock.now()))
 
 
-@shared_task(name="billing.send_email", bind=True, acks_late=True, max_retries=None)
+@shared_task(
+    name="billing.send_email", bind=True, acks_late=True, max_retries=None, soft_time_limit=SEND_SOFT_TIME_LIMIT
+)
 def email_send_task(self, delivery_id: int) -> Any:
     """One attempt to send an e-mail delivery; a temporary failure comes back here with its backoff (the
     service counts attempts and gives up after ``BILLING_EMAIL_MAX_ATTEMPTS``)."""
@@ -125,14 +148,19 @@ def email_send_task(self, delivery_id: int) -> Any:
 
 @shared_task(name="billing.send_emails", acks_late=True)
 def emails_send_task(delivery_ids: list[int]) -> int:
-    """First attempt of a batch of deliveries; one that fails for now goes on alone with its backoff."""
+    """First attempt of a batch of deliveries; one that fails for now goes on alone with its backoff. One that
+    raises (e.g. its delivery was deleted) is logged and the rest of the batch goes on."""
     from billing.services.emails import email_send
 
     sent = 0
     for pk in delivery_ids:
-        outcome = email_send(delivery_id=pk)
-        if outcome.retry_in is not None:
-            email_send_task.apply_async((pk,), countdown=outcome.retry_in)
+        try:
+            outcome = email_send(delivery_id=pk)
+            if outcome.retry_in is not None:
+                email_send_task.apply_async((pk,), countdown=outcome.retry_in)
+        except Exception:
+            logger.exception("E-mail delivery %s not sent", pk)
+            continue
         sent += outcome.delivery.status == "sent"
     return sent
 

@@ -3,7 +3,8 @@
 A ``Document`` is rendered by a Celery task after finalization (or issue); asking again while a render is
 pending collapses into that one render. Renders are deterministic: the same invoice gives the same bytes.
 An ``EmailDelivery`` records one e-mail (to the account's billing addresses) from queued to sent or
-failed, with the mail server's reply; scheduled kinds carry a ``dedup_key`` so each goes out once.
+failed (or cancelled, when the invoice changed before it went out and it no longer applies), with the mail
+server's reply; scheduled kinds carry a ``dedup_key`` so each is queued once (and sent at least once).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class EmailDelivery(models.Model):
         QUEUED = "queued", "Queued"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled: no longer applies"
 
     invoice = models.ForeignKey("billing.Invoice", on_delete=models.CASCADE, related_name="email_deliveries")
     credit_note = models.ForeignKey(
@@ -77,11 +79,14 @@ class EmailDelivery(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     recipients = models.JSONField(default=list, help_text="The addresses it went to.")
     subject = models.CharField(max_length=300, blank=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.TextField(blank=True, help_text="The mail server's reply to the last failed attempt.")
+    last_error = models.TextField(
+        blank=True,
+        help_text="The mail server's reply to the last failed attempt, or why a cancelled e-mail no longer applied.",
+    )
     dedup_key = models.CharField(
-        max_length=120, unique=True, null=True, blank=True, help_text="Scheduled e-mails go out once per key."
+        max_length=120, unique=True, null=True, blank=True, help_text="A scheduled e-mail is queued once per key."
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

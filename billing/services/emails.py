@@ -3,10 +3,13 @@
 When: a new invoice when it is finalized (``invoice:<pk>``), a credit note when it is issued
 (``credit_note:<pk>``), reminders before the due date and overdue notices after it (the daily
 ``billing.invoice_reminders`` schedule, ``reminder:<pk>:7d`` / ``overdue:<pk>:14d``), and resends asked
-for by staff (no key). A ``dedup_key`` is unique, so a scheduled e-mail goes out once per key.
+for by staff (no key). A ``dedup_key`` is unique, so a scheduled e-mail is queued once per key.
 
-Sending (``email_send``) locks the delivery row for the whole attempt: a task that runs twice finds the
-delivery sent (or being sent, and waits) and sends nothing. Temporary failures (4xx replies, lost
+Delivery is at least once, not exactly once: the mail server may accept a message and then the commit that
+records it fail, or the worker die, and the delivery is sent again. Sending (``email_send``) holds the
+delivery's row lock for the whole attempt, so on PostgreSQL duplicate tasks for one delivery are serialized:
+the second waits, then finds it sent and sends nothing (SQLite ignores ``select_for_update``; there
+concurrent tasks are not kept apart). Temporary failures (4xx replies, lost
 connections, timeouts) come back with the seconds to wait before the next attempt, doubling from
 ``BILLING_EMAIL_RETRY_SECONDS``, until ``BILLING_EMAIL_MAX_ATTEMPTS``; permanent failures (5xx) fail at
 once. The server's reply is kept on the row.
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from email.utils import make_msgid
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.utils import DNS_NAME
@@ -31,6 +35,7 @@ from django.urls import reverse
 
 from accounts.models import Account
 from billing.models import CreditNote, EmailDelivery, Invoice
+from billing.pdf import day, invoice_seller
 from billing.selectors import invoices_awaiting_payment
 from billing.services.documents import document_ready
 from common import clock
@@ -42,6 +47,14 @@ logger = logging.getLogger(__name__)
 Kind = EmailDelivery.Kind
 ERR_RESEND_STATUS = "Only a finalized, paid or uncollectible invoice can be e-mailed; {number} is {status}."
 ERR_NO_PDF = "The PDF is not available yet: {error}"
+ERR_TIME_LIMIT = "Timed out: the attempt took longer than the send task's time limit"
+# Why a queued e-mail was cancelled instead of sent ({what}: "reminder", "overdue notice", "e-mail").
+ERR_LAPSED_PAID = "invoice {number} was paid before this {what} went out"
+ERR_LAPSED_VOID = "invoice {number} was voided before this {what} went out"
+ERR_LAPSED_WRITTEN_OFF = "invoice {number} was written off before this {what} went out"
+ERR_LAPSED_NOTHING_DUE = "invoice {number} had no amount due any more when this {what} was to go out"
+ERR_LAPSED_DUE_DATE = "invoice {number} fell due on {due} before this reminder went out"
+ERR_LAPSED_NOTE_VOID = "credit note {number} was voided before this e-mail went out"
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
     snapshot_account = (invoice.snapshot or {}).get("account", {})
     due_date = invoice.due_at.date() if invoice.due_at else None
     today = now.date()
+    seller = invoice_seller(invoice)
     return {
         "kind": delivery.kind,
         "invoice": invoice,
@@ -87,8 +101,9 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
         "days_to_due": (due_date - today).days if due_date else None,
         "days_overdue": (today - due_date).days if due_date else None,
         "portal_url": _portal_url(invoice),
-        "seller_name": settings.BILLING_SELLER["name"],
-        "contact_email": settings.BILLING_SELLER["email"],
+        # Signed by the seller as snapshotted on the invoice, like its PDF.
+        "seller_name": seller.get("name", ""),
+        "contact_email": seller.get("email", ""),
     }
 
 
@@ -116,7 +131,7 @@ def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) ->
         body=render_to_string(f"billing/email/{delivery.kind}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=list(delivery.recipients),
-        reply_to=[settings.BILLING_SELLER["email"]],
+        reply_to=[context["contact_email"]] if context["contact_email"] else [],
         headers={"Message-ID": make_msgid(domain=DNS_NAME)},
     )
     message.attach_alternative(render_to_string(f"billing/email/{delivery.kind}.html", context), "text/html")
@@ -140,21 +155,26 @@ def _queue_sends(ids: list[int]) -> None:
         transaction.on_commit(lambda: emails_send_task.delay(ids), robust=True)
 
 
+@transaction.atomic
 def emails_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta | None = None) -> int:
     """Queue again deliveries whose task was lost: queued longer than ``older_than`` ago with no attempt
-    scheduled, or whose scheduled attempt is that much overdue."""
+    scheduled, or whose scheduled attempt is that much overdue.
+
+    Each one queued again gets ``now`` as its next attempt, so it is not stale again (and not queued again)
+    until ``older_than`` has passed once more: during a backlog a delivery is queued again at most once per
+    sweep interval, not by every sweep. Deliveries being sent right now (row locked) are skipped."""
     from billing.services.documents import STALE_AFTER
 
     cutoff = now - (older_than or STALE_AFTER)
     ids = list(
-        EmailDelivery.objects.filter(status=EmailDelivery.Status.QUEUED)
+        EmailDelivery.objects.select_for_update(skip_locked=True)
+        .filter(status=EmailDelivery.Status.QUEUED)
         .filter(Q(next_attempt_at__isnull=True, queued_at__lt=cutoff) | Q(next_attempt_at__lt=cutoff))
+        .order_by("pk")
         .values_list("pk", flat=True)[:1000]
     )
-    if ids:
-        from billing.tasks import emails_send_task
-
-        emails_send_task.delay(ids)
+    EmailDelivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
+    _queue_sends(ids)
     return len(ids)
 
 
@@ -355,6 +375,8 @@ def _reply(code: int, text: bytes | str) -> str:
 
 def _classify(exc: Exception) -> Exception:
     """The SMTP outcome as a temporary or permanent failure carrying the server's reply."""
+    if isinstance(exc, SoftTimeLimitExceeded):  # the send task's time limit struck mid-conversation
+        return _Temporary(ERR_TIME_LIMIT)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         replies = sorted(exc.recipients.items())
         text = "; ".join(f"{_reply(code, msg)} ({address})" for address, (code, msg) in replies)
@@ -368,9 +390,48 @@ def _classify(exc: Exception) -> Exception:
     return exc
 
 
+_WHAT = {
+    Kind.INVOICE: "invoice e-mail",
+    Kind.REMINDER: "reminder",
+    Kind.OVERDUE: "overdue notice",
+    Kind.CREDIT_NOTE: "e-mail",
+}
+
+
+def _lapsed_reason(delivery: EmailDelivery, now: dt.datetime) -> str | None:
+    """Why a queued e-mail no longer applies to its invoice (or credit note) as it is ``now``; ``None`` while it
+    still does. A new invoice e-mail applies unless the invoice was voided, a credit note's unless the note was;
+    an overdue notice while the finalized invoice has an amount due; a reminder, in addition, only before its due
+    date (a retry after it would say "due in -3 days")."""
+    invoice = delivery.invoice
+    what = _WHAT.get(delivery.kind, "e-mail")
+    if delivery.kind == Kind.CREDIT_NOTE:
+        note = delivery.credit_note
+        if note is not None and note.status == CreditNote.Status.VOID:
+            return ERR_LAPSED_NOTE_VOID.format(number=note.number)
+        return None
+    if invoice.status == Invoice.Status.VOID:
+        return ERR_LAPSED_VOID.format(number=invoice.number, what=what)
+    if delivery.kind not in (Kind.REMINDER, Kind.OVERDUE):
+        return None
+    if invoice.status == Invoice.Status.PAID:
+        return ERR_LAPSED_PAID.format(number=invoice.number, what=what)
+    if invoice.status == Invoice.Status.UNCOLLECTIBLE:
+        return ERR_LAPSED_WRITTEN_OFF.format(number=invoice.number, what=what)
+    if invoice.status != Invoice.Status.FINALIZED or invoice.amount_due <= 0:
+        return ERR_LAPSED_NOTHING_DUE.format(number=invoice.number, what=what)
+    if delivery.kind == Kind.REMINDER and (invoice.due_at is None or now.date() >= invoice.due_at.date()):
+        return ERR_LAPSED_DUE_DATE.format(number=invoice.number, due=day(invoice.due_at))
+    return None
+
+
 def email_send(*, delivery_id: int, now: dt.datetime | None = None) -> SendOutcome:
-    """One attempt to send a queued delivery. Holds the row lock while it talks to the server, so a second
-    task for the same delivery waits and then finds it sent. A delivery that is not queued is left alone."""
+    """One attempt to send a queued delivery. Holds the row lock while it talks to the server, so on PostgreSQL
+    a second task for the same delivery waits and then finds it sent: concurrent tasks do not both send. This is
+    at least once, not exactly once (the server may accept the message and the commit then fail).
+
+    A delivery that is not queued is left alone; one that no longer applies to its invoice (paid, voided,
+    written off, past the reminder's due date) is cancelled with the reason, and nothing is sent."""
     max_attempts = max(1, int(settings.BILLING_EMAIL_MAX_ATTEMPTS))
     base = int(settings.BILLING_EMAIL_RETRY_SECONDS)
     with transaction.atomic():
@@ -382,6 +443,14 @@ def email_send(*, delivery_id: int, now: dt.datetime | None = None) -> SendOutco
         if delivery.status != EmailDelivery.Status.QUEUED:
             return SendOutcome(delivery)
         now = now or clock.now()
+        # Decided under the lock, at the moment of sending: the invoice may have been paid, voided or written
+        # off since the e-mail was queued (or since its last failed attempt).
+        reason = _lapsed_reason(delivery, now)
+        if reason is not None:
+            delivery.status, delivery.last_error = EmailDelivery.Status.CANCELLED, reason
+            delivery.next_attempt_at = None
+            delivery.save(update_fields=["status", "last_error", "next_attempt_at"])
+            return SendOutcome(delivery)
         delivery.attempts += 1
         fields = ["attempts", "status", "last_error", "next_attempt_at", "sent_at", "message_id"]
         try:

@@ -3,9 +3,12 @@ says "later", failed when it says "never", reminders and overdue notices once pe
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import io
+import logging
+import signal
 import socket
 from decimal import Decimal as D
 from email.message import EmailMessage
@@ -14,16 +17,26 @@ from email.policy import default as default_policy
 import pytest
 import time_machine
 from aiosmtpd.controller import Controller
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import Group
 from django.core import mail
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from pypdf import PdfReader
 
 from accounts.permissions import BILLING_STAFF
 from billing.models import EmailDelivery, Invoice
-from billing.services.emails import reminder_step
-from billing.services.invoices import credit_note_issue, invoice_payment_record
-from billing.tasks import invoice_reminders_task
+from billing.services.emails import (
+    email_resend,
+    email_retry,
+    email_send,
+    emails_requeue_stale,
+    reminder_step,
+    reminders_queue,
+)
+from billing.services.invoices import credit_note_issue, invoice_payment_record, invoice_void
+from billing.tasks import emails_send_task, invoice_reminders_task
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import CLOSE_AT, JAN_1, UTC, close, event, ingest, subscribe
 from tests.tenants.factories import TenantFactory
@@ -40,6 +53,7 @@ class Mailbox:
         self.received: list = []
         self.rcpt_replies: list[str] = []
         self.data_replies: list[str] = []
+        self.data_delay = 0.0  # seconds the server stalls before answering DATA
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.rcpt_replies:
@@ -48,6 +62,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if self.data_replies:
             return self.data_replies.pop(0)
         self.received.append(envelope)
@@ -253,6 +269,22 @@ def test_a_credit_note_is_mailed_with_its_own_pdf(smtp, account, plan, django_ca
     )
 
 
+def test_an_e_mail_is_signed_by_the_seller_as_snapshotted_on_the_invoice(smtp, billed, settings):
+    delivery = billed.email_deliveries.get()  # queued at finalization; its task waits for the commit
+    settings.BILLING_SELLER = {**settings.BILLING_SELLER, "name": "Renamed Holdings plc", "email": "ar@renamed.example"}
+
+    assert email_send(delivery_id=delivery.pk, now=DEC_5).delivery.status == "sent"
+
+    (message,) = smtp.messages()
+    assert message["Reply-To"] == "billing@ledgerline.example"
+    parts = _parts(message)
+    for body in (parts["text/plain"][0].get_content(), parts["text/html"][0].get_content()):
+        assert "Ledgerline Demo Ltd" in body
+        assert "billing@ledgerline.example" in body
+        assert "Renamed Holdings plc" not in body
+        assert "ar@renamed.example" not in body
+
+
 # ----------------------------------------------------------------------------------------------- reminders
 
 
@@ -327,6 +359,69 @@ def test_no_reminder_on_or_before_the_day_the_invoice_went_out():
     assert reminder_step(due=due, finalized=finalized, today=due, before=[7, 1], after=[1]) is None
 
 
+def test_a_reminder_retried_after_the_invoice_was_paid_is_cancelled_not_sent(smtp, billed, client):
+    dec_24 = dt.datetime(2026, 12, 24, 8, tzinfo=UTC)
+    (reminder_id,) = reminders_queue(now=dec_24)  # its send task waits for the commit
+    smtp.data_replies = ["451 4.3.0 Temporary local problem, try again later"]
+
+    first = email_send(delivery_id=reminder_id, now=dec_24)
+    assert (first.retry_in, first.delivery.status) == (60, "queued")
+    invoice_payment_record(invoice=billed, amount=D("574.80"), reference="wire", now=dec_24)
+    retry = email_send(delivery_id=reminder_id, now=dec_24 + dt.timedelta(seconds=60))
+
+    assert (retry.retry_in, retry.delivery.status) == (None, "cancelled")
+    reminder = EmailDelivery.objects.get(pk=reminder_id)
+    assert (reminder.status, reminder.attempts, reminder.next_attempt_at, reminder.sent_at) == (
+        "cancelled",
+        1,
+        None,
+        None,
+    )
+    assert reminder.last_error == "invoice INV-2026-000001 was paid before this reminder went out"
+    assert smtp.received == []
+    client.force_login(StaffUserFactory(groups=[Group.objects.get(name=BILLING_STAFF)]))
+    listing = client.get("/admin/billing/emaildelivery/?status__exact=cancelled").content.decode()
+    assert "Cancelled: no longer applies" in listing
+    assert "invoice INV-2026-000001 was paid before this reminder went out" in listing
+
+
+def test_an_invoice_e_mail_whose_invoice_was_voided_before_it_went_out_is_cancelled(smtp, billed):
+    delivery = billed.email_deliveries.get()  # queued at finalization; its task waits for the commit
+    invoice_void(invoice=billed, reason="billed twice", now=DEC_5)
+
+    outcome = email_send(delivery_id=delivery.pk, now=DEC_5)
+
+    delivery.refresh_from_db()
+    assert (outcome.delivery.status, delivery.status, delivery.attempts) == ("cancelled", "cancelled", 0)
+    assert delivery.last_error == "invoice INV-2026-000001 was voided before this invoice e-mail went out"
+    assert smtp.received == []
+
+
+def test_a_reminder_retried_by_staff_after_the_due_date_is_cancelled(smtp, billed):
+    dec_30 = dt.datetime(2026, 12, 30, 8, tzinfo=UTC)
+    (reminder_id,) = reminders_queue(now=dec_30)  # "due tomorrow"
+    smtp.rcpt_replies = ["550 5.1.1 mailbox unavailable"] * 2
+    assert email_send(delivery_id=reminder_id, now=dec_30).delivery.status == "failed"
+    jan_2 = dt.datetime(2027, 1, 2, 10, tzinfo=UTC)
+
+    email_retry(delivery=EmailDelivery.objects.get(pk=reminder_id), now=jan_2)
+    email_send(delivery_id=reminder_id, now=jan_2)
+
+    reminder = EmailDelivery.objects.get(pk=reminder_id)
+    assert reminder.status == "cancelled"
+    assert reminder.last_error == "invoice INV-2026-000001 fell due on 31 December 2026 before this reminder went out"
+    assert smtp.received == []
+
+
+def test_an_overdue_notice_still_goes_out_while_an_amount_is_due(smtp, billed):
+    jan_1 = dt.datetime(2027, 1, 1, 8, tzinfo=UTC)
+    (notice_id,) = reminders_queue(now=jan_1)
+
+    assert email_send(delivery_id=notice_id, now=jan_1 + dt.timedelta(days=3)).delivery.status == "sent"
+    (message,) = smtp.messages()
+    assert message["Subject"] == "Overdue: invoice INV-2026-000001 (USD 574.80 due since 31 December 2026)"
+
+
 # ----------------------------------------------------------------------------------------------- admin
 
 
@@ -366,6 +461,28 @@ def test_staff_resend_an_invoice_e_mail_from_the_admin(
     assert smtp.messages()[1]["Subject"] == "Invoice INV-2026-000001 for November 2026: USD 574.80"
 
 
+def test_the_invoice_page_reads_its_deliveries_without_a_query_per_row(billed, billing_staff, client):
+    client.force_login(billing_staff)
+    url = f"/admin/billing/invoice/{billed.pk}/change/"
+    note = credit_note_issue(invoice=billed, lines=[(None, "goodwill", D("30.00"))], reason="goodwill", now=DEC_5)
+    email_resend(invoice=billed, actor=billing_staff)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    queries()  # warms the per-process caches (content types)
+    three_rows = queries()  # the invoice e-mail, the credit note's, one resend
+    for _ in range(3):
+        email_resend(invoice=billed, actor=billing_staff)
+
+    page = client.get(url).content.decode()
+    assert page.count(f'<a href="/admin/auth/user/{billing_staff.pk}/change/">{billing_staff}</a>') == 4
+    assert note.number in page
+    assert queries() == three_rows
+
+
 def test_staff_retry_failed_deliveries_from_the_admin(
     smtp, account, plan, billing_staff, client, django_capture_on_commit_callbacks
 ):
@@ -391,7 +508,9 @@ def test_staff_retry_failed_deliveries_from_the_admin(
     assert len(smtp.received) == 1
 
 
-def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(smtp, account, plan):
+def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(
+    smtp, account, plan, django_capture_on_commit_callbacks
+):
     """The month closes but the after-commit tasks never run (broker down): ten minutes later the sweep
     renders the PDF and sends the e-mail; a second sweep finds nothing left."""
     from billing.models import Document
@@ -404,8 +523,12 @@ def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(smtp, acc
 
     with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=5), tick=False):
         assert deliveries_sweep_task() == {"documents": 0, "emails": 0}  # not stale yet
-    with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=11), tick=False):
+    with (
+        time_machine.travel(CLOSE_AT + dt.timedelta(minutes=11), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         assert deliveries_sweep_task() == {"documents": 1, "emails": 1}
+    with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=11), tick=False):
         assert deliveries_sweep_task() == {"documents": 0, "emails": 0}
 
     assert Document.objects.get(invoice=invoice).status == "ready"
@@ -413,3 +536,58 @@ def test_renders_and_e_mails_whose_task_was_lost_are_sent_by_the_sweep(smtp, acc
     assert (delivery.status, delivery.attempts) == ("sent", 1)
     (message,) = smtp.messages()
     assert message["Subject"] == "Invoice INV-2026-000001 for November 2026: USD 574.80"
+
+
+def test_the_sweep_queues_a_lost_delivery_again_at_most_once_per_interval(billed, django_capture_on_commit_callbacks):
+    delivery = billed.email_deliveries.get()  # its task is lost (the commit never runs it)
+    first_sweep = CLOSE_AT + dt.timedelta(minutes=11)
+
+    with django_capture_on_commit_callbacks() as queued:  # queued, but the task is lost again
+        assert emails_requeue_stale(now=first_sweep) == 1
+    assert len(queued) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at, delivery.attempts) == ("queued", first_sweep, 0)
+
+    # The next sweeps within the interval leave it alone; once the interval has passed again it is queued again.
+    assert emails_requeue_stale(now=first_sweep + dt.timedelta(minutes=5)) == 0
+    assert emails_requeue_stale(now=first_sweep + dt.timedelta(minutes=10)) == 0
+    assert emails_requeue_stale(now=first_sweep + dt.timedelta(minutes=11)) == 1
+
+
+def test_a_batch_goes_on_past_a_delivery_that_cannot_be_loaded(smtp, billed, caplog):
+    invoice_e_mail = billed.email_deliveries.get()
+    gone = email_resend(invoice=billed)
+    resend = email_resend(invoice=billed)
+    gone_id = gone.pk
+    gone.delete()
+
+    with caplog.at_level(logging.ERROR, logger="billing.tasks"):
+        assert emails_send_task.delay([invoice_e_mail.pk, gone_id, resend.pk]).get() == 2
+
+    assert len(smtp.received) == 2
+    assert set(EmailDelivery.objects.values_list("pk", "status")) == {(invoice_e_mail.pk, "sent"), (resend.pk, "sent")}
+    assert f"E-mail delivery {gone_id} not sent" in caplog.text
+
+
+def test_a_send_cut_short_by_the_task_time_limit_is_a_temporary_failure(smtp, billed, settings):
+    """The worker raises SoftTimeLimitExceeded from a signal handler in the middle of the SMTP conversation,
+    as Celery's prefork pool does when a task's soft time limit passes."""
+    settings.BILLING_EMAIL_RETRY_SECONDS = 60
+    delivery = billed.email_deliveries.get()
+    smtp.data_delay = 2  # the server stalls after the message
+
+    def time_limit(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, time_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        outcome = email_send(delivery_id=delivery.pk, now=DEC_5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    delivery.refresh_from_db()
+    assert (outcome.retry_in, delivery.status, delivery.attempts) == (60, "queued", 1)
+    assert delivery.next_attempt_at == DEC_5 + dt.timedelta(seconds=60)
+    assert delivery.last_error == "Timed out: the attempt took longer than the send task's time limit"
