@@ -240,7 +240,6 @@ def demo_load(*, today: dt.date) -> DemoResult:
 
 
 DEMO_KEY_NAME = "Demo key (make demo)"
-DEMO_PORTAL_URL = "http://127.0.0.1:8000/portal/"
 
 
 def demo_portal_logins() -> tuple[Account, list[tuple[str, str]]]:

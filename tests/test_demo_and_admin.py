@@ -59,7 +59,7 @@ def test_load_demo_command_prints_the_logins(capsys):
     assert "Demo loaded: 20 accounts" in out
     assert "finance    / ledgerline-demo" in out
     assert "billing    / ledgerline-demo" in out
-    assert "Customer portal at http://127.0.0.1:8000/portal/ (Northwind Logistics, acc_000001):" in out
+    assert "Customer portal logins (Northwind Logistics, acc_000001), at /portal/:" in out
     assert "owner@northwindlogistics.example" in out and "analyst@northwindlogistics.example" in out
 
 

@@ -4,7 +4,6 @@ from django.utils import timezone
 
 from common.demo import (
     DEMO_PASSWORD,
-    DEMO_PORTAL_URL,
     STAFF,
     demo_api_key,
     demo_billing,
@@ -44,7 +43,7 @@ class Command(BaseCommand):
         for username, _email, group, _name in STAFF:
             self.stdout.write(f"  {username:<10} / {DEMO_PASSWORD:<18} {group or 'superuser'}")
         portal_account, people = demo_portal_logins()
-        self.stdout.write(f"Customer portal at {DEMO_PORTAL_URL} ({portal_account.name}, {portal_account.public_id}):")
+        self.stdout.write(f"Customer portal logins ({portal_account.name}, {portal_account.public_id}), at /portal/:")
         for email, role in people:
             self.stdout.write(f"  {email:<36} / {DEMO_PASSWORD:<18} {role}")
         account, key = demo_api_key()
