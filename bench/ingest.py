@@ -59,7 +59,13 @@ def log(msg: str) -> None:
 
 
 def app_env(port: int | None = None, workers: int | None = None, db_name: str = DB_NAME) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GUNICORN_", "DATABASE_", "REDIS_"))}
+    # The server's tuning knobs pass through (they are printed in the report); everything else is the bench's.
+    tuning = ("GUNICORN_THREADS",)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in tuning or not k.startswith(("DJANGO_", "GUNICORN_", "DATABASE_", "REDIS_"))
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY=SECRET_KEY,
