@@ -127,6 +127,17 @@ def _tenant_shares(line: InvoiceLine) -> list[tuple[str, Decimal, Decimal]] | No
     return shares
 
 
+def tenant_names(invoice: Invoice) -> dict[str, str]:
+    """Tenant names as snapshotted at finalization; a draft (or an invoice from before the snapshot kept
+    them) reads the account's tenants as they are now."""
+    names = (invoice.snapshot or {}).get("tenants")
+    if names:
+        return names
+    from tenants.models import Tenant
+
+    return dict(Tenant.objects.filter(account_id=invoice.account_id).values_list("public_id", "name"))
+
+
 def tenant_groups(invoice: Invoice, lines: list[InvoiceLine], tenant_names: dict[str, str]) -> list[Group]:
     """The lines grouped by tenant (account-level charges first, under "Account")."""
     currency = invoice.currency
@@ -258,7 +269,7 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
                 "amount": money(line.amount),
             }
         )
-    groups = tenant_groups(invoice, lines, snapshot.get("tenants", {}))
+    groups = tenant_groups(invoice, lines, tenant_names(invoice))
     title = f"Invoice {invoice.number}" if invoice.number else "Draft invoice"
     seller = snapshot.get("seller") or _current_seller()
     return {

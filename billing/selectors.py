@@ -561,60 +561,9 @@ def customer_credit_notes(*, account: Account):
     )
 
 
-@dataclass
-class TenantLines:
-    """One tenant's share of an invoice: its quantity and amount of each usage line."""
-
-    tenant_id: str
-    name: str
-    rows: list[dict]
-    amount: Decimal
-
-
 def invoice_lines(invoice: Invoice) -> list[InvoiceLine]:
     """The invoice's lines in order, with their metrics: read once per page and handed to the selectors below."""
     return list(invoice.lines.select_related("metric"))
-
-
-def invoice_tenant_groups(
-    invoice: Invoice, lines: list[InvoiceLine] | None = None
-) -> tuple[list[TenantLines], list[dict]]:
-    """The invoice's lines grouped by tenant (from each usage line's frozen ``breakdown``), and the
-    account-wide rest: fees, discounts, top-ups and usage no tenant accounts for. The groups' amounts and
-    the rest add up to the subtotal. A tenant's share has no unit price of its own: included quantities and
-    tiers apply to the whole account."""
-    names = dict(Tenant.objects.filter(account_id=invoice.account_id).values_list("public_id", "name"))
-    groups: dict[str, TenantLines] = {}
-    rest: list[dict] = []
-    for line in invoice_lines(invoice) if lines is None else lines:
-        tenants = (line.breakdown or {}).get("tenants") if line.kind == InvoiceLine.Kind.USAGE else None
-        if not tenants:
-            rest.append(
-                {"line": line, "description": line.description, "quantity": line.quantity, "amount": line.amount}
-            )
-            continue
-        for share in tenants:
-            group = groups.setdefault(
-                share["tenant"],
-                TenantLines(share["tenant"], names.get(share["tenant"], share["tenant"]), [], ZERO),
-            )
-            amount = Decimal(share["amount"])
-            group.rows.append(
-                {
-                    "line": line,
-                    "description": line.description,
-                    "quantity": Decimal(share["quantity"]),
-                    "amount": amount,
-                }
-            )
-            group.amount += amount
-        unattributed = Decimal((line.breakdown or {}).get("unattributed") or 0)
-        if unattributed:
-            rest.append(
-                {"line": line, "description": f"{line.description} (not tied to a tenant)", "quantity": None,
-                 "amount": unattributed}
-            )  # fmt: skip
-    return [groups[k] for k in sorted(groups)], rest
 
 
 def invoice_partner_totals(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> list[dict]:

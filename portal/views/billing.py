@@ -8,13 +8,12 @@ import datetime as dt
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from billing.pdf import invoice_seller
+from billing.pdf import invoice_seller, tenant_groups, tenant_names
 from billing.selectors import (
     customer_credit_notes,
     customer_invoices,
     invoice_lines,
     invoice_partner_totals,
-    invoice_tenant_groups,
 )
 from billing.services.documents import document_for_download
 from common import clock
@@ -38,7 +37,8 @@ def invoice_list(request):
 def invoice_detail(request, number):
     invoice = get_object_or_404(customer_invoices(account=request.account), number=number)
     lines = invoice_lines(invoice)
-    tenant_groups, account_wide = invoice_tenant_groups(invoice, lines)
+    # The same grouping as the PDF, with the tenant names the invoice was issued with.
+    groups = tenant_groups(invoice, lines, tenant_names(invoice))
     return render(
         request,
         "portal/invoice.html",
@@ -48,8 +48,7 @@ def invoice_detail(request, number):
             "buyer": (invoice.snapshot or {}).get("account", {}),
             "seller": invoice_seller(invoice),
             "lines": lines,
-            "tenant_groups": tenant_groups,
-            "account_wide": account_wide,
+            "tenant_groups": groups,
             "partners": invoice_partner_totals(invoice, lines),
             "credit_notes": customer_credit_notes(account=request.account).filter(invoice=invoice),
         },
