@@ -17,7 +17,7 @@ from celery import shared_task
 
 from billing.models import BillingRun, BillingRunItem, Invoice
 from billing.services.budgets import budgets_evaluate
-from billing.services.invoices import invoice_finalize
+from billing.services.invoices import invoice_finalize, invoice_hold
 from billing.services.lifecycle import lifecycle_update
 from billing.services.runs import (
     billing_run_chunk,
@@ -66,7 +66,9 @@ def billing_run_chunk_task(run_id: int, account_ids: list[int]) -> None:
 
 @shared_task(name="billing.finalize_due")
 def invoices_finalize_due_task() -> int:
-    """Finalize drafts whose review window has passed (held drafts wait for staff)."""
+    """Finalize drafts whose review window has passed (held drafts wait for staff). A draft that cannot be
+    finalized (e.g. usage that arrived during review overflows what an invoice holds) is held with the reason,
+    for staff to review, instead of being tried again every run."""
     now = clock.now()
     done = 0
     for invoice in Invoice.objects.filter(status=Invoice.Status.DRAFT, held=False, review_until__lte=now):
@@ -74,7 +76,8 @@ def invoices_finalize_due_task() -> int:
             invoice_finalize(invoice=invoice, now=now)
             done += 1
         except BillingError as exc:
-            logger.warning("Invoice %s not finalized: %s", invoice.pk, exc.message)
+            logger.warning("Invoice %s not finalized, held for review: %s", invoice.pk, exc.message)
+            invoice_hold(invoice=invoice, reason=f"not finalized: {exc.message}")
         except Exception:  # each draft is its own transaction: one failure must not hold back the others
             logger.exception("Invoice %s not finalized", invoice.pk)
     return done

@@ -18,6 +18,9 @@ UNIT_PRICE_MAX_DIGITS = 20
 UNIT_PRICE_DECIMAL_PLACES = 8
 QUANTITY_MAX_DIGITS = 24
 QUANTITY_DECIMAL_PLACES = 8
+# What those columns hold (exclusive bounds): an amount below 10^14, a quantity below 10^16.
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
+QUANTITY_LIMIT = Decimal(10) ** (QUANTITY_MAX_DIGITS - QUANTITY_DECIMAL_PLACES)
 
 # Supported currencies and their minor units (ISO 4217 exponent).
 CURRENCY_MINOR_UNITS: dict[str, int] = {
@@ -76,6 +79,16 @@ def format_money(amount: Decimal, currency: str) -> str:
     rounded = round_money(amount, currency)
     places = minor_unit(currency)
     return f"{currency} {rounded:,.{places}f}"
+
+
+def amount_fits(amount: Decimal) -> bool:
+    """Whether an amount fits the money columns (``AMOUNT_LIMIT``, either sign)."""
+    return abs(amount) < AMOUNT_LIMIT
+
+
+def largest_amount(currency: str) -> Decimal:
+    """The largest amount of ``currency`` the money columns hold, to its minor unit."""
+    return AMOUNT_LIMIT - Decimal(1).scaleb(-minor_unit(currency))
 
 
 def allocate(amount: Decimal, weights: dict, currency: str) -> dict:

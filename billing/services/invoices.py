@@ -26,7 +26,7 @@ from common.audit import stamp
 from common.bulk import bulk_update_fields
 from common.errors import BillingError
 from common.models import Counter, OutboxEvent
-from common.money import round_money
+from common.money import QUANTITY_LIMIT, amount_fits, format_money, largest_amount, round_money
 from common.periods import Period
 from tenants.models import MasterPartner, Tenant
 from usage.models import ClosedPeriod, UsageEvent
@@ -43,6 +43,15 @@ ERR_CREDIT_TOO_MUCH = "A credit of {amount} exceeds what is left to credit on {n
 ERR_CREDIT_EMPTY = "A credit note needs at least one line with a positive amount."
 ERR_CREDIT_STATUS = "Only finalized or paid invoices can be credited; {number} is {status}."
 ERR_PAYMENT = "A payment must be positive and at most the amount due ({due})."
+ERR_TOTALS = "Totals do not add up: lines {lines}, subtotal {subtotal}, tax {tax}, total {total}."
+ERR_AMOUNT_LIMIT = (
+    "The charges ({amount}) exceed the largest amount an invoice holds ({limit}): "
+    "review the account's usage before billing it."
+)
+ERR_QUANTITY_LIMIT = (
+    "{metric}: a quantity of {quantity:,f} exceeds the largest an invoice line holds (below {limit:,f}): "
+    "review the account's usage before billing it."
+)
 
 
 def _money(value: Decimal) -> str:
@@ -76,6 +85,35 @@ def numbers_take(*, series: str, count: int) -> list[int]:
     counter.value += count
     counter.save(update_fields=["value"])
     return list(range(first, first + count))
+
+
+def estimate_verify(estimate: Estimate) -> None:
+    """Before an estimate is written as an invoice: its lines add up to the subtotal and subtotal plus tax to
+    the total, and every amount and quantity fits its column. An account whose usage would overflow an
+    invoice is refused here (and held for review by the billing run) rather than failing in the database."""
+    lines = sum((line.amount for line in estimate.lines), ZERO)
+    if lines != estimate.subtotal or estimate.subtotal + estimate.tax != estimate.total:
+        raise BillingError(
+            ERR_TOTALS.format(lines=lines, subtotal=estimate.subtotal, tax=estimate.tax, total=estimate.total),
+            code="totals_mismatch",
+        )
+    currency = estimate.currency
+    amounts = [estimate.total, estimate.subtotal, estimate.tax, *(line.amount for line in estimate.lines)]
+    if not all(amount_fits(amount) for amount in amounts):
+        biggest = max(amounts, key=abs)
+        raise BillingError(
+            ERR_AMOUNT_LIMIT.format(
+                amount=format_money(biggest, currency), limit=format_money(largest_amount(currency), currency)
+            ),
+            code="amount_out_of_range",
+        )
+    for line in estimate.lines:
+        for quantity in (line.quantity, line.included, line.billable):
+            if quantity is not None and abs(quantity) >= QUANTITY_LIMIT:
+                raise BillingError(
+                    ERR_QUANTITY_LIMIT.format(metric=line.description, quantity=quantity, limit=QUANTITY_LIMIT),
+                    code="quantity_out_of_range",
+                )
 
 
 def _series(prefix: str, moment: dt.datetime) -> str:
@@ -357,6 +395,7 @@ def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | 
         raise BillingError(ERR_HELD.format(reason=invoice.hold_reason or "no reason given"), code="invoice_held")
     period = Period(invoice.period_start, invoice.period_end)
     estimate = charges_estimate(account=invoice.account, period=period, now=max(now, period.end))
+    estimate_verify(estimate)
     tenant_ids, partner_ids = _lookup_maps([invoice.account_id])
     invoice.lines.all().delete()
     lines = _line_rows(invoice, estimate, tenant_ids, partner_ids)

@@ -31,7 +31,7 @@ from django.db.models import Count, F, Q, Sum
 from accounts.models import Account
 from billing.models import BillingRun, BillingRunItem, Invoice, InvoiceLine, Subscription
 from billing.selectors import Estimate, charges_many
-from billing.services.invoices import invoices_write, lock_accounts_periods
+from billing.services.invoices import estimate_verify, invoices_write, lock_accounts_periods
 from common import clock
 from common.bulk import bulk_update_fields
 from common.errors import BillingError
@@ -164,17 +164,6 @@ def _anomalies(account_ids: list[int], period: Period, estimates: dict[int, Esti
     return found
 
 
-def _verify(estimate: Estimate) -> None:
-    """Step 2: the lines add up to the subtotal, subtotal plus tax to the total."""
-    lines = sum((line.amount for line in estimate.lines), ZERO)
-    if lines != estimate.subtotal or estimate.subtotal + estimate.tax != estimate.total:
-        raise BillingError(
-            f"Totals do not add up: lines {lines}, subtotal {estimate.subtotal}, tax {estimate.tax}, "
-            f"total {estimate.total}.",
-            code="totals_mismatch",
-        )
-
-
 def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.datetime | None = None) -> int:
     """Bill one chunk of accounts in one transaction; an account that fails is recorded and skipped.
     Returns the number of invoices written."""
@@ -208,16 +197,14 @@ def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.dateti
                     failures[account.pk] = f"rating failed: {exc}"
         for account_id, estimate in list(estimates.items()):
             try:
-                _verify(estimate)
+                estimate_verify(estimate)
             except BillingError as exc:
                 failures[account_id] = exc.message
                 del estimates[account_id]
         anomalies = _anomalies(list(estimates), period, estimates)
         written: list[Invoice] = []
         if not run.dry_run and estimates:
-            written = invoices_write(
-                estimates=list(estimates.values()), now=now, run=run, finalize=finalize_now, anomalies=anomalies
-            )
+            written = _write_isolated(estimates, failures, now=now, run=run, finalize=finalize_now, anomalies=anomalies)
         by_account = {i.account_id: i for i in written}
         items = list(BillingRunItem.objects.filter(run=run, account_id__in=account_ids))
         for item in items:
@@ -239,6 +226,39 @@ def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.dateti
         bulk_update_fields(items, ["status", "error", "total", "anomalies", "invoice", "attempts"])
         billing_run_refresh(run=run)
     return len(written)
+
+
+def _write_isolated(
+    estimates: dict[int, Estimate],
+    failures: dict[int, str],
+    *,
+    now: dt.datetime,
+    run: BillingRun,
+    finalize: bool,
+    anomalies: dict[int, list[str]],
+) -> list[Invoice]:
+    """Write the chunk's invoices in one go; should that fail, write them account by account, each in its own
+    savepoint, so one account's failure is recorded against it (and removed from ``estimates``) while the
+    others are invoiced. Numbers taken in a rolled-back savepoint are given back: the series stays gap-free."""
+    try:
+        with transaction.atomic():
+            return invoices_write(
+                estimates=list(estimates.values()), now=now, run=run, finalize=finalize, anomalies=anomalies
+            )
+    except Exception:
+        logger.exception("Writing the chunk's invoices failed; writing its accounts one by one")
+    written: list[Invoice] = []
+    for account_id, estimate in list(estimates.items()):
+        try:
+            with transaction.atomic():
+                written += invoices_write(
+                    estimates=[estimate], now=now, run=run, finalize=finalize, anomalies=anomalies
+                )
+        except Exception as exc:
+            logger.exception("Writing the invoice of account %s failed", account_id)
+            failures[account_id] = f"writing the invoice failed: {exc}"
+            del estimates[account_id]
+    return written
 
 
 def billing_run_chunk_failed(*, run: BillingRun, account_ids: list[int], error: str) -> None:
