@@ -1,6 +1,6 @@
 """Celery tasks of the billing cycle. Thin: each calls a service.
 
-Schedule (``CELERY_BEAT_SCHEDULE``, installed into django-celery-beat's tables by its scheduler):
+Schedule (``LEDGERLINE_SCHEDULE``, installed into django-celery-beat's tables by ``migrate``, edited in the admin):
 the month closes at 00:05 UTC on the 1st (billing periods are UTC months for every account);
 drafts past their review window are finalized every 15 minutes; the lifecycle runs daily; budgets are
 evaluated hourly (and right after a budget is created or changed); reminders before the due date and

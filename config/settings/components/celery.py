@@ -13,14 +13,40 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
-# Periodic tasks (django-celery-beat installs these in its tables; staff can see and pause them in the admin).
+# Periodic tasks. Installed into django-celery-beat's tables by ``migrate`` when missing (common/schedule.py);
+# from then on the tables are the schedule: staff see, edit and pause it in the admin (Periodic tasks), and
+# beat reads it there. Celery's own CELERY_BEAT_SCHEDULE is not used, so a restart of beat keeps those edits.
 from celery.schedules import crontab  # noqa: E402
 
-CELERY_BEAT_SCHEDULE = {
-    "close-billing-period": {"task": "billing.period_close", "schedule": crontab(minute=5, hour=0, day_of_month=1)},
-    "finalize-reviewed-invoices": {"task": "billing.finalize_due", "schedule": crontab(minute="*/15")},
-    "billing-lifecycle": {"task": "billing.lifecycle", "schedule": crontab(minute=30, hour=0)},
-    "evaluate-budgets": {"task": "billing.budgets_evaluate", "schedule": crontab(minute=20)},
-    "invoice-reminders": {"task": "billing.invoice_reminders", "schedule": crontab(minute=0, hour=8)},
-    "sweep-deliveries": {"task": "billing.deliveries_sweep", "schedule": crontab(minute="*/10")},
+LEDGERLINE_SCHEDULE = {
+    "close-billing-period": {
+        "task": "billing.period_close",
+        "schedule": crontab(minute=5, hour=0, day_of_month=1),
+        "description": "Closes the month that ended: drafts every account's invoice (00:05 UTC on the 1st).",
+    },
+    "finalize-reviewed-invoices": {
+        "task": "billing.finalize_due",
+        "schedule": crontab(minute="*/15"),
+        "description": "Finalizes drafts whose review window has passed (held drafts wait).",
+    },
+    "billing-lifecycle": {
+        "task": "billing.lifecycle",
+        "schedule": crontab(minute=30, hour=0),
+        "description": "Ends trials and cancellations due, marks accounts past due and back.",
+    },
+    "evaluate-budgets": {
+        "task": "billing.budgets_evaluate",
+        "schedule": crontab(minute=20),
+        "description": "Records a budget alert for every threshold a budget's spend has reached (hourly).",
+    },
+    "invoice-reminders": {
+        "task": "billing.invoice_reminders",
+        "schedule": crontab(minute=0, hour=8),
+        "description": "E-mails reminders before the due date and overdue notices after it.",
+    },
+    "sweep-deliveries": {
+        "task": "billing.deliveries_sweep",
+        "schedule": crontab(minute="*/10"),
+        "description": "Queues again PDF renders and e-mails whose task was lost.",
+    },
 }
