@@ -351,6 +351,14 @@ def demo_usage(*, now: dt.datetime) -> int:
     return accepted
 
 
+def demo_budgets(*, now: dt.datetime) -> int:
+    """Evaluate every budget once the usage is in, as the hourly schedule does (budgets were created, and
+    first evaluated, before the demo's usage was loaded). Returns the number of alerts recorded."""
+    from billing.services.budgets import budgets_evaluate
+
+    return len(budgets_evaluate(now=now))
+
+
 def demo_billing(*, now: dt.datetime) -> int:
     """Close last month as the schedule would have: the run at 00:05 UTC on the 1st writes drafts, the
     review window passes, the drafts are finalized. Uses the test clock, then gives the real time back.

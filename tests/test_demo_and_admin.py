@@ -8,10 +8,12 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from accounts.models import Account, AccountUser
+from accounts.models import Account, AccountUser, Budget
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN, LEDGERLINE_APPS
 from billing.models import Plan, Subscription
+from billing.services.budgets import budget_statuses
 from common.demo import demo_billing, demo_load
+from common.models import OutboxEvent
 from tenants.models import MasterPartner, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -61,6 +63,20 @@ def test_load_demo_command_prints_the_logins(capsys):
     assert "billing    / ledgerline-demo" in out
     assert "Customer portal logins (Northwind Logistics, acc_000001), at /portal/:" in out
     assert "owner@northwindlogistics.example" in out and "analyst@northwindlogistics.example" in out
+
+
+def test_load_demo_records_an_alert_for_every_budget_threshold_its_usage_reached(capsys):
+    call_command("load_demo")
+    out = capsys.readouterr().out
+    now = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
+    statuses = budget_statuses(budgets=Budget.objects.select_related("account"), now=now, with_alerts=True)
+    assert len(statuses) == 20
+    assert all(status.alerts_sent == status.reached for status in statuses)
+    # Late in the month the busiest accounts are past their budgets: every threshold fired, once each.
+    over = [status for status in statuses if status.percentage >= 100]
+    assert over and all(status.alerts_sent == [50, 75, 90, 100] for status in over)
+    assert OutboxEvent.objects.filter(type="billing.budget_alert").count() == sum(len(s.reached) for s in statuses)
+    assert "Budgets evaluated as the hourly schedule does:" in out
 
 
 def test_every_admin_page_renders_for_a_superuser(client, demo):

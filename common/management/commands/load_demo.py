@@ -7,6 +7,7 @@ from common.demo import (
     STAFF,
     demo_api_key,
     demo_billing,
+    demo_budgets,
     demo_load,
     demo_portal_logins,
     demo_usage,
@@ -36,6 +37,8 @@ class Command(BaseCommand):
                 f"Last month closed on the test clock: {invoices} invoices finalized (admin: Billing › Invoices),"
                 " each with its PDF and its e-mail."
             )
+        alerts = demo_budgets(now=timezone.now())
+        self.stdout.write(f"Budgets evaluated as the hourly schedule does: {alerts} alerts recorded (webhook outbox).")
         if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
             folder = settings.EMAIL_FILE_PATH
             self.stdout.write(f"E-mails (invoices with their PDFs, password resets) are written to {folder}/.")
