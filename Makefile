@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Links in the demo's e-mails point at where it serves (a wildcard address is reached on loopback).
+DEMO_BASE_URL ?= http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 export VENV
 
 .PHONY: demo test venv venv-dev check lint serve
@@ -13,18 +15,19 @@ venv:
 venv-dev:
 	@scripts/venv.sh requirements-dev.txt
 
-## demo: virtualenv, embedded SQLite database, catalogue and demo data, then serve on 127.0.0.1:8000
+## demo: virtualenv, embedded SQLite database, catalogue and demo data, then serve on 127.0.0.1:8000 with the schedule
 demo: venv
 	@scripts/system-deps.sh demo
 	@$(PY) manage.py migrate --noinput -v0
-	@$(PY) manage.py load_demo
+	@LEDGERLINE_BASE_URL=$(DEMO_BASE_URL) $(PY) manage.py load_demo
 	@echo ""
 	@echo "Ledgerline is running on http://$(HOST):$(PORT)/"
 	@echo "  admin console  http://$(HOST):$(PORT)/admin/"
 	@echo "  customer portal http://$(HOST):$(PORT)/portal/"
 	@echo "  API docs       http://$(HOST):$(PORT)/api/docs/"
+	@echo "The periodic tasks (month close, finalization, budgets, reminders) run beside it: var/demo-schedule.log."
 	@echo "Stop with Ctrl-C. Start again with 'make demo' (data is kept in db.sqlite3; delete it to start over)."
-	@$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@LEDGERLINE_BASE_URL=$(DEMO_BASE_URL) HOST=$(HOST) PORT=$(PORT) scripts/demo-serve.sh
 
 ## test: installs what tests need, makes sure PostgreSQL and Redis answer, runs the suite
 test: venv-dev

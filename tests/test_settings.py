@@ -61,3 +61,24 @@ def test_production_settings_pass_the_deployment_checks():
 @pytest.mark.django_db
 def test_models_and_migrations_agree():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "base_url"),
+    [("127.0.0.1", "8000", "http://127.0.0.1:8000"), ("0.0.0.0", "9000", "http://127.0.0.1:9000")],
+)
+def test_make_demo_gives_the_demo_the_address_it_serves_on_for_its_links(host, port, base_url):
+    plan = subprocess.run(
+        ["make", "-n", "demo", f"HOST={host}", f"PORT={port}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert f"LEDGERLINE_BASE_URL={base_url} .venv/bin/python manage.py load_demo" in plan.stdout
+    assert f"LEDGERLINE_BASE_URL={base_url} HOST={host} PORT={port} scripts/demo-serve.sh" in plan.stdout
+
+
+def test_font_subsetting_notices_stay_out_of_the_log_while_pdf_warnings_show():
+    import logging
+
+    assert not logging.getLogger("fontTools.ttLib.tables._h_e_a_d").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("fontTools.subset").isEnabledFor(logging.ERROR)
+    assert logging.getLogger("weasyprint").isEnabledFor(logging.WARNING)

@@ -81,6 +81,15 @@ DATABASES = {
     )
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo's web server and its schedule (celery beat, tasks inline) share the file: write-ahead logging
+    # lets readers go on while one writes, and transactions that will write take the lock when they begin,
+    # waiting up to 30 s for it, instead of failing with "database is locked" halfway through.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -192,8 +201,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
-    # WeasyPrint reports every rendering step at INFO; its warnings (a missing font) still show.
-    "loggers": {"weasyprint.progress": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},
+    # WeasyPrint reports every rendering step at INFO; its warnings (a CSS rule it ignores) still show.
+    # fontTools, which subsets the fonts embedded in every PDF, warns about font metadata it tolerates
+    # (e.g. a "head.created" timestamp it reads as Unix time), once per font and PDF: only its errors show.
+    "loggers": {"weasyprint.progress": {"level": "WARNING"}, "fontTools": {"level": "ERROR"}},
 }
 
 # Integrations, each switched on by its own environment variables.
