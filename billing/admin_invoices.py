@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from billing.admin_documents import DocumentAdminMixin
 from billing.admin_emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
@@ -305,6 +306,8 @@ class BillingRunAdmin(admin.ModelAdmin):
         "accounts_done",
         "accounts_failed",
         "invoices_created",
+        "accounts_in_book",
+        "not_billed",
         "totals",
         "started_at",
         "finished_at",
@@ -322,6 +325,22 @@ class BillingRunAdmin(admin.ModelAdmin):
     @admin.display(description="Accounts done / total")
     def progress(self, run):
         return run.progress
+
+    @admin.display(description="Accounts on the books not in this run")
+    def not_billed(self, run):
+        if run.accounts_in_book is None:
+            return "– (a run of chosen accounts)"
+        if not run.not_in_run:
+            return "none: every account on the books is in this run"
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}: {} ({})",
+            (
+                (group["count"], group["reason"], ", ".join(group["accounts"]) + (" …" if more else ""))
+                for group in run.not_in_run
+                for more in [group["count"] > len(group["accounts"])]
+            ),
+        )
 
     @admin.display(description="Invoiced")
     def totals(self, run):

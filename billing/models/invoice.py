@@ -231,6 +231,17 @@ class BillingRun(models.Model):
     accounts_failed = models.PositiveIntegerField(default=0)
     invoices_created = models.PositiveIntegerField(default=0)
     amount_total = models.JSONField(default=dict, blank=True, help_text="Invoiced totals per currency.")
+    accounts_in_book = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Accounts on the books when the run started (empty for a run of chosen accounts).",
+    )
+    not_in_run = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Accounts on the books that this run does not bill, by reason: "
+        "[{reason, count, accounts (up to 20 ids)}].",
+    )
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -245,7 +256,10 @@ class BillingRun(models.Model):
 
     @property
     def progress(self) -> str:
-        return f"{self.accounts_done + self.accounts_failed} / {self.accounts_total}"
+        progress = f"{self.accounts_done + self.accounts_failed} / {self.accounts_total}"
+        if self.accounts_in_book is not None and self.accounts_in_book != self.accounts_total:
+            progress += f" ({self.accounts_in_book} on the books)"
+        return progress
 
 
 class BillingRunItem(models.Model):

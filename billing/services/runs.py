@@ -70,6 +70,49 @@ def billable_account_ids(*, period: Period, account_ids: list[int] | None = None
     return sorted(ids)
 
 
+NOT_IN_RUN_EXAMPLES = 20
+
+
+def _not_in_run(period: Period, billed: set[int]) -> tuple[int, list[dict]]:
+    """The accounts on the books, and those a run of ``period`` does not bill, grouped by why."""
+    month = f"{period.start:%B %Y}"
+    reasons = {
+        "later": f"subscribed after {month} (a trial or a new customer): billed from their first month",
+        "ended": f"subscription ended before {month}",
+        "none": "no subscription",
+        "invoiced": f"already invoiced for {month}",
+    }
+    invoiced = set(
+        Invoice.objects.filter(period_start=period.start)
+        .exclude(status=Invoice.Status.VOID)
+        .values_list("account_id", flat=True)
+    )
+    subscribed = defaultdict(list)
+    for account_id, started_at, ended_at in Subscription.objects.values_list("account_id", "started_at", "ended_at"):
+        subscribed[account_id].append((started_at, ended_at))
+    groups: dict[str, list[str]] = defaultdict(list)
+    accounts = Account.objects.order_by("public_id").values_list("pk", "public_id")
+    book = 0
+    for pk, public_id in accounts:
+        book += 1
+        if pk in billed:
+            continue
+        spans = subscribed.get(pk, [])
+        if pk in invoiced:
+            key = "invoiced"
+        elif spans and all(start >= period.end for start, _ in spans):
+            key = "later"
+        elif spans:
+            key = "ended"
+        else:
+            key = "none"
+        groups[key].append(public_id)
+    return book, [
+        {"reason": reasons[key], "count": len(ids), "accounts": ids[:NOT_IN_RUN_EXAMPLES]}
+        for key, ids in groups.items()
+    ]
+
+
 def billing_run_start(
     *,
     period: Period,
@@ -103,7 +146,11 @@ def billing_run_start(
     BillingRunItem.objects.filter(run=run, account_id__in=pending).exclude(status=BillingRunItem.Status.PENDING).update(
         status=BillingRunItem.Status.PENDING, error=""
     )
-    BillingRun.objects.filter(pk=run.pk).update(status=BillingRun.Status.RUNNING, finished_at=None)
+    book_fields = {}
+    if account_ids is None:  # the whole book: say which accounts the run leaves out, and why
+        in_run = set(BillingRunItem.objects.filter(run=run).values_list("account_id", flat=True))
+        book_fields["accounts_in_book"], book_fields["not_in_run"] = _not_in_run(period, in_run)
+    BillingRun.objects.filter(pk=run.pk).update(status=BillingRun.Status.RUNNING, finished_at=None, **book_fields)
     billing_run_refresh(run=run)
     run.refresh_from_db()
     return run

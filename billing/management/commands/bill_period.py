@@ -69,6 +69,9 @@ class Command(BaseCommand):
                 f"{run.accounts_failed:,} failed, {run.invoices_created:,} invoices; {totals} {what}; {seconds:.1f} s."
             )
         )
+        for group in run.not_in_run:
+            ids = ", ".join(group["accounts"]) + (" …" if group["count"] > len(group["accounts"]) else "")
+            self.stdout.write(f"  not billed, {group['count']}: {group['reason']} ({ids})")
         for item in BillingRunItem.objects.filter(run=run).exclude(anomalies=[]).select_related("account")[:20]:
             for note in item.anomalies:
                 self.stdout.write(f"  review {item.account.public_id}: {note}")
