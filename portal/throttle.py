@@ -14,6 +14,8 @@ import hashlib
 from django.conf import settings
 from django.core.cache import cache
 
+from common.http import client_ip
+
 
 def _key(kind: str, value: str) -> str:
     return f"portal-throttle:{kind}:" + hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]
@@ -21,7 +23,7 @@ def _key(kind: str, value: str) -> str:
 
 def keys_for(kind: str, request, identity: str) -> list[tuple[str, int]]:
     limit = getattr(settings, "PORTAL_LOGIN_ATTEMPTS" if kind == "login" else "PORTAL_RESET_REQUESTS")
-    ip = request.META.get("REMOTE_ADDR", "")
+    ip = client_ip(request) or ""
     return [(_key(kind, identity), limit), (_key(f"{kind}-ip", ip), limit * 5)]
 
 

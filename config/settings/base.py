@@ -201,6 +201,9 @@ from config.settings.components.celery import *  # noqa: E402,F403
 from config.settings.components.email import *  # noqa: E402,F403
 from config.settings.components.stripe import *  # noqa: E402,F403
 
+# Reverse proxies in front of Ledgerline that append the client's address to X-Forwarded-For (0: none, the
+# clients connect directly). Attempt limits key on the address they vouch for (common/http.py).
+LEDGERLINE_TRUSTED_PROXY_COUNT = env_int("LEDGERLINE_TRUSTED_PROXY_COUNT", 0)
 # The customer portal signs people in at /portal/login/. Failed sign-ins and password-reset requests are
 # limited per e-mail address (and 5x that per client IP) per window of seconds (portal/throttle.py).
 PORTAL_LOGIN_ATTEMPTS = env_int("PORTAL_LOGIN_ATTEMPTS", 10)
