@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import unicodedata
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -16,6 +17,13 @@ def account_user_email_taken(*, email: str) -> bool:
     """Whether any login (portal or staff) already uses ``email`` as e-mail or username."""
     User = get_user_model()
     return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+
+
+def login_fold(login: str) -> str:
+    """The form in which logins (usernames, e-mail addresses) are compared: surrounding spaces dropped,
+    compatibility characters folded (NFKC: full-width ``ｏ`` is ``o``) and case folded (``ß`` is ``ss``). Letters
+    that merely look alike stay apart: the dotless ``ı`` is not ``i``."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", login.strip()).casefold())
 
 
 # Keys looked up in the last few seconds, per process: the lookup is a large share of a small request.

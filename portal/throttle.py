@@ -1,10 +1,9 @@
-"""Attempt limits for the portal's sign-in and password reset, kept in the cache (Redis in production).
+"""The limit on the portal's password-reset requests, kept in the cache (Redis in production).
 
-Sign-in: ``PORTAL_LOGIN_ATTEMPTS`` failed attempts per e-mail address (from any address) and five times as
-many per client IP, per ``PORTAL_ATTEMPT_WINDOW`` seconds; beyond that the page answers 429 with
-``Retry-After`` until the window ends. Password reset: ``PORTAL_RESET_REQUESTS`` requests per e-mail address
-and five times as many per IP, so nobody can flood a customer's mailbox. A successful sign-in does not reset
-the count: the window is short and the limit generous.
+``PORTAL_RESET_REQUESTS`` requests per e-mail address (from any address) and five times as many per client IP
+(``common.http.client_ip``), per ``PORTAL_ATTEMPT_WINDOW`` seconds, so nobody can flood a customer's mailbox;
+beyond that the page answers 429 with ``Retry-After`` until the window ends. Sign-ins are limited by
+django-axes instead (``accounts.sign_in``).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ def _key(kind: str, value: str) -> str:
 
 
 def keys_for(kind: str, request, identity: str) -> list[tuple[str, int]]:
-    limit = getattr(settings, "PORTAL_LOGIN_ATTEMPTS" if kind == "login" else "PORTAL_RESET_REQUESTS")
+    limit = settings.PORTAL_RESET_REQUESTS
     ip = client_ip(request) or ""
     return [(_key(kind, identity), limit), (_key(f"{kind}-ip", ip), limit * 5)]
 

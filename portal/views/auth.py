@@ -54,24 +54,12 @@ class PortalPasswordResetForm(auth_forms.PasswordResetForm):
 
 
 class LoginView(auth_views.LoginView):
-    """Failed sign-ins are counted per e-mail address and per client IP (``portal.throttle``)."""
+    """Failed sign-ins are limited per login and client address, at the admin's sign-in as here, by django-axes
+    (``accounts.sign_in``): it refuses a locked-out sign-in inside ``authenticate()`` and answers 429."""
 
     authentication_form = PortalAuthenticationForm
     template_name = "portal/login.html"
     redirect_authenticated_user = True
-
-    def _keys(self):
-        return throttle.keys_for("login", self.request, self.request.POST.get("username", ""))
-
-    def post(self, request, *args, **kwargs):
-        wait = throttle.blocked(self._keys())
-        if wait:
-            return _too_many(request, wait, "There were too many failed sign-in attempts for this address.")
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        throttle.count(self._keys())
-        return super().form_invalid(form)
 
 
 class LogoutView(auth_views.LogoutView):

@@ -51,3 +51,28 @@ def test_password_reset_requests_for_an_address_are_limited(owner, client):
     assert response.status_code == 429
     assert response["Retry-After"] == "900"
     assert len(mail.outbox) == 2  # no third e-mail
+
+
+def test_failed_sign_ins_with_unknown_addresses_do_not_lock_out_other_people(owner, client):
+    # Behind a proxy that is not configured as trusted, every client comes from the same address.
+    for n in range(50):
+        response = client.post("/portal/login/", {"username": f"nobody{n}@example.com", "password": "guess"})
+        assert response.status_code == 200
+
+    response = client.post("/portal/login/", {"username": EMAIL, "password": "right-password-1"})
+    assert response.status_code == 302
+    assert response["Location"] == "/portal/"
+
+
+@override_settings(PORTAL_LOGIN_ATTEMPTS=3, LEDGERLINE_TRUSTED_PROXY_COUNT=1)
+def test_behind_the_proxy_a_guessing_client_is_locked_out_alone(owner, client):
+    guesser = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+    for _ in range(3):
+        client.post("/portal/login/", {"username": EMAIL, "password": "wrong"}, **guesser)
+    response = client.post("/portal/login/", {"username": EMAIL, "password": "right-password-1"}, **guesser)
+    assert response.status_code == 429
+
+    owner_client = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.7"}
+    response = client.post("/portal/login/", {"username": EMAIL, "password": "right-password-1"}, **owner_client)
+    assert response.status_code == 302
+    assert response["Location"] == "/portal/"
