@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import unicodedata
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -24,6 +25,23 @@ def login_fold(login: str) -> str:
     compatibility characters folded (NFKC: full-width ``ｏ`` is ``o``) and case folded (``ß`` is ``ss``). Letters
     that merely look alike stay apart: the dotless ``ı`` is not ``i``."""
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", login.strip()).casefold())
+
+
+def portal_user_for_email(*, email: str) -> Any | None:
+    """The portal user (a login with an account membership) whose e-mail address ``email`` is, as
+    ``login_fold`` compares them; None if there is none (or, against the rules, more than one).
+
+    Signing in and password reset both find the login this way, and sign-in limits count under the login
+    found, so every text that reaches an account is counted with it. PostgreSQL's case-insensitive match
+    (``UPPER()``) only narrows the candidates: it takes the dotless ``ı`` for ``i``, which this does not."""
+    folded = login_fold(email)
+    if "@" not in folded:
+        return None
+    candidates = get_user_model()._default_manager.filter(
+        Q(email__iexact=email.strip()) | Q(email__iexact=folded), account_membership__isnull=False
+    )
+    found = [user for user in candidates if login_fold(user.email) == folded]
+    return found[0] if len(found) == 1 else None
 
 
 # Keys looked up in the last few seconds, per process: the lookup is a large share of a small request.

@@ -7,11 +7,11 @@ the first one through the same link. The reset link is absolute, built from the 
 """
 
 from django.contrib.auth import forms as auth_forms
-from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.shortcuts import render
 from django.urls import reverse_lazy
 
+from accounts.selectors import portal_user_for_email
 from portal import throttle
 
 
@@ -23,8 +23,9 @@ def _too_many(request, wait: int, what: str):
 
 class PortalAuthenticationForm(auth_forms.AuthenticationForm):
     """Portal users sign in with their e-mail address, in any letter case. It is their username unless the
-    address did not fit Django's username rules (then they have a generated one), so the address is
-    resolved to the username first; anything else is tried as a username (staff)."""
+    address did not fit Django's username rules (then they have a generated one), so the address is resolved
+    to the username first (``portal_user_for_email``: look-alike letters are not the address); anything else
+    is tried as a username (staff). The sign-in limit counts under the username resolved to."""
 
     error_messages = {
         **auth_forms.AuthenticationForm.error_messages,
@@ -32,25 +33,19 @@ class PortalAuthenticationForm(auth_forms.AuthenticationForm):
     }
 
     def clean(self):
-        typed = (self.cleaned_data.get("username") or "").strip()
-        if "@" in typed:
-            username = (
-                get_user_model()
-                ._default_manager.filter(email__iexact=typed, account_membership__isnull=False)
-                .values_list("username", flat=True)
-                .first()
-            )
-            if username:
-                self.cleaned_data["username"] = username
+        user = portal_user_for_email(email=self.cleaned_data.get("username") or "")
+        if user is not None:
+            self.cleaned_data["username"] = user.get_username()
         return super().clean()
 
 
 class PortalPasswordResetForm(auth_forms.PasswordResetForm):
+    """Finds the login as signing in does; an active portal user without a usable password (invited, not
+    signed in yet) is served too."""
+
     def get_users(self, email):
-        users = get_user_model()._default_manager.filter(
-            email__iexact=email, is_active=True, account_membership__isnull=False
-        )
-        return (u for u in users if u.email.lower() == email.lower())
+        user = portal_user_for_email(email=email)
+        return [user] if user is not None and user.is_active else []
 
 
 class LoginView(auth_views.LoginView):

@@ -76,3 +76,46 @@ def test_behind_the_proxy_a_guessing_client_is_locked_out_alone(owner, client):
     response = client.post("/portal/login/", {"username": EMAIL, "password": "right-password-1"}, **owner_client)
     assert response.status_code == 302
     assert response["Location"] == "/portal/"
+
+
+LOOK_ALIKE = "owner@northw\u0131nd.example"  # a dotless ı, which PostgreSQL's UPPER() turns into I
+FULL_WIDTH = "\uff4f\uff57\uff4e\uff45\uff52@northwind.example"  # ｏｗｎｅｒ: the same letters, folded by NFKC
+
+
+def test_a_look_alike_of_an_address_does_not_sign_in(owner, client):
+    response = client.post("/portal/login/", {"username": LOOK_ALIKE, "password": "right-password-1"})
+    assert response.status_code == 200
+    assert "Please enter a correct e-mail address and password" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@override_settings(PORTAL_LOGIN_ATTEMPTS=3)
+def test_guesses_under_every_spelling_of_an_address_count_against_its_login(owner, client):
+    for spelling in (EMAIL, EMAIL.upper(), FULL_WIDTH):
+        response = client.post("/portal/login/", {"username": spelling, "password": "wrong"})
+        assert response.status_code == 200
+
+    for spelling in (EMAIL, EMAIL.title(), FULL_WIDTH):
+        response = client.post("/portal/login/", {"username": spelling, "password": "right-password-1"})
+        assert response.status_code == 429
+        assert response["Retry-After"] == "900"
+    response = client.post("/portal/login/", {"username": LOOK_ALIKE, "password": "right-password-1"})
+    assert response.status_code == 200  # no login: a wrong address, never a way around the lock
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_full_width_spelling_of_an_address_signs_in(owner, client):
+    response = client.post("/portal/login/", {"username": FULL_WIDTH, "password": "right-password-1"})
+    assert response.status_code == 302
+    assert response["Location"] == "/portal/"
+
+
+def test_a_text_that_grows_when_folded_is_counted_like_any_other(client):
+    response = client.post("/portal/login/", {"username": "\ufdfa" * 150, "password": "wrong"})
+    assert response.status_code == 200
+
+
+def test_password_reset_finds_the_login_as_signing_in_does(owner, client):
+    for spelling in (EMAIL.upper(), EMAIL.title(), LOOK_ALIKE):
+        assert client.post("/portal/password-reset/", {"email": spelling}).status_code == 302
+    assert [message.to for message in mail.outbox] == [[EMAIL], [EMAIL]]
