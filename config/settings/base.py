@@ -226,6 +226,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "accounts.sign_in.lockout_response"
 # Only failed attempts are kept, and only until their cool-off has passed: no log of every sign-in's address.
 AXES_DISABLE_ACCESS_LOG = True
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # failures and lockouts, not every step of counting them
 
 # The portal's password reset: PORTAL_RESET_REQUESTS requests per e-mail address (and 5x that per client IP)
 # per PORTAL_ATTEMPT_WINDOW seconds (portal/throttle.py).
