@@ -228,8 +228,8 @@ AXES_LOCKOUT_CALLABLE = "accounts.sign_in.lockout_response"
 AXES_DISABLE_ACCESS_LOG = True
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # failures and lockouts, not every step of counting them
 
-# The portal's password reset: PORTAL_RESET_REQUESTS requests per e-mail address (and 5x that per client IP)
-# per PORTAL_ATTEMPT_WINDOW seconds (portal/throttle.py).
+# The portal's password reset: PORTAL_RESET_REQUESTS requests per login, from whichever client, per
+# PORTAL_ATTEMPT_WINDOW seconds (portal/throttle.py).
 PORTAL_RESET_REQUESTS = env_int("PORTAL_RESET_REQUESTS", 5)
 PORTAL_ATTEMPT_WINDOW = env_int("PORTAL_ATTEMPT_WINDOW", 900)
 # The customer portal signs people in at /portal/login/ (the admin has its own sign-in page).

@@ -62,7 +62,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Reset requests are limited per e-mail address and per client IP (``portal.throttle``)."""
+    """Reset requests are limited per login, from whichever client (``portal.throttle``)."""
 
     form_class = PortalPasswordResetForm
     template_name = "portal/password_reset.html"
@@ -71,11 +71,9 @@ class PasswordResetView(auth_views.PasswordResetView):
     success_url = reverse_lazy("portal:password_reset_done")
 
     def post(self, request, *args, **kwargs):
-        keys = throttle.keys_for("reset", request, request.POST.get("email", ""))
-        wait = throttle.blocked(keys)
+        wait = throttle.reset_requested(email=request.POST.get("email", ""))
         if wait:
             return _too_many(request, wait, "Too many password resets were asked for this address.")
-        throttle.count(keys)
         return super().post(request, *args, **kwargs)
 
 

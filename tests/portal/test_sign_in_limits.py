@@ -119,3 +119,25 @@ def test_password_reset_finds_the_login_as_signing_in_does(owner, client):
     for spelling in (EMAIL.upper(), EMAIL.title(), LOOK_ALIKE):
         assert client.post("/portal/password-reset/", {"email": spelling}).status_code == 302
     assert [message.to for message in mail.outbox] == [[EMAIL], [EMAIL]]
+
+
+def test_reset_requests_for_unknown_addresses_do_not_block_other_people(owner, client):
+    # Behind a proxy that is not configured as trusted, every client comes from the same address.
+    for n in range(30):
+        assert client.post("/portal/password-reset/", {"email": f"nobody{n}@example.com"}).status_code == 302
+    assert mail.outbox == []
+
+    response = client.post("/portal/password-reset/", {"email": EMAIL})
+    assert response.status_code == 302
+    assert [message.to for message in mail.outbox] == [[EMAIL]]
+
+
+@override_settings(PORTAL_RESET_REQUESTS=2, LEDGERLINE_TRUSTED_PROXY_COUNT=1)
+def test_reset_requests_for_a_login_are_limited_from_whichever_client_they_come(owner, client):
+    for n in (1, 2, 3):
+        forwarded = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": f"203.0.113.{n}"}
+        response = client.post("/portal/password-reset/", {"email": EMAIL}, **forwarded)
+    assert response.status_code == 429
+    assert response["Retry-After"] == "900"
+    assert "Too many password resets were asked for this address." in response.content.decode()
+    assert len(mail.outbox) == 2
