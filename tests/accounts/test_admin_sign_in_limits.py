@@ -4,11 +4,12 @@ import datetime as dt
 
 import pytest
 import time_machine
+from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.test import override_settings
+from django.test import Client, override_settings
 
-from accounts.permissions import FINANCE_ADMIN
+from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from tests.accounts.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -101,3 +102,28 @@ def test_wrong_passwords_for_a_staff_login_at_the_portal_count_at_the_admin_too(
         response = client.post("/portal/login/", {"username": "fiona", "password": "wrong"})
         assert response.status_code == 200  # the portal's own limit is higher
     assert admin_sign_in(client, "fiona", PASSWORD).status_code == 429
+
+
+@override_settings(ADMIN_LOGIN_ATTEMPTS=5)
+def test_a_finance_admin_sees_the_lock_and_lifts_it_by_deleting_the_attempt(client, finance_admin):
+    StaffUserFactory(username="bruno")
+    for _ in range(5):
+        admin_sign_in(Client(), "bruno", "wrong")
+    assert admin_sign_in(Client(), "bruno", PASSWORD).status_code == 429
+    attempt = AccessAttempt.objects.get()
+    assert (attempt.username, attempt.ip_address, attempt.failures_since_start) == ("bruno", "127.0.0.1", 5)
+
+    client.force_login(finance_admin)
+    page = client.get("/admin/axes/accessattempt/")
+    assert page.status_code == 200
+    assert "bruno" in page.content.decode()
+    response = client.post(f"/admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not AccessAttempt.objects.exists()
+
+    assert admin_sign_in(Client(), "bruno", PASSWORD).status_code == 302
+
+
+def test_billing_staff_do_not_see_sign_in_attempts(client):
+    client.force_login(StaffUserFactory(groups=[Group.objects.get(name=BILLING_STAFF)]))
+    assert client.get("/admin/axes/accessattempt/").status_code == 403
