@@ -11,13 +11,31 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from accounts import api_keys
-from accounts.models import ApiKey
+from accounts.models import Account, AccountUser, ApiKey
+
+
+def account_user_email_logins(*, email: str) -> list[Any]:
+    """The logins (portal or staff, active or not) that use ``email`` as e-mail or username."""
+    User = get_user_model()
+    return list(User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).order_by("pk"))
 
 
 def account_user_email_taken(*, email: str) -> bool:
     """Whether any login (portal or staff) already uses ``email`` as e-mail or username."""
     User = get_user_model()
     return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+
+
+def account_user_removed_login(*, account: Account, logins: list[Any]) -> Any | None:
+    """The one of ``logins`` that ``account`` removed and that has been in no account since: a deactivated
+    portal login, without a membership, whose membership history ends with its removal from ``account``."""
+    for user in logins:
+        if user.is_active or user.is_staff or AccountUser.objects.filter(user=user).exists():
+            continue
+        last = AccountUser.history.filter(user_id=user.pk).order_by("-history_date", "-history_id").first()
+        if last is not None and last.history_type == "-" and last.account_id == account.pk:
+            return user
+    return None
 
 
 def login_fold(login: str) -> str:
