@@ -1,21 +1,23 @@
 """Limits on signing in, at both doors: the admin (``/admin/login/``, staff) and the portal (``/portal/login/``,
-customers). django-axes enforces them; this module is its configuration (see the ``AXES_*`` settings).
+customers). django-axes enforces them at both, as one count per login, so the two never lock in different
+ways and staff see and lift every lock in one place; this module is its configuration (the ``AXES_*``
+settings). The portal's own counter (``portal.throttle``) limits password-reset requests only.
 
 - **What is counted**: failed sign-ins per *login and client address together* (``AXES_LOCKOUT_PARAMETERS``),
-  kept as ``axes.AccessAttempt`` rows. The login is the account the typed text signs in as — its username, once
-  the portal has resolved an e-mail address to it — compared as ``login_fold`` does, so another spelling of
-  the same login is counted with it; text that is no login is counted as typed, folded the same way. The
-  client address is the one the trusted proxies vouch for (``common.http.client_ip``). One client's failures
-  therefore never lock out anybody else, however many addresses it tries, and even when every client reaches
-  Ledgerline through the same proxy. There is no per-address ceiling on top: it could not tell a guesser
-  from the people who share its address, and would lock them out.
-- **The limit**: ``ADMIN_LOGIN_ATTEMPTS`` failures at the admin, ``PORTAL_LOGIN_ATTEMPTS`` at the portal (the
-  door asked, for one count: a staff login's failures at the portal count at the admin too). Those failures
-  are answered as usual; from then on every attempt is refused before the password is checked, with 429,
-  ``Retry-After`` and a page that says how long to wait.
+  kept as ``axes.AccessAttempt`` rows. The login is the username the attempt was checked against — at the
+  portal, the one its e-mail address resolved to (``portal_user_for_email``, which signing in uses too), so
+  every spelling that reaches a login is counted with it — folded by ``login_fold``; text that reaches no
+  login is counted under its own folded form. The client address is the one the trusted proxies vouch for
+  (``common.http.client_ip``). One client's failures therefore never lock out anybody else, however many
+  logins it tries, even when every client reaches Ledgerline through the same proxy. There is no ceiling per
+  client address on top: it could not tell a guesser from the people who share the address.
+- **The limit**: ``ADMIN_LOGIN_ATTEMPTS`` failures at the admin, ``PORTAL_LOGIN_ATTEMPTS`` at the portal,
+  whichever page is asked; the count is shared, so a staff login's failures at the portal count at the admin
+  too. Those failures are answered as usual; from then on every attempt is refused before the password is
+  checked, with 429, ``Retry-After`` and a page that says how long to wait.
 - **Cool-off**: ``LOGIN_COOLOFF_SECONDS`` after the last counted failure; refused attempts are not counted,
-  so they neither extend the lock nor keep it going. A successful sign-in clears the count. Finance admins
-  can lift a lock sooner by deleting the attempt in the admin (*Axes › Access attempts*).
+  so they do not extend the lock. A successful sign-in clears the count. Finance admins can lift a lock
+  sooner by deleting its attempt in the admin (*Axes › Access attempts*).
 - Sign-ins without a request (the shell, the test client's ``login()``) are not over HTTP: nothing to limit.
 """
 
@@ -33,7 +35,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from accounts.selectors import login_fold
+from accounts.selectors import login_fold, portal_user_for_email
 
 ERR_ADMIN_LOCKED = "There were too many failed sign-in attempts for this username from your address."
 ERR_PORTAL_LOCKED = "There were too many failed sign-in attempts for this address."
@@ -48,11 +50,13 @@ def _admin_door(request: HttpRequest) -> bool:
 
 def attempt_login(request: HttpRequest, credentials: dict[str, Any] | None = None) -> str:
     """The login an attempt is counted under (``AXES_USERNAME_CALLABLE``). ``credentials`` carry the username
-    the sign-in form resolved the typed text to."""
+    the sign-in form resolved the typed text to; without them, the typed text is resolved the same way."""
     if credentials is not None:
         login = credentials.get("username") or ""
     else:
-        login = request.POST.get("username", "")
+        typed = request.POST.get("username", "")
+        user = portal_user_for_email(email=typed)
+        login = user.get_username() if user is not None else typed
     key = login_fold(login)
     if len(key) > KEY_MAX_LENGTH:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()

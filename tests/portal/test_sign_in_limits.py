@@ -1,6 +1,8 @@
-"""The portal's sign-in and password reset stop answering after too many attempts for one address."""
+"""The portal's sign-in (per login and client address) and password reset (per login) stop answering after
+too many attempts, whatever the spelling of the address and whichever other clients share the network address."""
 
 import pytest
+from axes.models import AccessAttempt
 from django.core import mail
 from django.test import override_settings
 
@@ -141,3 +143,15 @@ def test_reset_requests_for_a_login_are_limited_from_whichever_client_they_come(
     assert response["Retry-After"] == "900"
     assert "Too many password resets were asked for this address." in response.content.decode()
     assert len(mail.outbox) == 2
+
+
+@override_settings(PORTAL_LOGIN_ATTEMPTS=3)
+def test_a_login_with_a_generated_username_is_counted_under_it(client):
+    member = AccountUserFactory(email="o'brien@northwind.example", password="right-password-1")
+    assert member.user.username.startswith("user_")
+    for spelling in ("o'brien@northwind.example", "O'Brien@Northwind.example", "O'BRIEN@NORTHWIND.EXAMPLE"):
+        client.post("/portal/login/", {"username": spelling, "password": "wrong"})
+    response = client.post("/portal/login/", {"username": "o'brien@northwind.example", "password": "right-password-1"})
+    assert response.status_code == 429
+    attempt = AccessAttempt.objects.get()
+    assert (attempt.username, attempt.failures_since_start) == (member.user.username, 3)
