@@ -4,8 +4,8 @@ Behind ``LEDGERLINE_TRUSTED_PROXY_COUNT`` reverse proxies (0: none, Django faces
 appends the address it was connected from to ``X-Forwarded-For``. The header is read from the right and only
 that many entries deep: entries further left were written by the client and prove nothing. With too few
 entries (the request did not pass through every proxy) or an entry that is no IP address, the connection's
-own address (``REMOTE_ADDR``) is used. Sign-in limits (``accounts.sign_in``, django-axes) and the portal's
-password-reset limit (``portal.throttle``) both key on this address.
+own address (``REMOTE_ADDR``) is used. Sign-in limits (``accounts.sign_in``, django-axes) key on this
+address, together with the login.
 """
 
 from __future__ import annotations

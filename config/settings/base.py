@@ -202,7 +202,7 @@ from config.settings.components.email import *  # noqa: E402,F403
 from config.settings.components.stripe import *  # noqa: E402,F403
 
 # Reverse proxies in front of Ledgerline that append the client's address to X-Forwarded-For (0: none, the
-# clients connect directly). Attempt limits key on the address they vouch for (common/http.py).
+# clients connect directly). Sign-in limits key on the address they vouch for (common/http.py).
 LEDGERLINE_TRUSTED_PROXY_COUNT = env_int("LEDGERLINE_TRUSTED_PROXY_COUNT", 0)
 
 # Signing in, to the admin and to the portal, is limited by django-axes (configured in accounts/sign_in.py):
