@@ -5,9 +5,10 @@ migrations as models are added) through ``staff_groups_sync``.
   API keys of accounts, tenants, partners, subscriptions and disputes, hold and release invoices in
   review, and view everything else (the catalogue included) without changing it. They delete
   nothing and cannot create platform-wide export keys.
-- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, and edit
-  the periodic task schedule. Creating staff logins stays with superusers, so no group can grant itself
-  more rights.
+- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, edit
+  the periodic task schedule, and see failed sign-in attempts, lifting a sign-in lock by deleting its
+  attempt (django-axes, ``accounts.sign_in``). Creating staff logins stays with superusers, so no group can
+  grant itself more rights.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ FINANCE_ADMIN = "Finance admin"
 LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common", "usage")
 # Finance admins also run the billing schedule (django-celery-beat's periodic tasks).
 FINANCE_EXTRA_APPS = ("django_celery_beat",)
+# ... and see failed sign-in attempts, lifting a lock by deleting its row (django-axes).
+FINANCE_EXTRA_PERMISSIONS = (("axes", "view_accessattempt"), ("axes", "delete_accessattempt"))
 
 # (app_label, model) pairs billing staff may add and change.
 BILLING_STAFF_EDITABLE = {
@@ -50,8 +53,11 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
     ours = list(Permission.objects.filter(content_type__app_label__in=LEDGERLINE_APPS).select_related("content_type"))
 
     finance, _ = Group.objects.get_or_create(name=FINANCE_ADMIN)
-    schedules = list(Permission.objects.filter(content_type__app_label__in=FINANCE_EXTRA_APPS))
-    finance.permissions.set(ours + schedules)
+    extras = list(Permission.objects.filter(content_type__app_label__in=FINANCE_EXTRA_APPS))
+    for app_label, codename in FINANCE_EXTRA_PERMISSIONS:
+        # Absent while the app's own migrations have not run yet: a later migration syncs again.
+        extras.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
+    finance.permissions.set(ours + extras)
 
     billing_staff, _ = Group.objects.get_or_create(name=BILLING_STAFF)
     allowed = []

@@ -4,18 +4,62 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import unicodedata
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from accounts import api_keys
-from accounts.models import ApiKey
+from accounts.models import Account, AccountUser, ApiKey
+
+
+def account_user_email_logins(*, email: str) -> list[Any]:
+    """The logins (portal or staff, active or not) that use ``email`` as e-mail or username."""
+    User = get_user_model()
+    return list(User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).order_by("pk"))
 
 
 def account_user_email_taken(*, email: str) -> bool:
     """Whether any login (portal or staff) already uses ``email`` as e-mail or username."""
     User = get_user_model()
     return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+
+
+def account_user_removed_login(*, account: Account, logins: list[Any]) -> Any | None:
+    """The one of ``logins`` that ``account`` removed and that has been in no account since: a deactivated
+    portal login, without a membership, whose membership history ends with its removal from ``account``."""
+    for user in logins:
+        if user.is_active or user.is_staff or AccountUser.objects.filter(user=user).exists():
+            continue
+        last = AccountUser.history.filter(user_id=user.pk).order_by("-history_date", "-history_id").first()
+        if last is not None and last.history_type == "-" and last.account_id == account.pk:
+            return user
+    return None
+
+
+def login_fold(login: str) -> str:
+    """The form in which logins (usernames, e-mail addresses) are compared: surrounding spaces dropped,
+    compatibility characters folded (NFKC: full-width ``ｏ`` is ``o``) and case folded (``ß`` is ``ss``). Letters
+    that merely look alike stay apart: the dotless ``ı`` is not ``i``."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", login.strip()).casefold())
+
+
+def portal_user_for_email(*, email: str) -> Any | None:
+    """The portal user (a login with an account membership) whose e-mail address ``email`` is, as
+    ``login_fold`` compares them; None if there is none (or, against the rules, more than one).
+
+    Signing in and password reset both find the login this way, and sign-in limits count under the login
+    found, so every text that reaches an account is counted with it. PostgreSQL's case-insensitive match
+    (``UPPER()``) only narrows the candidates: it takes the dotless ``ı`` for ``i``, which this does not."""
+    folded = login_fold(email)
+    if "@" not in folded:
+        return None
+    candidates = get_user_model()._default_manager.filter(
+        Q(email__iexact=email.strip()) | Q(email__iexact=folded), account_membership__isnull=False
+    )
+    found = [user for user in candidates if login_fold(user.email) == folded]
+    return found[0] if len(found) == 1 else None
 
 
 # Keys looked up in the last few seconds, per process: the lookup is a large share of a small request.

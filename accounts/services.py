@@ -18,7 +18,12 @@ from django.utils import timezone
 
 from accounts import api_keys
 from accounts.models import Account, AccountUser, ApiKey, Budget, default_alert_thresholds
-from accounts.selectors import account_user_email_taken, api_key_cache_clear
+from accounts.selectors import (
+    account_user_email_logins,
+    account_user_email_taken,
+    account_user_removed_login,
+    api_key_cache_clear,
+)
 from common import clock
 from common.audit import stamp
 from common.errors import BillingError
@@ -32,6 +37,7 @@ ERR_BUDGET_CURRENCY = "A budget must be in the account currency ({currency})."
 ERR_EMAIL_TAKEN = "A user with the e-mail address {email} already exists."
 ERR_LAST_OWNER = "An account needs an owner: make someone else owner first."
 ERR_INVITE_NOT_SENT = "The invitation e-mail could not be sent ({error}); nobody was added. Please try again."
+ERR_ALREADY_MEMBER = "{email} is already a user of this account."
 
 ACCOUNT_EDITABLE_FIELDS = (
     "name",
@@ -193,7 +199,8 @@ def account_user_set_role(*, membership: AccountUser, role: str, actor: Any = No
 def account_user_remove(*, membership: AccountUser, actor: Any = None) -> None:
     """Take a user out of the account: the membership is deleted (its history keeps who did it) and the
     login deactivated, not deleted, so the audit trail of what it did keeps pointing at it. The last
-    owner cannot be removed."""
+    owner cannot be removed. The account can invite the address again (``account_user_invite``): the same
+    login comes back."""
     _check_not_last_owner(membership)
     user = membership.user
     stamp(membership, actor=actor, reason="removed")
@@ -206,16 +213,56 @@ def account_user_remove(*, membership: AccountUser, actor: Any = None) -> None:
 @transaction.atomic
 def account_user_invite(
     *, account: Account, email: str, role: str, set_password_url: Callable[[Any], str], actor: Any = None
-) -> AccountUser:
-    """Create a login without a password and e-mail an invitation whose link, built by
-    ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one.
+) -> AccountUser | None:
+    """Invite ``email`` to ``account`` by e-mail. Whether the address has a login elsewhere is not the
+    inviter's to know, so what they are told is the same in every case but one — an address that is already a
+    user of this account, which they can see anyway (``ERR_ALREADY_MEMBER``):
+
+    - No login has the address: a login without a password is created, and the invitation's link, built by
+      ``set_password_url(user)`` (a one-time password-reset link), lets the person choose one.
+    - The address is a login this account removed (``account_user_remove`` deactivated it), not in another
+      account since: the login comes back with ``role``, and is invited as above.
+    - Any other login has it (another account's user, removed or not, or staff): nobody is added, and the address
+      is told instead that it was invited but cannot be added, since a login belongs to one account. Returns
+      None; the caller answers as if the invitation had been sent, which it was, to the address only.
+
+    Either way one e-mail is sent, the same way, so a failure to send it is answered alike too. The account's
+    list of users still shows only its members: an address that was not added never appears there.
 
     The e-mail is sent inside the transaction, as its last step: if it cannot be sent nothing is created and
     the owner can simply try again, rather than leaving a login the person was never told about. (Such a login
     could still be reached: unlike Django's default form, the portal's password reset,
     ``PortalPasswordResetForm``, also serves active members without a usable password.)"""
-    membership = account_user_create(account=account, email=email, role=role, actor=actor)
-    user = membership.user
+    email = get_user_model().objects.normalize_email(email).lower()
+    logins = account_user_email_logins(email=email)
+    if AccountUser.objects.filter(account=account, user__in=logins).exists():
+        raise BillingError(ERR_ALREADY_MEMBER.format(email=email), code="already_member", field="email")
+    if not logins:
+        membership = account_user_create(account=account, email=email, role=role, actor=actor)
+    elif (removed := account_user_removed_login(account=account, logins=logins)) is not None:
+        membership = _account_user_restore(account=account, user=removed, role=role, actor=actor)
+    else:
+        _send_invitation_mail(email, *_invitation_refused(account=account, actor=actor))
+        return None
+    invitation = _invitation(membership=membership, set_password_url=set_password_url, actor=actor)
+    _send_invitation_mail(membership.user.email, *invitation)
+    return membership
+
+
+def _account_user_restore(*, account: Account, user: Any, role: str, actor: Any) -> AccountUser:
+    """Bring back a login that ``account_user_remove`` took out of ``account``: active again, still without
+    a password (removal made it unusable), a member again with ``role``."""
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    membership = AccountUser(account=account, user=user, role=role)
+    membership.full_clean()
+    stamp(membership, actor=actor, reason="invited again")
+    membership.save()
+    return membership
+
+
+def _invitation(*, membership: AccountUser, set_password_url: Callable[[Any], str], actor: Any) -> tuple[str, str]:
+    account, user = membership.account, membership.user
     inviter = getattr(actor, "email", "") or "Your account owner"
     link_days = max(settings.PASSWORD_RESET_TIMEOUT // 86_400, 1)
     subject = f"You are invited to {account.name} on Ledgerline"
@@ -226,11 +273,27 @@ def account_user_invite(
         f"{set_password_url(user)}\n\n"
         f"Your login is this e-mail address: {user.email}\n"
     )
+    return subject, body
+
+
+def _invitation_refused(*, account: Account, actor: Any) -> tuple[str, str]:
+    inviter = getattr(actor, "email", "") or f"The owner of {account.name}"
+    subject = f"Your invitation to {account.name} on Ledgerline"
+    body = (
+        f"{inviter} tried to invite you to the Ledgerline billing portal of {account.name}.\n\n"
+        "This address already has a Ledgerline login, and a login belongs to one account only, so you were not "
+        f"added to {account.name}. Nothing has changed for your login.\n\n"
+        f"If you want to join {account.name}, ask {inviter} to invite another of your e-mail addresses. "
+        "If you did not expect this invitation, you need not do anything.\n"
+    )
+    return subject, body
+
+
+def _send_invitation_mail(to: str, subject: str, body: str) -> None:
     try:
-        send_mail(subject, body, None, [user.email])
+        send_mail(subject, body, None, [to])
     except (OSError, smtplib.SMTPException) as exc:
         raise BillingError(ERR_INVITE_NOT_SENT.format(error=exc), code="email_failed", field="email") from exc
-    return membership
 
 
 def _check_budget_currency(account: Account, currency: str) -> None:

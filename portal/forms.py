@@ -11,8 +11,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.models import Account, AccountUser, Budget, validate_thresholds
-from accounts.selectors import account_user_email_taken
-from accounts.services import ERR_EMAIL_TAKEN
 from common import clock
 from common.errors import BillingError
 from common.forms import PercentListField
@@ -165,10 +163,8 @@ class InviteForm(PortalForm):
     )
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if account_user_email_taken(email=email):
-            raise ValidationError(ERR_EMAIL_TAKEN.format(email=email), code="taken")
-        return email
+        # Whether the address has a login elsewhere is not the inviter's to know: ``account_user_invite`` decides.
+        return self.cleaned_data["email"].strip().lower()
 
 
 class RoleForm(PortalForm):

@@ -212,10 +212,37 @@ from config.settings.components.celery import *  # noqa: E402,F403
 from config.settings.components.email import *  # noqa: E402,F403
 from config.settings.components.stripe import *  # noqa: E402,F403
 
-# The customer portal signs people in at /portal/login/. Failed sign-ins and password-reset requests are
-# limited per e-mail address (and 5x that per client IP) per window of seconds (portal/throttle.py).
+# Reverse proxies in front of Ledgerline that append the client's address to X-Forwarded-For (0: none, the
+# clients connect directly). Sign-in limits key on the address they vouch for (common/http.py).
+LEDGERLINE_TRUSTED_PROXY_COUNT = env_int("LEDGERLINE_TRUSTED_PROXY_COUNT", 0)
+
+# Signing in, to the admin and to the portal, is limited by django-axes (configured in accounts/sign_in.py):
+# failed attempts are counted per login and client address together; after ADMIN_LOGIN_ATTEMPTS (admin) or
+# PORTAL_LOGIN_ATTEMPTS (portal) failures, that login from that address is refused (429) until
+# LOGIN_COOLOFF_SECONDS have passed since the last failure. A successful sign-in clears the count.
+ADMIN_LOGIN_ATTEMPTS = env_int("ADMIN_LOGIN_ATTEMPTS", 5)
 PORTAL_LOGIN_ATTEMPTS = env_int("PORTAL_LOGIN_ATTEMPTS", 10)
+LOGIN_COOLOFF_SECONDS = env_int("LOGIN_COOLOFF_SECONDS", 900)
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes requires
+AUTHENTICATION_BACKENDS = ["accounts.sign_in.SignInLimitBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "accounts.sign_in.attempt_login"
+AXES_CLIENT_IP_CALLABLE = "common.http.client_ip"
+AXES_FAILURE_LIMIT = "accounts.sign_in.failure_limit"
+AXES_COOLOFF_TIME = "accounts.sign_in.cool_off"
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "accounts.sign_in.lockout_response"
+# Only failed attempts are kept, and only until their cool-off has passed: no log of every sign-in's address.
+AXES_DISABLE_ACCESS_LOG = True
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # failures and lockouts, not every step of counting them
+
+# The portal's password reset: PORTAL_RESET_REQUESTS requests per login, from whichever client, per
+# PORTAL_ATTEMPT_WINDOW seconds (portal/throttle.py).
 PORTAL_RESET_REQUESTS = env_int("PORTAL_RESET_REQUESTS", 5)
 PORTAL_ATTEMPT_WINDOW = env_int("PORTAL_ATTEMPT_WINDOW", 900)
+# The customer portal signs people in at /portal/login/ (the admin has its own sign-in page).
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:dashboard"

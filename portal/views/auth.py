@@ -7,11 +7,11 @@ the first one through the same link. The reset link is absolute, built from the 
 """
 
 from django.contrib.auth import forms as auth_forms
-from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.shortcuts import render
 from django.urls import reverse_lazy
 
+from accounts.selectors import portal_user_for_email
 from portal import throttle
 
 
@@ -23,8 +23,9 @@ def _too_many(request, wait: int, what: str):
 
 class PortalAuthenticationForm(auth_forms.AuthenticationForm):
     """Portal users sign in with their e-mail address, in any letter case. It is their username unless the
-    address did not fit Django's username rules (then they have a generated one), so the address is
-    resolved to the username first; anything else is tried as a username (staff)."""
+    address did not fit Django's username rules (then they have a generated one), so the address is resolved
+    to the username first (``portal_user_for_email``: look-alike letters are not the address); anything else
+    is tried as a username (staff). The sign-in limit counts under the username resolved to."""
 
     error_messages = {
         **auth_forms.AuthenticationForm.error_messages,
@@ -32,46 +33,28 @@ class PortalAuthenticationForm(auth_forms.AuthenticationForm):
     }
 
     def clean(self):
-        typed = (self.cleaned_data.get("username") or "").strip()
-        if "@" in typed:
-            username = (
-                get_user_model()
-                ._default_manager.filter(email__iexact=typed, account_membership__isnull=False)
-                .values_list("username", flat=True)
-                .first()
-            )
-            if username:
-                self.cleaned_data["username"] = username
+        user = portal_user_for_email(email=self.cleaned_data.get("username") or "")
+        if user is not None:
+            self.cleaned_data["username"] = user.get_username()
         return super().clean()
 
 
 class PortalPasswordResetForm(auth_forms.PasswordResetForm):
+    """Finds the login as signing in does; an active portal user without a usable password (invited, not
+    signed in yet) is served too."""
+
     def get_users(self, email):
-        users = get_user_model()._default_manager.filter(
-            email__iexact=email, is_active=True, account_membership__isnull=False
-        )
-        return (u for u in users if u.email.lower() == email.lower())
+        user = portal_user_for_email(email=email)
+        return [user] if user is not None and user.is_active else []
 
 
 class LoginView(auth_views.LoginView):
-    """Failed sign-ins are counted per e-mail address and per client IP (``portal.throttle``)."""
+    """Failed sign-ins are limited per login and client address, at the admin's sign-in as here, by django-axes
+    (``accounts.sign_in``): it refuses a locked-out sign-in inside ``authenticate()`` and answers 429."""
 
     authentication_form = PortalAuthenticationForm
     template_name = "portal/login.html"
     redirect_authenticated_user = True
-
-    def _keys(self):
-        return throttle.keys_for("login", self.request, self.request.POST.get("username", ""))
-
-    def post(self, request, *args, **kwargs):
-        wait = throttle.blocked(self._keys())
-        if wait:
-            return _too_many(request, wait, "There were too many failed sign-in attempts for this address.")
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        throttle.count(self._keys())
-        return super().form_invalid(form)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -79,7 +62,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Reset requests are limited per e-mail address and per client IP (``portal.throttle``)."""
+    """Reset requests are limited per login, from whichever client (``portal.throttle``)."""
 
     form_class = PortalPasswordResetForm
     template_name = "portal/password_reset.html"
@@ -88,11 +71,9 @@ class PasswordResetView(auth_views.PasswordResetView):
     success_url = reverse_lazy("portal:password_reset_done")
 
     def post(self, request, *args, **kwargs):
-        keys = throttle.keys_for("reset", request, request.POST.get("email", ""))
-        wait = throttle.blocked(keys)
+        wait = throttle.reset_requested(email=request.POST.get("email", ""))
         if wait:
             return _too_many(request, wait, "Too many password resets were asked for this address.")
-        throttle.count(keys)
         return super().post(request, *args, **kwargs)
 
 

@@ -230,10 +230,12 @@ def user_invite(request):
         return request.build_absolute_uri(reverse("portal:password_reset_confirm", args=[uid, token]))
 
     if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"]
         try:
-            membership = account_user_invite(
+            # None when the address has a login elsewhere: it was told so, and the owner is answered alike.
+            account_user_invite(
                 account=request.account,
-                email=form.cleaned_data["email"],
+                email=email,
                 role=form.cleaned_data["role"],
                 set_password_url=set_password_url,
                 actor=request.user,
@@ -241,7 +243,7 @@ def user_invite(request):
         except (BillingError, ValidationError) as exc:
             form.add_service_error(exc)
         else:
-            messages.success(request, f"Invitation sent to {membership.user.email}.")
+            messages.success(request, f"Invitation sent to {email}.")
             return redirect("portal:users")
     return render(request, "portal/user_invite.html", {"form": form}, status=_status(form))
 

@@ -13,10 +13,10 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 
 from accounts.models import AccountUser, ApiKey, Budget
-from accounts.services import api_key_create, budget_create
+from accounts.services import account_user_remove, api_key_create, budget_create
 from billing.services.subscriptions import subscription_create
 from portal.forms import ERR_BUDGET_NAME_TAKEN, ERR_EXPIRY_PAST
-from tests.accounts.factories import AccountFactory, AccountUserFactory
+from tests.accounts.factories import AccountFactory, AccountUserFactory, StaffUserFactory
 from tests.tenants.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -316,12 +316,95 @@ def test_an_invitation_that_cannot_be_sent_adds_nobody(as_owner, account):
     assert not get_user_model().objects.filter(email="bruno@northwind.example").exists()
 
 
-def test_inviting_an_address_already_in_use_is_a_field_error(as_owner, account):
+def invite(client, email, role="member"):
+    return client.post("/portal/users/invite/", {"email": email, "role": role})
+
+
+def flashed(client) -> list[str]:
+    return [str(message) for message in client.get("/portal/users/").context["messages"]]
+
+
+@pytest.mark.parametrize("holder", ["another account's user", "another account's removed user", "staff"])
+def test_inviting_an_address_with_a_login_elsewhere_is_answered_as_a_new_one_and_adds_nobody(as_owner, account, holder):
+    if holder == "staff":
+        StaffUserFactory(username="taken", email="taken@example.com")
+    else:
+        taken = AccountUserFactory(account=AccountFactory(name="Contoso"), email="taken@example.com")
+        if holder == "another account's removed user":
+            account_user_remove(membership=taken)
+    logins = get_user_model().objects.count()
+
+    new = invite(as_owner, "new@example.com")
+    new_flash = flashed(as_owner)
+    response = invite(as_owner, "TAKEN@example.com")
+    assert (response.status_code, response["Location"]) == (new.status_code, new["Location"]) == (302, "/portal/users/")
+    assert (response.content, new.content) == (b"", b"")
+    assert new_flash == ["Invitation sent to new@example.com."]
+    assert flashed(as_owner) == ["Invitation sent to taken@example.com."]
+
+    assert get_user_model().objects.count() == logins + 1  # new@example.com only
+    assert not AccountUser.objects.filter(account=account, user__email="taken@example.com").exists()
+    invitation, notice = mail.outbox
+    assert (invitation.to, invitation.subject) == (["new@example.com"], "You are invited to Northwind on Ledgerline")
+    assert (notice.to, notice.subject) == (["taken@example.com"], "Your invitation to Northwind on Ledgerline")
+    assert notice.body == (
+        "olivia@northwind.example tried to invite you to the Ledgerline billing portal of Northwind.\n\n"
+        "This address already has a Ledgerline login, and a login belongs to one account only, so you were not "
+        "added to Northwind. Nothing has changed for your login.\n\n"
+        "If you want to join Northwind, ask olivia@northwind.example to invite another of your e-mail addresses. "
+        "If you did not expect this invitation, you need not do anything.\n"
+    )
+
+
+def test_inviting_an_address_in_use_elsewhere_that_cannot_be_told_is_answered_as_a_new_one(as_owner, account):
     AccountUserFactory(account=AccountFactory(), email="taken@example.com")
-    response = as_owner.post("/portal/users/invite/", {"email": "TAKEN@example.com", "role": "member"})
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": port, "EMAIL_TIMEOUT": 5}
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", **smtp):
+        errors = [field_errors(invite(as_owner, email), "email") for email in ("new@example.com", "taken@example.com")]
+    assert errors[0] == errors[1]
+    assert errors[0][0].startswith("The invitation e-mail could not be sent (")
+
+
+def test_inviting_a_user_of_this_account_says_so(as_owner, account):
+    AccountUserFactory(account=account, email="max@northwind.example")
+    response = invite(as_owner, "Max@Northwind.example")
     assert response.status_code == 400
-    assert field_errors(response, "email") == ["A user with the e-mail address taken@example.com already exists."]
+    assert field_errors(response, "email") == ["max@northwind.example is already a user of this account."]
     assert mail.outbox == []
+
+
+def test_a_removed_user_is_invited_again_and_chooses_a_new_password(as_owner, account):
+    member = AccountUserFactory(account=account, email="max@northwind.example", role="admin")
+    assert as_owner.post(f"/portal/users/{member.pk}/remove/").status_code == 302
+    assert flashed(as_owner) == ["max@northwind.example was removed from the account."]
+
+    response = invite(as_owner, "max@northwind.example", role="billing")
+    assert (response.status_code, response["Location"]) == (302, "/portal/users/")
+    assert flashed(as_owner) == ["Invitation sent to max@northwind.example."]
+    membership = AccountUser.objects.get(account=account, user__email="max@northwind.example")
+    user = membership.user
+    assert (user.pk, membership.role, user.is_active, user.has_usable_password()) == (
+        member.user_id,  # the same login: its audit trail goes on
+        "billing",
+        True,
+        False,
+    )
+    restored = membership.history.latest("history_id")
+    assert (restored.history_user, restored.history_change_reason) == (as_owner_user(account), "invited again")
+
+    [invitation] = mail.outbox
+    assert invitation.to == ["max@northwind.example"]
+    assert invitation.subject == "You are invited to Northwind on Ledgerline"
+    link = re.search(r"http://testserver(/portal/reset/[^/\s]+/[^/\s]+/)", invitation.body).group(1)
+    browser = Client()
+    form_page = browser.get(link)
+    new_password = {"new_password1": "Sunny-Harbour-42", "new_password2": "Sunny-Harbour-42"}
+    assert browser.post(form_page["Location"], new_password)["Location"] == "/portal/reset/done/"
+    login = Client().post("/portal/login/", {"username": "max@northwind.example", "password": "Sunny-Harbour-42"})
+    assert (login.status_code, login["Location"]) == (302, "/portal/")
 
 
 def test_only_the_owner_manages_users(account, owner):
