@@ -8,6 +8,9 @@ Every figure printed is a stored amount (a line's ``amount``, a tenant's or part
 or rounded differently here. A line's tenant shares are split by largest remainders when the invoice is
 written, so they add up to the line; a line whose shares do not (never expected) is printed whole under
 the account instead, so the grouped figures always add up to the subtotal.
+
+Quantities are shown by their metric's rule (``billing.quantities``, as on the portal's pages): storage
+to 2 decimals, counts as whole numbers; a line's tenant and partner quantities add up to it as shown.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from billing.models import CreditNote, Invoice, InvoiceLine
+from billing.quantities import format_parts, format_quantity, format_usage
 from common.money import format_money, minor_unit
 
 ZERO = Decimal(0)
@@ -52,17 +56,6 @@ def period_label(start: dt.datetime, end: dt.datetime) -> str:
     if first.year == last.year:
         return f"{first.day} {first:%B} – {last.day} {last:%B %Y}"
     return f"{day(first)} – {day(last)}"
-
-
-def quantity_text(value: Decimal | str | None) -> str:
-    """A quantity as printed: thousands separators, no trailing zeros (``31,000``, ``2.5``)."""
-    if value is None or value == "":
-        return ""
-    number = Decimal(value).normalize()
-    if number == number.to_integral_value():
-        return f"{number:,.0f}"
-    places = -number.as_tuple().exponent
-    return f"{number:,.{places}f}"
 
 
 def unit_price_text(line: InvoiceLine, currency: str) -> str:
@@ -111,19 +104,21 @@ def _line_label(line: InvoiceLine) -> tuple[str, str]:
     return line.description, note
 
 
-def _tenant_shares(line: InvoiceLine) -> list[tuple[str, Decimal, Decimal]] | None:
-    """(tenant public id or ``None`` for unattributed, quantity, amount) adding up to the line; else None."""
+def _tenant_shares(line: InvoiceLine) -> list[tuple[str, str, Decimal]] | None:
+    """(tenant public id or ``""`` for unattributed, quantity as shown, amount) adding up to the line; else
+    None. The tenants' quantities are shown so that they add up to the line's as shown (``format_parts``)."""
     tenants = (line.breakdown or {}).get("tenants") or []
     if not tenants:
         return None
-    shares: list[tuple[str, Decimal, Decimal]] = [
-        (row["tenant"], Decimal(row["quantity"]), Decimal(row["amount"])) for row in tenants
+    quantities = format_parts({n: Decimal(row["quantity"]) for n, row in enumerate(tenants)}, line.metric)
+    shares: list[tuple[str, str, Decimal]] = [
+        (row["tenant"], quantities[n], Decimal(row["amount"])) for n, row in enumerate(tenants)
     ]
     unattributed = Decimal((line.breakdown or {}).get("unattributed") or 0)
     if sum((amount for _, _, amount in shares), ZERO) + unattributed != line.amount:
         return None
     if unattributed:
-        shares.append(("", Decimal(0), unattributed))
+        shares.append(("", "", unattributed))
     return shares
 
 
@@ -151,7 +146,7 @@ def tenant_groups(invoice: Invoice, lines: list[InvoiceLine], tenant_names: dict
             account.rows.append(
                 Row(
                     description,
-                    quantity_text(line.quantity),
+                    format_quantity(line.quantity, line.metric),
                     price,
                     line.amount,
                     format_money(line.amount, currency),
@@ -169,9 +164,7 @@ def tenant_groups(invoice: Invoice, lines: list[InvoiceLine], tenant_names: dict
                 name = tenant_names.get(tenant, "")
                 groups[tenant] = Group(key=tenant, title=f"{name} ({tenant})" if name else tenant)
             # A share has no unit price of its own: included quantities and tiers apply to the account.
-            groups[tenant].rows.append(
-                Row(description, quantity_text(quantity), "", amount, format_money(amount, currency), note)
-            )
+            groups[tenant].rows.append(Row(description, quantity, "", amount, format_money(amount, currency), note))
     result = ([account] if account.rows else []) + [groups[key] for key in sorted(groups)]
     for group in result:
         group.total = sum((row.amount for row in group.rows), ZERO)
@@ -183,14 +176,16 @@ def partner_rows(invoice: Invoice, lines: list[InvoiceLine], partner_names: dict
     """The master-partner breakdown: one row per line and partner, as stored."""
     rows = []
     for line in lines:
-        for share in (line.breakdown or {}).get("partners") or []:
+        shares = (line.breakdown or {}).get("partners") or []
+        quantities = format_parts({n: Decimal(share["quantity"]) for n, share in enumerate(shares)}, line.metric)
+        for n, share in enumerate(shares):
             partner = share["partner"]
             name = partner_names.get(partner, "")
             rows.append(
                 {
                     "partner": f"{name} ({partner})" if name else partner,
                     "description": line.description,
-                    "quantity": quantity_text(share["quantity"]),
+                    "quantity": quantities[n],
                     "amount": format_money(Decimal(share["amount"]), invoice.currency),
                 }
             )
@@ -262,9 +257,9 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
             {
                 "description": description,
                 "note": note,
-                "quantity": quantity_text(line.quantity),
-                "included": quantity_text(line.included),
-                "billable": quantity_text(line.billable),
+                **format_usage(
+                    quantity=line.quantity, included=line.included, billable=line.billable, metric=line.metric
+                ),
                 "unit_price": unit_price_text(line, currency),
                 "amount": money(line.amount),
             }

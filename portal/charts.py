@@ -15,6 +15,8 @@ from decimal import Decimal
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from billing.quantities import MetricLike, format_quantity
+
 # Graphical objects need 3:1 against white (WCAG 1.4.11); each of these has at least 4.5:1.
 PALETTE = ["#0b57d0", "#0a6b2d", "#8a5300", "#b3261e", "#6a1b9a", "#00695c", "#37474f", "#ad1457"]
 _ids = itertools.count(1)
@@ -27,7 +29,8 @@ class Series:
 
 
 def number(value: Decimal | int) -> str:
-    """A quantity for people: thousands separated, no trailing zeros, at most 2 decimals above 1."""
+    """An axis tick: thousands separated, no trailing zeros, at most 2 decimals above 1 (the bars' own
+    figures follow their metric's rule, ``billing.quantities``)."""
     value = Decimal(value)
     if value == value.to_integral():
         return f"{value:,.0f}"
@@ -54,11 +57,17 @@ def bar_chart(
     days: list[dt.date],
     series: list[Series],
     unit: str,
+    metric: MetricLike | None = None,
     width: int = 640,
     height: int = 220,
 ) -> SafeString:
-    """Daily bars; several series are stacked (one colour each, with a legend)."""
+    """Daily bars; several series are stacked (one colour each, with a legend). Figures are shown by
+    ``metric``'s rule, as everywhere else in the portal."""
     chart_id = f"chart-{next(_ids)}"
+
+    def figure(value: Decimal) -> str:
+        return format_quantity(value, metric)
+
     left, right, top, bottom = 64, 8, 12, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum((s.values[i] for s in series), Decimal(0)) for i in range(len(days))]
@@ -97,7 +106,7 @@ def bar_chart(
             if value <= 0:
                 continue
             y_top, y_base = y(base + value), y(base)
-            label = f"{day:%b} {day.day}: {number(value)} {unit}" + (f" ({s.label})" if len(series) > 1 else "")
+            label = f"{day:%b} {day.day}: {figure(value)} {unit}" + (f" ({s.label})" if len(series) > 1 else "")
             parts.append(
                 format_html(
                     '<rect class="bar" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
@@ -140,8 +149,8 @@ def bar_chart(
     )
     busiest = max(range(len(days)), key=lambda i: totals[i]) if days and peak > 0 else None
     summary = (
-        f"{title}: {len(days)} days, {number(sum(totals, Decimal(0)))} {unit} in all"
-        + (f", busiest {days[busiest]:%b} {days[busiest].day} with {number(peak)}" if busiest is not None else "")
+        f"{title}: {len(days)} days, {figure(sum(totals, Decimal(0)))} {unit} in all"
+        + (f", busiest {days[busiest]:%b} {days[busiest].day} with {figure(peak)}" if busiest is not None else "")
         + "."
     )
     svg = format_html(
@@ -177,7 +186,7 @@ def bar_chart(
                 format_html_join(
                     "",
                     '<td class="num">{}</td>',
-                    [(number(s.values[i]),) for s in series] + ([(number(totals[i]),)] if len(series) > 1 else []),
+                    [(figure(s.values[i]),) for s in series] + ([(figure(totals[i]),)] if len(series) > 1 else []),
                 ),
             )
             for i, day in enumerate(days)

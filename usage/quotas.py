@@ -11,14 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Q
-
 from accounts.models import Account
 from billing.models import Metric, PlanCharge, Subscription
 from common.models import OutboxEvent
 from common.periods import month_containing
-from tenants.models import MasterPartner, Tenant
-from usage.selectors import ZERO, gauge_current_level
+from tenants.models import Tenant
+from usage.selectors import ZERO, gauge_current_level, partners_live_in_period, tenants_live_in_period
 
 THRESHOLDS = (75, 90, 100)
 
@@ -66,18 +64,11 @@ def _current(account: Account, charge: PlanCharge, now: dt.datetime, tenant: Ten
         if metric.aggregation == Metric.Aggregation.COUNT:
             return Decimal(sum(r.event_count for r in rows))
         return sum((r.quantity_sum for r in rows), ZERO)
+    # Tenants and partners: those live at any moment of the month so far, the count billed for the month.
     if metric.source == Metric.Source.TENANTS:
-        return Decimal(
-            Tenant.objects.filter(account=account, activated_at__lte=now)
-            .filter(Q(archived_at__isnull=True) | Q(archived_at__gt=now))
-            .count()
-        )
+        return Decimal(tenants_live_in_period(account_ids=[account.pk], period=month, now=now).count())
     if metric.source == Metric.Source.PARTNERS:
-        return Decimal(
-            MasterPartner.objects.filter(account=account, activated_at__lte=now)
-            .filter(Q(deactivated_at__isnull=True) | Q(deactivated_at__gt=now))
-            .count()
-        )
+        return Decimal(partners_live_in_period(account_ids=[account.pk], period=month, now=now).count())
     if metric.aggregation == Metric.Aggregation.TIME_WEIGHTED:
         if tenant is None:
             return gauge_current_level(account=account, metric=metric, now=now)

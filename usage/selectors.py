@@ -214,23 +214,39 @@ def period_usage_many(
                 entry.quantity = (entry.unit_hours / period.hours).quantize(QUANTUM)
 
     # Tenants and partners live at any moment of the period (up to now).
-    upto = min(period.end, max(now, period.start + dt.timedelta(microseconds=1)))
     for metric in metrics:
         if metric.source == Metric.Source.TENANTS:
-            live = Tenant.objects.filter(account_id__in=account_ids, activated_at__lt=upto).filter(
-                Q(archived_at__isnull=True) | Q(archived_at__gt=period.start)
-            )
+            live = tenants_live_in_period(account_ids=account_ids, period=period, now=now)
             for account_id, tenant_id in live.values_list("account_id", "id"):
                 entry = result[account_id][metric.code]
                 entry.quantity += 1
                 entry.by_tenant[tenant_id] = Decimal(1)
         elif metric.source == Metric.Source.PARTNERS:
-            live = MasterPartner.objects.filter(account_id__in=account_ids, activated_at__lt=upto).filter(
-                Q(deactivated_at__isnull=True) | Q(deactivated_at__gt=period.start)
-            )
+            live = partners_live_in_period(account_ids=account_ids, period=period, now=now)
             for row in live.values("account_id").annotate(n=Count("id")):
                 result[row["account_id"]][metric.code].quantity = Decimal(row["n"])
     return result
+
+
+def _lifecycle_upto(period: Period, now: dt.datetime) -> dt.datetime:
+    """The end of the part of ``period`` that has happened by ``now`` (at least its first instant)."""
+    return min(period.end, max(now, period.start + dt.timedelta(microseconds=1)))
+
+
+def tenants_live_in_period(*, account_ids: list[int], period: Period, now: dt.datetime):
+    """Tenants live at any moment of ``period`` up to ``now``: ``[activated_at, archived_at)`` overlaps it.
+    This is the count billed as tenant-months, and the count the tenant limit measures: a tenant archived
+    during the month still counts for that month."""
+    return Tenant.objects.filter(account_id__in=account_ids, activated_at__lt=_lifecycle_upto(period, now)).filter(
+        Q(archived_at__isnull=True) | Q(archived_at__gt=period.start)
+    )
+
+
+def partners_live_in_period(*, account_ids: list[int], period: Period, now: dt.datetime):
+    """Master partners live at any moment of ``period`` up to ``now`` (billed and limited alike)."""
+    return MasterPartner.objects.filter(
+        account_id__in=account_ids, activated_at__lt=_lifecycle_upto(period, now)
+    ).filter(Q(deactivated_at__isnull=True) | Q(deactivated_at__gt=period.start))
 
 
 def _add_additive_rows(result: dict[int, dict[str, MetricUsage]], rows: list[dict], by_id: dict[int, Metric]) -> None:

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 from django import template
 
+from billing.quantities import format_quantity, format_usage
 from common.money import format_money
-from portal.charts import number
 
 register = template.Library()
 
@@ -19,11 +19,18 @@ def money(amount, currency: str) -> str:
 
 
 @register.filter
-def qty(value) -> str:
-    """A quantity: thousands separated, no trailing zeros."""
+def qty(value, metric=None) -> str:
+    """A quantity by its metric's rule (``billing.quantities``): ``{{ line.quantity|qty:line.metric }}``;
+    without a metric, up to 2 decimals without trailing zeros (percentages, tax rates)."""
     if value is None or value == "":
         return ""
-    return number(Decimal(value))
+    return format_quantity(Decimal(value), metric or None)
+
+
+@register.filter
+def usage_figures(line) -> dict[str, str]:
+    """An invoice line's quantity, included and billable quantity as shown, reading as a sum."""
+    return format_usage(quantity=line.quantity, included=line.included, billable=line.billable, metric=line.metric)
 
 
 @register.filter

@@ -1,14 +1,18 @@
 """Plan limits: alerts at 75/90/100 % once per account, metric, period and threshold; the quota endpoint."""
 
 import datetime as dt
+from decimal import Decimal as D
 
 import pytest
 import time_machine
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
+from billing.selectors import charges_estimate
 from billing.services.subscriptions import subscription_create
 from common.models import OutboxEvent
+from common.periods import month_containing
+from tenants.services import tenant_archive
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import TenantFactory
 from usage.services import events_ingest
@@ -132,3 +136,28 @@ def test_the_quota_of_another_accounts_tenant_is_404(startup, api):
     assert api(secret).get("/v1/tenants/ten_other/quota").status_code == 404
     assert api(secret).get("/v1/tenants/ten_nobody/quota").status_code == 404
     assert ApiKey.objects.count() == 1
+
+
+def test_the_tenant_limit_counts_the_tenants_billed_for_the_month(startup, api):
+    """A tenant archived during the month is billed for it, so the limit counts it too (not only those live now)."""
+    account, _, secret = startup
+    for n in range(3):
+        TenantFactory(account=account, public_id=f"ten_startup_{n}", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    with time_machine.travel(NOW, tick=False):
+        tenant_archive(tenant=account.tenants.get(public_id="ten_startup_2"), at=dt.datetime(2026, 11, 10, tzinfo=UTC))
+        response = api(secret).get("/v1/tenants/ten_startup/quota")
+    # Four tenants live in November (one until the 10th), three live now; the plan includes and limits 3.
+    limits = {row["metric"]: row for row in response.json()["limits"]}
+    assert limits["tenants"] == {
+        "metric": "tenants",
+        "name": "Active tenants",
+        "window": "period",
+        "period": "2026-11",
+        "limit": "3",
+        "current_usage": "4",
+        "percentage": "133.33",
+        "remaining": "0",
+        "exceeded": True,
+    }
+    billed = charges_estimate(account=account, period=month_containing(NOW), now=NOW).line_for("tenants")
+    assert (billed.quantity, billed.billable, billed.amount) == (4, 1, D("29.00"))
