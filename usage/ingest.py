@@ -18,6 +18,9 @@ MAX_BATCH = 10_000
 MAX_TRANSACTION_ID = 255
 QUANTUM = Decimal(1).scaleb(-QUANTITY_DECIMAL_PLACES)
 MAX_PROPERTY_VALUE = 255
+# Properties describe an event (partner_id, user_id, feature, ...): a few short names, not a document.
+MAX_PROPERTY_KEY = 64
+MAX_PROPERTIES = 50
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EVENT_FIELDS = ("transaction_id", "tenant", "metric", "quantity", "timestamp", "properties")
 # One event reports less than a trillion units, so hourly and monthly sums stay far inside their columns.
@@ -44,6 +47,8 @@ E = {
     "gauge_period_closed": "Usage for {month} was invoiced; a level reading (metric '{metric}') cannot change it. "
     "Report the current level with a timestamp in an open month.",
     "invalid_properties": "properties must be a JSON object of strings, numbers or booleans.",
+    "property_key_too_long": f"A property name has at most {MAX_PROPERTY_KEY} characters.",
+    "too_many_properties": f"An event has at most {MAX_PROPERTIES} properties.",
     "missing_property": "Metric '{metric}' counts unique values of properties.{prop}, which is missing.",
     "unknown_partner": "No master partner '{value}' in this account.",
 }
@@ -111,9 +116,13 @@ def parse_properties(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise EventError("properties", "invalid_properties")
+    if len(value) > MAX_PROPERTIES:
+        raise EventError("properties", "too_many_properties")
     for key, item in value.items():
         if not isinstance(key, str) or isinstance(item, (dict, list)):
             raise EventError("properties", "invalid_properties")
+        if len(key) > MAX_PROPERTY_KEY:
+            raise EventError("properties", "property_key_too_long")
         if isinstance(item, str) and (len(item) > MAX_PROPERTY_VALUE or "\x00" in item) or "\x00" in key:
             raise EventError(f"properties.{key}", "invalid_properties")
     return value

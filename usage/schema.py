@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
-from usage.ingest import MAX_BATCH, E
+from usage.ingest import MAX_BATCH, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, E
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -30,7 +30,7 @@ requests. A `202` means every accepted event is committed.
 **All or nothing.** If any event is invalid the response is `400` listing every problem as
 `{{index, field, code, message}}` and nothing is stored. Codes: """
     + ", ".join(f"`{c}`" for c in E)
-    + """.
+    + f""".
 
 **Late usage.** Events for a month whose invoice is final are accepted for a grace window (7 days by
 default) and billed on the next invoice; after it they are refused with `period_closed`. Storage level
@@ -40,7 +40,9 @@ Fields: `transaction_id` (string, ≤ 255), `tenant` (a tenant's public id), `me
 `api_requests`, `messages`, `storage_gb` (a gauge: the GB stored from this timestamp on), `active_users`
 (needs `properties.user_id`), `premium_features` (needs `properties.feature`)), `quantity` (non-negative
 decimal, number or string, default 1), `timestamp` (RFC 3339 with zone, default now, at most 5 minutes
-ahead), `properties` (object; `partner_id` attributes messages to a master partner).
+ahead), `properties` (object of at most {MAX_PROPERTIES} properties, names of at most {MAX_PROPERTY_KEY} characters,
+values strings of at most {MAX_PROPERTY_VALUE} characters, numbers or booleans; `partner_id` attributes messages to
+a master partner).
 """
 )
 

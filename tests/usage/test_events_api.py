@@ -113,6 +113,8 @@ def test_defaults_quantity_one_and_timestamp_now(business, api):
         ({"timestamp": "9999-12-31T23:59:59-01:00"}, "timestamp", "invalid_timestamp"),
         ({"quantity": "1000000000000"}, "quantity", "invalid_quantity"),
         ({"properties": {"k": "a\x00"}}, "properties.k", "invalid_properties"),
+        ({"properties": {"k" * 65: 1}}, "properties", "property_key_too_long"),
+        ({"properties": {f"k{i}": i for i in range(51)}}, "properties", "too_many_properties"),
     ],
 )
 def test_one_invalid_event_rejects_the_whole_batch(business, api, bad, field, code):
@@ -304,3 +306,34 @@ def test_odd_but_valid_numbers_are_normalised(business, api):
         Decimal("999999999999.99999999"),
     ]
     assert UsageRollup.objects.get().quantity_sum == Decimal("1000000000000.00249999")
+
+
+def test_property_names_of_64_characters_and_50_properties_are_accepted(business, api):
+    properties = {f"{i:02d}".ljust(64, "k"): i for i in range(50)}
+    response = post(api(business["key"]), event(1, properties=properties))
+    assert (response.status_code, response.json()) == (202, {"accepted": 1, "duplicates": 0})
+    assert UsageEvent.objects.get().properties == properties
+
+
+def test_a_huge_property_name_or_a_huge_number_of_properties_is_refused_without_echo(business, api):
+    client = api(business["key"])
+    long_name = post(client, event(1, properties={"x" * 1_000_000: 1}))
+    many = post(client, event(2, properties={f"p{i}": i for i in range(10_000)}))
+    assert long_name.status_code == many.status_code == 400
+    assert long_name.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "properties",
+            "code": "property_key_too_long",
+            "message": "A property name has at most 64 characters.",
+        }
+    ]
+    assert many.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "properties",
+            "code": "too_many_properties",
+            "message": "An event has at most 50 properties.",
+        }
+    ]
+    assert nothing_stored()
