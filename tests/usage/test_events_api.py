@@ -8,6 +8,7 @@ import time_machine
 from django.test import override_settings
 
 from accounts.services import api_key_create, api_key_revoke
+from common.models import IdempotencyRecord
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import TenantFactory
 from usage.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
@@ -337,3 +338,63 @@ def test_a_huge_property_name_or_a_huge_number_of_properties_is_refused_without_
         }
     ]
     assert nothing_stored()
+
+
+# Text PostgreSQL cannot store (NUL) in a field name, a property name, the tenant or the metric: a 400 whose
+# field and message quote it escaped, stored for replay like any other 400.
+NUL_BODIES = [
+    (
+        b'{"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages", "x\\u0000": 1}',
+        "x\\x00",
+        "unknown_field",
+        "Unknown field 'x\\x00'; an event has: transaction_id, tenant, metric, quantity, timestamp, properties.",
+    ),
+    (
+        b'{"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages", "properties": {"k\\u0000": 1}}',
+        "properties.k\\x00",
+        "invalid_properties",
+        "properties must be a JSON object of strings, numbers or booleans.",
+    ),
+    (
+        b'{"transaction_id": "x", "tenant": "ten_\\u0000", "metric": "messages"}',
+        "tenant",
+        "unknown_tenant",
+        "No tenant 'ten_\\x00'.",
+    ),
+    (
+        b'{"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages\\u0000"}',
+        "metric",
+        "unknown_metric",
+        "No metric 'messages\\x00'.",
+    ),
+]
+
+
+@pytest.mark.parametrize("body, field, code, message", NUL_BODIES)
+def test_a_nul_character_with_an_idempotency_key_is_a_400_that_replays(business, api, body, field, code, message):
+    client = api(business["key"])
+    expected = {
+        "error": {"code": "invalid_events", "field": "events", "message": "1 invalid event(s); nothing was stored."},
+        "errors": [{"index": 0, "field": field, "code": code, "message": message}],
+    }
+    plain = client.post("/v1/events", body, content_type="application/json")
+    first = client.post("/v1/events", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    again = client.post("/v1/events", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    assert (plain.status_code, plain.json()) == (first.status_code, first.json()) == (400, expected)
+    assert (again.status_code, again.json(), again["Idempotent-Replayed"]) == (400, expected, "true")
+    assert list(IdempotencyRecord.objects.values_list("key", "status_code")) == [("nul-1", 400)]
+    assert nothing_stored()
+
+
+def test_an_unknown_field_name_is_quoted_cut_short(business, api):
+    response = post(api(business["key"]), event(1, **{"x" * 1_000_000: 1}))
+    assert response.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "x" * 64 + "…",
+            "code": "unknown_field",
+            "message": "Unknown field '"
+            + "x" * 64
+            + "…'; an event has: transaction_id, tenant, metric, quantity, timestamp, properties.",
+        }
+    ]
