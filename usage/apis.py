@@ -285,9 +285,11 @@ class TenantQuotaApi(APIView):
             if api_key.tenant_id:
                 scope = scope.filter(pk=api_key.tenant_id)
         found = get_object_or_404(scope, public_id=tenant)
+        # A key pinned to a tenant reads that tenant's own usage, never the account's.
+        pinned = found if api_key.tenant_id else None
         now = clock.now()
         limits = []
-        for status_ in quota_statuses(account=found.account, now=now):
+        for status_ in quota_statuses(account=found.account, now=now, tenant=pinned):
             limits.append(
                 {
                     "metric": status_.metric.code,
@@ -297,14 +299,16 @@ class TenantQuotaApi(APIView):
                     "limit": _number(status_.limit),
                     "current_usage": _number(status_.current),
                     "percentage": _number(status_.percentage),
-                    "remaining": _number(status_.remaining),
-                    "exceeded": status_.exceeded,
+                    # What remains, and whether the limit is exceeded, depend on the other tenants' usage too.
+                    "remaining": None if pinned else _number(status_.remaining),
+                    "exceeded": None if pinned else status_.exceeded,
                 }
             )
         return Response(
             {
                 "tenant_id": found.public_id,
                 "account_id": found.account.public_id,
+                "scope": "tenant" if pinned else "account",
                 "as_of": now.isoformat().replace("+00:00", "Z"),
                 "limits": limits,
             }

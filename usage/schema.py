@@ -61,9 +61,16 @@ A key pinned to one tenant sees that tenant only: `tenant_id` names it, `tenants
 
 QUOTA_DESCRIPTION = """
 Every limit of the plan of the tenant's account — storage, users, API requests per hour, messages per
-month, tenants, master partners — with the current usage, percentage and what remains. Usage beyond a
-limit is not blocked; it is alerted (`billing.usage_threshold` at 75/90/100 %, `billing.limit_exceeded`)
-and billed as overage where the plan prices it.
+month, tenants, master partners — with the current usage, percentage and what remains. The limits are the
+account's plan limits, shared by all its tenants. Usage beyond a limit is not blocked; it is alerted
+(`billing.usage_threshold` at 75/90/100 %, `billing.limit_exceeded`) and billed as overage where the plan
+prices it.
+
+`scope` says whose usage the figures are. `account` (every key not pinned to a tenant): the whole account's
+usage, with `remaining` and `exceeded`. `tenant` (a key pinned to the tenant, which reads no other tenant):
+only the limits the tenant's own events count towards (not `tenants` or `master_partners`, counted from the
+account's records), with `current_usage` the tenant's own usage in the limit's window and `percentage` its
+share of the account's limit; `remaining` and `exceeded` depend on the other tenants and are `null`.
 """
 
 EVENT_FIELDS = {
@@ -137,6 +144,10 @@ QuotaDocument = inline_serializer(
     {
         "tenant_id": serializers.CharField(),
         "account_id": serializers.CharField(),
+        "scope": serializers.ChoiceField(
+            choices=["account", "tenant"],
+            help_text="Whose usage the figures are: the account's, or (for a tenant-pinned key) the tenant's own.",
+        ),
         "as_of": serializers.DateTimeField(),
         "limits": serializers.ListField(child=serializers.DictField()),
     },
@@ -261,6 +272,7 @@ QUOTA_EXAMPLE = OpenApiExample(
     value={
         "tenant_id": "ten_acme_eu",
         "account_id": "acc_000001",
+        "scope": "account",
         "as_of": "2026-11-26T10:12:00Z",
         "limits": [
             {
