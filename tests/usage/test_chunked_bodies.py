@@ -28,7 +28,7 @@ from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import TenantFactory
 from usage.models import UsageEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 START_TIMEOUT = 60
