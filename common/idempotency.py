@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Callable
 
 from django.core.exceptions import RequestDataTooBig
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from common.api import error_response
 from common.models import IdempotencyRecord
 
+logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 RETENTION = dt.timedelta(hours=24)
 ABANDONED = dt.timedelta(minutes=5)  # an in-progress record this old belongs to a request that died
@@ -71,14 +73,29 @@ def idempotent(request, handler: Callable[[], Response]) -> Response:
                 {"Retry-After": "1"},
             )
         return Response(existing.body, status=existing.status_code, headers={"Idempotent-Replayed": "true"})
+    # Invariant: once claimed, the key is either given its outcome or given back, whatever fails; never left
+    # "in progress" for a retry to wait out.
     try:
         response = handler()
     except BaseException:
-        record.delete()
+        _release(record)
         raise
     if response.status_code in STORED and response.status_code not in NOT_STORED:
-        record.status_code, record.body = response.status_code, response.data
-        record.save(update_fields=["status_code", "body"])
+        try:
+            with transaction.atomic():
+                record.status_code, record.body = response.status_code, response.data
+                record.save(update_fields=["status_code", "body"])
+        except Exception:
+            # The request was served; only its replay is lost. A retry with the key runs again.
+            logger.exception("Could not store the outcome of Idempotency-Key %r; the key is given back.", key)
+            _release(record)
     else:
-        record.delete()
+        _release(record)
     return response
+
+
+def _release(record: IdempotencyRecord) -> None:
+    try:
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+    except Exception:  # e.g. the database went away: the record gives way once abandoned (ABANDONED)
+        logger.exception("Could not give back Idempotency-Key %r.", record.key)

@@ -22,3 +22,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
 ]
+
+# API paths answer these errors in the API's error shape, other paths with Django's pages.
+handler400 = "common.errorpages.bad_request"
+handler404 = "common.errorpages.page_not_found"
+handler500 = "common.errorpages.server_error"

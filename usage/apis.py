@@ -10,6 +10,8 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,8 +25,9 @@ from common.idempotency import idempotent
 from common.periods import Period, month_containing, month_period
 from tenants.models import Tenant
 from usage import schema
-from usage.ingest import MAX_BATCH
+from usage.ingest import MAX_BATCH, quoted
 from usage.quotas import quota_statuses
+from usage.schema import EventsAutoSchema
 from usage.services import IngestRejected, events_ingest
 
 ERR_JSON = 'The body must be JSON: one event object, or {"events": [...]}.'
@@ -50,8 +53,20 @@ def _money(value) -> str:
     return format(value, "f")
 
 
+ACCOUNT_PARAMETER = OpenApiParameter("account", OpenApiTypes.STR, description="Export keys only: acc_… id.")
+# Answers every /v1/ endpoint can give.
+UNAUTHENTICATED = OpenApiResponse(schema.Error, description="No or invalid API key.")
+RATE_LIMITED = OpenApiResponse(schema.Error, description="Rate limit exceeded; see Retry-After.")
+EXPORT_ACCOUNT_ERRORS = {
+    400: OpenApiResponse(schema.Error, description="An export key without `?account=`."),
+    404: OpenApiResponse(schema.Error, description="An export key naming an unknown account."),
+}
+
+
 class EventsIngestApi(APIView):
     permission_classes = [HasIngestScope]
+    # The body is read as JSON whatever its declared type (``_ingest``); the schema offers JSON only.
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="events_ingest",
@@ -60,16 +75,25 @@ class EventsIngestApi(APIView):
         request=schema.EventsRequest,
         responses={
             202: schema.IngestAccepted,
-            400: OpenApiResponse(schema.EventErrors, description="Invalid events; nothing was stored."),
-            401: OpenApiResponse(schema.Error, description="No or invalid API key."),
+            400: OpenApiResponse(
+                schema.EventErrors,
+                description="Invalid events (every problem in `errors`), a body that is not JSON, or an invalid "
+                "Idempotency-Key; nothing was stored.",
+            ),
+            401: UNAUTHENTICATED,
             403: OpenApiResponse(
                 schema.EventErrors,
                 description="Key without the ingest scope, or a tenant "
                 "of another account (or outside the key's tenant pin).",
             ),
-            409: OpenApiResponse(schema.Error, description="Idempotency-Key reused with a different body."),
-            413: OpenApiResponse(schema.Error, description="More than 10,000 events."),
-            429: OpenApiResponse(schema.Error, description="Rate limit exceeded; see Retry-After."),
+            409: OpenApiResponse(
+                schema.Error,
+                description="Idempotency-Key reused with a different body, or its first request is still running "
+                "(retry after Retry-After).",
+            ),
+            411: OpenApiResponse(schema.Error, description="A chunked body this server cannot read."),
+            413: OpenApiResponse(schema.Error, description="More than 10,000 events, or a body over 16 MiB."),
+            429: RATE_LIMITED,
         },
         parameters=[schema.IDEMPOTENCY_HEADER],
         examples=schema.EVENTS_EXAMPLES,
@@ -105,6 +129,9 @@ class EventsIngestApi(APIView):
             return Response(rejected_body(rejected), status=rejected.status)
         return Response({"accepted": result.accepted, "duplicates": result.duplicates}, status=status.HTTP_202_ACCEPTED)
 
+    # Set after the methods: in the class body this name shadows the ``schema`` module their decorator reads.
+    schema = EventsAutoSchema()
+
 
 def rejected_body(rejected: IngestRejected) -> dict:
     """The 400/403 body of a refused batch (also rendered by ``usage.fast_ingest``)."""
@@ -129,10 +156,11 @@ def _account_for(request) -> Account:
         public_id = request.query_params.get("account")
         if not public_id:
             raise BillingError(ERR_ACCOUNT_PARAM, code="required", field="account")
-        account = Account.objects.filter(public_id=public_id).first()
+        # No account id has unprintable characters (and PostgreSQL cannot even compare a NUL).
+        account = Account.objects.filter(public_id=public_id).first() if public_id.isprintable() else None
         if account is None:
             raise BillingError(
-                ERR_ACCOUNT_UNKNOWN.format(account=public_id), code="not_found", field="account", status=404
+                ERR_ACCOUNT_UNKNOWN.format(account=quoted(public_id)), code="not_found", field="account", status=404
             )
         return account
     return api_key.account
@@ -224,8 +252,14 @@ class CurrentUsageApi(APIView):
         operation_id="usage_current",
         summary="Usage and estimated charges of the running period",
         description=schema.USAGE_DESCRIPTION,
-        parameters=[OpenApiParameter("account", OpenApiTypes.STR, description="Export keys only: acc_… id.")],
-        responses={200: schema.UsageDocument, 401: schema.Error, 403: schema.Error, 404: schema.Error},
+        parameters=[ACCOUNT_PARAMETER],
+        responses={
+            200: schema.UsageDocument,
+            **EXPORT_ACCOUNT_ERRORS,
+            401: UNAUTHENTICATED,
+            403: schema.Error,
+            429: RATE_LIMITED,
+        },
         examples=[schema.USAGE_EXAMPLE],
         tags=["Usage"],
     )
@@ -247,12 +281,19 @@ class MonthUsageApi(APIView):
         summary="Usage and charges of a calendar month",
         description="The same document as `/v1/billing/usage/current`, for the month named by `year` and `month` "
         "(UTC). A future month is a 400.",
-        parameters=[
-            OpenApiParameter("year", int, required=True),
-            OpenApiParameter("month", int, required=True),
-            OpenApiParameter("account", OpenApiTypes.STR, description="Export keys only: acc_… id."),
-        ],
-        responses={200: schema.UsageDocument, 400: schema.Error, 401: schema.Error, 403: schema.Error},
+        parameters=[Query, ACCOUNT_PARAMETER],
+        responses={
+            200: schema.UsageDocument,
+            400: OpenApiResponse(
+                schema.Error,
+                description="`year` or `month` missing or out of range, a future month, or an export key without "
+                "`?account=`.",
+            ),
+            401: UNAUTHENTICATED,
+            403: schema.Error,
+            404: EXPORT_ACCOUNT_ERRORS[404],
+            429: RATE_LIMITED,
+        },
         tags=["Usage"],
     )
     def get(self, request):
@@ -273,7 +314,17 @@ class TenantQuotaApi(APIView):
         operation_id="tenant_quota",
         summary="Where a tenant's account stands against its plan limits",
         description=schema.QUOTA_DESCRIPTION,
-        responses={200: schema.QuotaDocument, 401: schema.Error, 403: schema.Error, 404: schema.Error},
+        responses={
+            200: schema.QuotaDocument,
+            401: UNAUTHENTICATED,
+            403: schema.Error,
+            404: OpenApiResponse(
+                schema.Error,
+                description="No such tenant, or one this key may not read (another account's, "
+                "or another tenant than the key's pin).",
+            ),
+            429: RATE_LIMITED,
+        },
         examples=[schema.QUOTA_EXAMPLE],
         tags=["Usage"],
     )
@@ -284,10 +335,14 @@ class TenantQuotaApi(APIView):
             scope = scope.filter(account=api_key.account)
             if api_key.tenant_id:
                 scope = scope.filter(pk=api_key.tenant_id)
+        if not tenant.isprintable():  # no tenant id has such characters (and PostgreSQL cannot compare a NUL)
+            raise NotFound()
         found = get_object_or_404(scope, public_id=tenant)
+        # A key pinned to a tenant reads that tenant's own usage, never the account's.
+        pinned = found if api_key.tenant_id else None
         now = clock.now()
         limits = []
-        for status_ in quota_statuses(account=found.account, now=now):
+        for status_ in quota_statuses(account=found.account, now=now, tenant=pinned):
             limits.append(
                 {
                     "metric": status_.metric.code,
@@ -297,14 +352,16 @@ class TenantQuotaApi(APIView):
                     "limit": _number(status_.limit),
                     "current_usage": _number(status_.current),
                     "percentage": _number(status_.percentage),
-                    "remaining": _number(status_.remaining),
-                    "exceeded": status_.exceeded,
+                    # What remains, and whether the limit is exceeded, depend on the other tenants' usage too.
+                    "remaining": None if pinned else _number(status_.remaining),
+                    "exceeded": None if pinned else status_.exceeded,
                 }
             )
         return Response(
             {
                 "tenant_id": found.public_id,
                 "account_id": found.account.public_id,
+                "scope": "tenant" if pinned else "account",
                 "as_of": now.isoformat().replace("+00:00", "Z"),
                 "limits": limits,
             }

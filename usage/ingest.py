@@ -18,6 +18,9 @@ MAX_BATCH = 10_000
 MAX_TRANSACTION_ID = 255
 QUANTUM = Decimal(1).scaleb(-QUANTITY_DECIMAL_PLACES)
 MAX_PROPERTY_VALUE = 255
+# Properties describe an event (partner_id, user_id, feature, ...): a few short names, not a document.
+MAX_PROPERTY_KEY = 64
+MAX_PROPERTIES = 50
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EVENT_FIELDS = ("transaction_id", "tenant", "metric", "quantity", "timestamp", "properties")
 # One event reports less than a trillion units, so hourly and monthly sums stay far inside their columns.
@@ -44,16 +47,39 @@ E = {
     "gauge_period_closed": "Usage for {month} was invoiced; a level reading (metric '{metric}') cannot change it. "
     "Report the current level with a timestamp in an open month.",
     "invalid_properties": "properties must be a JSON object of strings, numbers or booleans.",
+    "property_key_too_long": f"A property name has at most {MAX_PROPERTY_KEY} characters.",
+    "too_many_properties": f"An event has at most {MAX_PROPERTIES} properties.",
     "missing_property": "Metric '{metric}' counts unique values of properties.{prop}, which is missing.",
     "unknown_partner": "No master partner '{value}' in this account.",
 }
 
 
+# How much of a client's text an error quotes: enough for any id (64 characters at most), no more.
+MAX_QUOTED = 64
+
+
+def quoted(value: Any, limit: int | None = MAX_QUOTED) -> str:
+    """``value`` as an error's field or message may quote it: cut after ``limit`` characters, and with every
+    character that is not printable escaped (NUL as the four characters ``\\x00``). Error bodies are stored
+    (``Idempotency-Key``) and logged: they must hold only text PostgreSQL can store and stay small whatever
+    was sent."""
+    text = str(value)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class EventError(Exception):
+    """An event refused for one reason: ``code`` (a key of ``E``), the ``field`` it names and its message.
+    Values sent by the client are quoted in the message through ``quoted``; a field named after the client's
+    text is cut by the caller (``quoted``) and escaped here."""
+
     def __init__(self, field: str | None, code: str, **fmt: Any) -> None:
-        self.field = field
+        self.field = None if field is None else quoted(field, limit=None)
         self.code = code
-        self.message = E[code].format(**fmt)
+        self.message = E[code].format(**{name: quoted(value) for name, value in fmt.items()})
         super().__init__(self.message)
 
 
@@ -111,11 +137,15 @@ def parse_properties(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise EventError("properties", "invalid_properties")
+    if len(value) > MAX_PROPERTIES:
+        raise EventError("properties", "too_many_properties")
     for key, item in value.items():
         if not isinstance(key, str) or isinstance(item, (dict, list)):
             raise EventError("properties", "invalid_properties")
+        if len(key) > MAX_PROPERTY_KEY:
+            raise EventError("properties", "property_key_too_long")
         if isinstance(item, str) and (len(item) > MAX_PROPERTY_VALUE or "\x00" in item) or "\x00" in key:
-            raise EventError(f"properties.{key}", "invalid_properties")
+            raise EventError(f"properties.{quoted(key)}", "invalid_properties")
     return value
 
 
@@ -125,7 +155,7 @@ def parse_event(item: Any, now: dt.datetime) -> RawEvent:
         raise EventError(None, "invalid_event")
     for key in item:
         if key not in EVENT_FIELDS:
-            raise EventError(key, "unknown_field", name=key)
+            raise EventError(quoted(key), "unknown_field", name=key)
     transaction_id = item.get("transaction_id")
     if transaction_id is None:
         raise EventError("transaction_id", "required")

@@ -94,13 +94,17 @@ def _current(account: Account, charge: PlanCharge, now: dt.datetime, tenant: Ten
 def quota_statuses(
     *, account: Account, now: dt.datetime, metric_ids: set[int] | None = None, tenant: Tenant | None = None
 ) -> list[QuotaStatus]:
-    """Every limit of the account's plan (or those of ``metric_ids``) with current usage."""
+    """Every limit of the account's plan (or those of ``metric_ids``) with current usage. With ``tenant``, the
+    limits its events count towards, each with that tenant's own usage (the limits stay the account's);
+    limits counted from the account's records (tenants, master partners) are left out."""
     subscription = live_subscription(account)
     if subscription is None:
         return []
     statuses = []
     for charge in subscription.plan_version.charges.all():
         if charge.limit is None or (metric_ids is not None and charge.metric_id not in metric_ids):
+            continue
+        if tenant is not None and charge.metric.source != Metric.Source.EVENTS:
             continue
         if charge.limit_window == PlanCharge.LimitWindow.HOUR:
             label = now.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:00Z")

@@ -3,11 +3,23 @@ itself for speed; the field list and error codes shown here come from ``usage.in
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer, inline_serializer
 from rest_framework import serializers
 
-from usage.ingest import MAX_BATCH, E
+from common.money import QUANTITY_DECIMAL_PLACES
+from usage.ingest import (
+    EVENT_FIELDS,
+    MAX_BATCH,
+    MAX_PROPERTIES,
+    MAX_PROPERTY_KEY,
+    MAX_PROPERTY_VALUE,
+    MAX_TRANSACTION_ID,
+    QUANTITY_LIMIT,
+    E,
+)
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -30,7 +42,7 @@ requests. A `202` means every accepted event is committed.
 **All or nothing.** If any event is invalid the response is `400` listing every problem as
 `{{index, field, code, message}}` and nothing is stored. Codes: """
     + ", ".join(f"`{c}`" for c in E)
-    + """.
+    + f""".
 
 **Late usage.** Events for a month whose invoice is final are accepted for a grace window (7 days by
 default) and billed on the next invoice; after it they are refused with `period_closed`. Storage level
@@ -40,7 +52,9 @@ Fields: `transaction_id` (string, ≤ 255), `tenant` (a tenant's public id), `me
 `api_requests`, `messages`, `storage_gb` (a gauge: the GB stored from this timestamp on), `active_users`
 (needs `properties.user_id`), `premium_features` (needs `properties.feature`)), `quantity` (non-negative
 decimal, number or string, default 1), `timestamp` (RFC 3339 with zone, default now, at most 5 minutes
-ahead), `properties` (object; `partner_id` attributes messages to a master partner).
+ahead), `properties` (object of at most {MAX_PROPERTIES} properties, names of at most {MAX_PROPERTY_KEY} characters,
+values strings of at most {MAX_PROPERTY_VALUE} characters, numbers or booleans; `partner_id` attributes messages to
+a master partner).
 """
 )
 
@@ -59,20 +73,107 @@ A key pinned to one tenant sees that tenant only: `tenant_id` names it, `tenants
 
 QUOTA_DESCRIPTION = """
 Every limit of the plan of the tenant's account — storage, users, API requests per hour, messages per
-month, tenants, master partners — with the current usage, percentage and what remains. Usage beyond a
-limit is not blocked; it is alerted (`billing.usage_threshold` at 75/90/100 %, `billing.limit_exceeded`)
-and billed as overage where the plan prices it.
+month, tenants, master partners — with the current usage, percentage and what remains. The limits are the
+account's plan limits, shared by all its tenants. Tenants and master partners count those live at any
+moment of the month so far — the count billed — so a tenant archived during the month counts until the
+month ends. Usage beyond a limit is not blocked; it is alerted
+(`billing.usage_threshold` at 75/90/100 %, `billing.limit_exceeded`) and billed as overage where the plan
+prices it.
+
+`scope` says whose usage the figures are. `account` (every key not pinned to a tenant): the whole account's
+usage, with `remaining` and `exceeded`. `tenant` (a key pinned to the tenant, which reads no other tenant):
+only the limits the tenant's own events count towards (not `tenants` or `master_partners`, counted from the
+account's records), with `current_usage` the tenant's own usage in the limit's window and `percentage` its
+share of the account's limit; `remaining` and `exceeded` depend on the other tenants and are `null`.
 """
 
-EVENT_FIELDS = {
-    "transaction_id": serializers.CharField(max_length=255),
-    "tenant": serializers.CharField(),
-    "metric": serializers.CharField(),
-    "quantity": serializers.DecimalField(max_digits=24, decimal_places=8, required=False, default=1),
-    "timestamp": serializers.DateTimeField(required=False),
-    "properties": serializers.DictField(required=False),
+# One event, as ``usage.ingest.parse_event`` accepts it. Written as JSON Schema (the view parses the body
+# itself, with no serializer to derive it from), from the same constants the validation uses.
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "transaction_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TRANSACTION_ID,
+            "description": "The event's idempotency key, unique per account; printable characters.",
+        },
+        "tenant": {"type": "string", "description": "A tenant's public id, e.g. `ten_acme_eu`."},
+        "metric": {"type": "string", "description": "A reportable metric's code, e.g. `messages`."},
+        "quantity": {
+            "oneOf": [
+                {"type": "number", "minimum": 0, "maximum": int(QUANTITY_LIMIT), "exclusiveMaximum": True},
+                {"type": "string", "pattern": rf"^[0-9]{{1,12}}(\.[0-9]{{1,{QUANTITY_DECIMAL_PLACES}}})?$"},
+            ],
+            "default": 1,
+            "description": f"Non-negative, below 1,000,000,000,000, at most {QUANTITY_DECIMAL_PLACES} decimal "
+            "places; a JSON number or a decimal string. Default 1.",
+        },
+        "timestamp": {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 with a time zone; default now; at most 5 minutes ahead.",
+        },
+        "properties": {
+            "type": "object",
+            "maxProperties": MAX_PROPERTIES,
+            "additionalProperties": {
+                "oneOf": [{"type": "string", "maxLength": MAX_PROPERTY_VALUE}, {"type": "number"}, {"type": "boolean"}]
+            },
+            "description": f"At most {MAX_PROPERTIES} properties with names of at most {MAX_PROPERTY_KEY} "
+            f"characters; values are strings (at most {MAX_PROPERTY_VALUE} characters), numbers or booleans.",
+        },
+    },
+    "required": ["transaction_id", "tenant", "metric"],
+    "additionalProperties": False,
 }
-EventsRequest = inline_serializer("EventsBatch", {"events": inline_serializer("Event", EVENT_FIELDS, many=True)})
+assert tuple(EVENT_SCHEMA["properties"]) == EVENT_FIELDS
+
+
+class Event(serializers.Serializer):
+    """One usage event (documented by ``EVENT_SCHEMA``)."""
+
+
+class EventsBatch(serializers.Serializer):
+    """``{"events": [...]}``: up to ``MAX_BATCH`` events."""
+
+
+class EventSchema(OpenApiSerializerExtension):
+    target_class = Event
+
+    def map_serializer(self, auto_schema, direction):
+        return EVENT_SCHEMA
+
+
+class EventsBatchSchema(OpenApiSerializerExtension):
+    target_class = EventsBatch
+
+    def map_serializer(self, auto_schema, direction):
+        event = auto_schema.resolve_serializer(Event, direction).ref
+        return {
+            "type": "object",
+            "properties": {"events": {"type": "array", "items": event, "minItems": 1, "maxItems": MAX_BATCH}},
+            "required": ["events"],
+            "additionalProperties": False,
+        }
+
+
+EventsRequest = PolymorphicProxySerializer(
+    component_name="EventsRequest", serializers=[Event, EventsBatch], resource_type_field_name=None, many=False
+)
+
+
+class EventsAutoSchema(AutoSchema):
+    """The events endpoint's schema: its body is required (a body of one event or a batch: a ``oneOf`` that
+    the generator cannot tell is required on its own)."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation and "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+        return operation
+
+
 IngestAccepted = inline_serializer(
     "IngestAccepted", {"accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()}
 )
@@ -85,17 +186,22 @@ class ErrorItem(serializers.Serializer):
 
 
 class EventErrorItem(ErrorItem):
-    index = serializers.IntegerField()
+    index = serializers.IntegerField(help_text="The event's position in the batch (0 for a single event).")
 
 
 class Error(serializers.Serializer):
-    error = ErrorItem()
-    errors = ErrorItem(many=True, required=False)
+    error = ErrorItem(help_text="The (first) problem.")
+    errors = ErrorItem(many=True, required=False, help_text="Every problem, when there are several.")
 
 
 class EventErrors(serializers.Serializer):
-    error = ErrorItem()
-    errors = EventErrorItem(many=True)
+    error = ErrorItem(help_text="The problem: for refused events, `invalid_events` or `tenant_not_allowed`.")
+    errors = EventErrorItem(
+        many=True,
+        required=False,
+        help_text="For refused events (`invalid_events`, `tenant_not_allowed`): every refused event's problem, "
+        "at most 100. Absent for a problem with the request itself (`invalid_json`, a missing scope, ...).",
+    )
 
 
 UsageDocument = inline_serializer(
@@ -135,6 +241,10 @@ QuotaDocument = inline_serializer(
     {
         "tenant_id": serializers.CharField(),
         "account_id": serializers.CharField(),
+        "scope": serializers.ChoiceField(
+            choices=["account", "tenant"],
+            help_text="Whose usage the figures are: the account's, or (for a tenant-pinned key) the tenant's own.",
+        ),
         "as_of": serializers.DateTimeField(),
         "limits": serializers.ListField(child=serializers.DictField()),
     },
@@ -259,6 +369,7 @@ QUOTA_EXAMPLE = OpenApiExample(
     value={
         "tenant_id": "ten_acme_eu",
         "account_id": "acc_000001",
+        "scope": "account",
         "as_of": "2026-11-26T10:12:00Z",
         "limits": [
             {

@@ -114,6 +114,9 @@ def events_validate(
                     }
                 )
                 continue
+            # Age first: a timestamp older than any tenant's life is too old, not outside that tenant's life.
+            if event.timestamp < oldest:
+                raise EventError("timestamp", "timestamp_too_old", days=(now - oldest).days)
             if event.timestamp < tenant.activated_at or (
                 tenant.archived_at is not None and event.timestamp >= tenant.archived_at
             ):
@@ -123,8 +126,6 @@ def events_validate(
                 raise EventError("metric", "unknown_metric", value=event.metric)
             if not metric.reportable:
                 raise EventError("metric", "metric_not_reportable", value=event.metric)
-            if event.timestamp < oldest:
-                raise EventError("timestamp", "timestamp_too_old", days=(now - oldest).days)
             usage_month = _month(event.timestamp)
             billing_month, is_late = usage_month, False
             closed_at = closed.get(usage_month)

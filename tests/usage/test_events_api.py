@@ -8,6 +8,7 @@ import time_machine
 from django.test import override_settings
 
 from accounts.services import api_key_create, api_key_revoke
+from common.models import IdempotencyRecord
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import TenantFactory
 from usage.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
@@ -107,8 +108,14 @@ def test_defaults_quantity_one_and_timestamp_now(business, api):
         ({"transaction_id": "a\x00b"}, "transaction_id", "invalid_transaction_id"),
         ({"tenant": "ten_\x00"}, "tenant", "unknown_tenant"),
         ({"timestamp": "0001-01-01T00:30:00+01:00"}, "timestamp", "invalid_timestamp"),
+        ({"timestamp": "0001-01-01T00:00:00Z"}, "timestamp", "timestamp_too_old"),
+        ({"timestamp": "0001-01-01T00:00:00-01:00"}, "timestamp", "timestamp_too_old"),
+        ({"timestamp": "9999-12-31T23:59:59Z"}, "timestamp", "timestamp_in_future"),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, "timestamp", "invalid_timestamp"),
         ({"quantity": "1000000000000"}, "quantity", "invalid_quantity"),
         ({"properties": {"k": "a\x00"}}, "properties.k", "invalid_properties"),
+        ({"properties": {"k" * 65: 1}}, "properties", "property_key_too_long"),
+        ({"properties": {f"k{i}": i for i in range(51)}}, "properties", "too_many_properties"),
     ],
 )
 def test_one_invalid_event_rejects_the_whole_batch(business, api, bad, field, code):
@@ -300,3 +307,94 @@ def test_odd_but_valid_numbers_are_normalised(business, api):
         Decimal("999999999999.99999999"),
     ]
     assert UsageRollup.objects.get().quantity_sum == Decimal("1000000000000.00249999")
+
+
+def test_property_names_of_64_characters_and_50_properties_are_accepted(business, api):
+    properties = {f"{i:02d}".ljust(64, "k"): i for i in range(50)}
+    response = post(api(business["key"]), event(1, properties=properties))
+    assert (response.status_code, response.json()) == (202, {"accepted": 1, "duplicates": 0})
+    assert UsageEvent.objects.get().properties == properties
+
+
+def test_a_huge_property_name_or_a_huge_number_of_properties_is_refused_without_echo(business, api):
+    client = api(business["key"])
+    long_name = post(client, event(1, properties={"x" * 1_000_000: 1}))
+    many = post(client, event(2, properties={f"p{i}": i for i in range(10_000)}))
+    assert long_name.status_code == many.status_code == 400
+    assert long_name.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "properties",
+            "code": "property_key_too_long",
+            "message": "A property name has at most 64 characters.",
+        }
+    ]
+    assert many.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "properties",
+            "code": "too_many_properties",
+            "message": "An event has at most 50 properties.",
+        }
+    ]
+    assert nothing_stored()
+
+
+# Text PostgreSQL cannot store (NUL) in a field name, a property name, the tenant or the metric: a 400 whose
+# field and message quote it escaped, stored for replay like any other 400.
+NUL_BODIES = [
+    (
+        b'{"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages", "x\\u0000": 1}',
+        "x\\x00",
+        "unknown_field",
+        "Unknown field 'x\\x00'; an event has: transaction_id, tenant, metric, quantity, timestamp, properties.",
+    ),
+    (
+        b'{"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages", "properties": {"k\\u0000": 1}}',
+        "properties.k\\x00",
+        "invalid_properties",
+        "properties must be a JSON object of strings, numbers or booleans.",
+    ),
+    (
+        b'{"transaction_id": "x", "tenant": "ten_\\u0000", "metric": "messages"}',
+        "tenant",
+        "unknown_tenant",
+        "No tenant 'ten_\\x00'.",
+    ),
+    (
+        b'{"transaction_id": "x", "tenant": "ten_northwind_eu", "metric": "messages\\u0000"}',
+        "metric",
+        "unknown_metric",
+        "No metric 'messages\\x00'.",
+    ),
+]
+
+
+@pytest.mark.parametrize("body, field, code, message", NUL_BODIES)
+def test_a_nul_character_with_an_idempotency_key_is_a_400_that_replays(business, api, body, field, code, message):
+    client = api(business["key"])
+    expected = {
+        "error": {"code": "invalid_events", "field": "events", "message": "1 invalid event(s); nothing was stored."},
+        "errors": [{"index": 0, "field": field, "code": code, "message": message}],
+    }
+    plain = client.post("/v1/events", body, content_type="application/json")
+    first = client.post("/v1/events", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    again = client.post("/v1/events", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    assert (plain.status_code, plain.json()) == (first.status_code, first.json()) == (400, expected)
+    assert (again.status_code, again.json(), again["Idempotent-Replayed"]) == (400, expected, "true")
+    assert list(IdempotencyRecord.objects.values_list("key", "status_code")) == [("nul-1", 400)]
+    assert nothing_stored()
+
+
+def test_an_unknown_field_name_is_quoted_cut_short(business, api):
+    response = post(api(business["key"]), event(1, **{"x" * 1_000_000: 1}))
+    assert response.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "x" * 64 + "…",
+            "code": "unknown_field",
+            "message": "Unknown field '"
+            + "x" * 64
+            + "…'; an event has: transaction_id, tenant, metric, quantity, timestamp, properties.",
+        }
+    ]

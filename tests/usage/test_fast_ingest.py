@@ -175,6 +175,11 @@ INVALID = [
     ({"properties": {"partner_id": "prt_unknown"}}, "properties.partner_id", "unknown_partner"),
     ({"colour": "blue"}, "colour", "unknown_field"),
     ({"tenant": "ten_\u2028"}, "tenant", "unknown_tenant"),  # rendered escaped, as the REST framework does
+    ({"timestamp": "9999-12-31T23:59:59Z"}, "timestamp", "timestamp_in_future"),
+    ({"metric": "messages\x00"}, "metric", "unknown_metric"),
+    ({"x\x00": 1}, "x\\x00", "unknown_field"),
+    ({"properties": {"k" * 65: 1}}, "properties", "property_key_too_long"),
+    ({"properties": {f"k{i}": i for i in range(51)}}, "properties", "too_many_properties"),
 ]
 
 

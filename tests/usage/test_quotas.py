@@ -161,3 +161,44 @@ def test_the_tenant_limit_counts_the_tenants_billed_for_the_month(startup, api):
     }
     billed = charges_estimate(account=account, period=month_containing(NOW), now=NOW).line_for("tenants")
     assert (billed.quantity, billed.billable, billed.amount) == (4, 1, D("29.00"))
+
+
+def test_a_tenant_pinned_key_reads_its_tenants_own_usage_against_the_limits(startup, api):
+    account, api_key, secret = startup
+    other = TenantFactory(account=account, public_id="ten_other", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    send(api_key, "mine", 1000)
+    with time_machine.travel(NOW, tick=False):
+        events_ingest(
+            account=account,
+            items=[{"transaction_id": "theirs", "tenant": other.public_id, "metric": "messages", "quantity": 3000}],
+            now=NOW,
+        )
+    _, pinned = api_key_create(
+        name="pinned", scopes=["read"], account=account, tenant=account.tenants.get(public_id="ten_startup")
+    )
+    with time_machine.travel(NOW, tick=False):
+        whole = api(secret).get("/v1/tenants/ten_startup/quota").json()
+        own = api(pinned).get("/v1/tenants/ten_startup/quota")
+        elsewhere = api(pinned).get("/v1/tenants/ten_other/quota")
+    assert (whole["scope"], {row["metric"]: row["current_usage"] for row in whole["limits"]}["messages"]) == (
+        "account",
+        "4000",
+    )
+    assert own.status_code == 200
+    body = own.json()
+    assert (body["tenant_id"], body["account_id"], body["scope"]) == ("ten_startup", account.public_id, "tenant")
+    # Only limits the tenant's own events count towards; tenants and master partners are the account's.
+    assert [row["metric"] for row in whole["limits"]] == ["master_partners", "messages", "tenants"]
+    assert [row["metric"] for row in body["limits"]] == ["messages"]
+    assert {row["metric"]: row for row in body["limits"]}["messages"] == {
+        "metric": "messages",
+        "name": "Messages",
+        "window": "period",
+        "period": "2026-11",
+        "limit": "5000",
+        "current_usage": "1000",
+        "percentage": "20",
+        "remaining": None,
+        "exceeded": None,
+    }
+    assert elsewhere.status_code == 404

@@ -202,3 +202,17 @@ def test_a_tenant_pinned_read_key_sees_only_its_tenant(business_month, api):
     assert [row["tenant_id"] for row in current_body["tenants"]] == ["ten_northwind_2"]
     assert current_body["usage_to_date"] is None and current_body["partner_breakdown"] is None
     assert whole["tenant_id"] is None and whole["usage_to_date"] is not None
+
+
+def test_an_account_or_tenant_id_with_a_nul_character_is_not_found(business, api):
+    _, export = api_key_create(name="erp", scopes=["export"])
+    unknown_account = api(export).get("/v1/billing/usage/current", {"account": "acc_\x00"})
+    unknown_tenant = api(business["key"]).get("/v1/tenants/ten_%00/quota")
+    assert (unknown_account.status_code, unknown_account.json()) == (
+        404,
+        {"error": {"code": "not_found", "field": "account", "message": "No account 'acc_\\x00'."}},
+    )
+    assert (unknown_tenant.status_code, unknown_tenant.json()) == (
+        404,
+        {"error": {"code": "not_found", "field": None, "message": "Not found."}},
+    )

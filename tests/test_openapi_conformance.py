@@ -1,0 +1,142 @@
+"""The OpenAPI schema tells the truth: schemathesis generates requests from the live schema (``/api/schema/``),
+valid and invalid ones and the schema's examples, for every operation with every kind of API key, sends them
+to the production WSGI stack (``config.wsgi``: the lean events handler in front of Django) and checks every
+answer: no server error, a documented status code and content type, and a body matching the documented
+schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import schemathesis
+import time_machine
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from accounts.services import api_key_create
+from billing.services.subscriptions import subscription_create
+from tests.accounts.factories import AccountFactory
+from tests.tenants.factories import MasterPartnerFactory, TenantFactory
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+OPERATIONS = [
+    "GET /v1/billing/usage",
+    "GET /v1/billing/usage/current",
+    "GET /v1/tenants/{tenant}/quota",
+    "POST /v1/events",
+]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Per operation and key: enough to reach every answer of these small endpoints, few enough that the run
+# takes about half a minute on a busy 2-core machine.
+MAX_EXAMPLES = 25
+HYPOTHESIS = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,  # the same requests on every run: no flakiness, no example database
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],  # a failure is reported as found (with a curl line), unshrunk
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.fixture
+def keys(plan) -> dict[str, str | None]:
+    """An account with the tenants and partner the schema's examples name, and a key of each kind."""
+    account = AccountFactory(name="Acme")
+    subscription_create(
+        account=account, plan_version=plan("messaging-business"), started_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    tenant = TenantFactory(account=account, public_id="ten_acme_eu", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    TenantFactory(account=account, public_id="ten_acme_us", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    MasterPartnerFactory(
+        account=account, public_id="prt_supplier_001", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    kinds = {
+        "ingest": (["ingest"], account, None),
+        "read": (["read"], account, None),
+        "read+ingest": (["ingest", "read"], account, None),
+        "tenant-pinned": (["ingest", "read"], account, tenant),
+        "export": (["export"], None, None),
+    }
+    found: dict[str, str | None] = {"no key": None}
+    for name, (scopes, owner, pinned) in kinds.items():
+        found[name] = api_key_create(name=name, scopes=scopes, account=owner, tenant=pinned)[1]
+    return found
+
+
+# Requests go through the WSGI stack in this thread, which ends each request as a server does (closing the
+# database connection if it is in a transaction): the test runs outside one.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_every_answer_is_documented_by_the_schema(keys):
+    from config.wsgi import application
+
+    with time_machine.travel(NOW, tick=True):
+        schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert sorted(f"{op.method.upper()} {op.path}" for op in operations) == OPERATIONS
+        for operation in operations:
+            for name, secret in keys.items():
+                headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
+                # Generated tenants are never found: the quota of the account's own tenants is asked too.
+                own_tenants = [
+                    operation.as_strategy(headers=headers, path_parameters={"tenant": tenant})
+                    for tenant in ("ten_acme_eu", "ten_acme_us")
+                    if "{tenant}" in operation.path
+                ]
+                strategy = st.one_of(
+                    operation.as_strategy(GenerationMode.POSITIVE, headers=headers),
+                    operation.as_strategy(GenerationMode.NEGATIVE, headers=headers),
+                    *schema.get_strategies_from_examples(operation),
+                    *own_tenants,
+                )
+
+                @HYPOTHESIS
+                @given(case=strategy)
+                def answers_as_documented(case, headers):
+                    case.validate_response(case.call(headers=headers), checks=CHECKS)
+
+                try:
+                    answers_as_documented(headers=headers)
+                except Exception as exc:
+                    raise AssertionError(f"{operation.method.upper()} {operation.path} with key: {name}") from exc
+
+
+def test_the_schema_states_what_the_events_endpoint_takes():
+    from django.test import Client
+
+    document = Client().get("/api/schema/?format=json").json()
+    components = document["components"]["schemas"]
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]
+    assert (list(body["content"]), body["required"]) == (["application/json"], True)
+    assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EventsRequest"}
+    assert components["EventsRequest"] == {
+        "oneOf": [{"$ref": "#/components/schemas/Event"}, {"$ref": "#/components/schemas/EventsBatch"}]
+    }
+    assert components["EventsBatch"]["properties"]["events"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Event"},
+        "minItems": 1,
+        "maxItems": 10_000,
+    }
+    event = components["Event"]
+    assert (event["required"], event["additionalProperties"]) == (["transaction_id", "tenant", "metric"], False)
+    assert event["properties"]["quantity"]["oneOf"] == [
+        {"type": "number", "minimum": 0, "maximum": 1_000_000_000_000, "exclusiveMaximum": True},
+        {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,8})?$"},
+    ]
+    assert event["properties"]["properties"]["maxProperties"] == 50
+    month = {p["name"]: p for p in document["paths"]["/v1/billing/usage"]["get"]["parameters"]}
+    assert (month["year"]["schema"], month["month"]["schema"]) == (
+        {"type": "integer", "minimum": 2000, "maximum": 9998},
+        {"type": "integer", "minimum": 1, "maximum": 12},
+    )
+    assert components["EventErrors"]["required"] == components["Error"]["required"] == ["error"]
