@@ -49,22 +49,25 @@ def _free_port() -> int:
 
 
 def post_chunked(port: int, body: bytes, secret: str, path: str = "/v1/events") -> tuple[int, dict, bytes]:
-    """POST ``body`` in two chunks, without a Content-Length; return the status, headers and raw body."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    try:
-        half = len(body) // 2
-        conn.request(
-            "POST",
-            path,
-            body=iter([body[:half], body[half:]]),
-            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
-            encode_chunked=True,
-        )
-        response = conn.getresponse()
-        headers = {k: v for k, v in response.getheaders() if k.lower() not in ("date", "server")}
+    """POST ``body`` in two chunks, without a Content-Length; return the status, headers and raw body.
+
+    The request goes out in one write: a server that answers before reading the body (the 411) then finds it
+    already received and closes cleanly, instead of resetting a connection the client is still writing to."""
+    half = len(body) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:]) if part)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {secret}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((HOST, port), timeout=30) as sock:
+        try:
+            sock.sendall(head + chunks + b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered (and closed) before the whole body arrived: the answer is still there to read
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        headers = {k: v for k, v in response.getheaders() if k.lower() not in ("date", "server", "connection")}
         return response.status, headers, response.read()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
