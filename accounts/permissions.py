@@ -2,12 +2,14 @@
 migrations as models are added) through ``staff_groups_sync``.
 
 - Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
-  API keys of accounts, tenants, partners, subscriptions and disputes, hold and release invoices in
-  review, and view everything else (the catalogue included) without changing it. They delete
+  API keys of accounts, tenants, partners, subscriptions and disputes, hold, release, finalize and void
+  drafts in review, and view everything else (the catalogue included) without changing it. They delete
   nothing and cannot create platform-wide export keys.
 - Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, and edit
-  the periodic task schedule. Creating staff logins stays with superusers, so no group can grant itself
-  more rights.
+  the periodic task schedule. Only they take money back off an issued invoice: voiding a finalized
+  invoice (``billing.void_issued_invoice``) and writing one off as uncollectible
+  (``billing.write_off_invoice``); the invoice services check these permissions of the acting user.
+  Creating staff logins stays with superusers, so no group can grant itself more rights.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ BILLING_STAFF_EDITABLE = {
     ("billing", "subscription"),
     ("billing", "invoice"),  # hold, release, finalize and void drafts in review
     ("disputes", "dispute"),
+}
+# Custom permissions (beyond add/change/delete/view) that stay with Finance admin, listed so that no
+# rule for billing staff can hand them out by accident.
+FINANCE_ONLY = {
+    ("billing", "void_issued_invoice"),
+    ("billing", "write_off_invoice"),
 }
 
 
@@ -58,6 +66,8 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
     for perm in ours:
         action = perm.codename.split("_", 1)[0]
         model = (perm.content_type.app_label, perm.content_type.model)
+        if (perm.content_type.app_label, perm.codename) in FINANCE_ONLY:
+            continue
         if action == "view" or (action in ("add", "change") and model in BILLING_STAFF_EDITABLE):
             allowed.append(perm)
     billing_staff.permissions.set(allowed)

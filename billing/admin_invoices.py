@@ -17,6 +17,8 @@ from billing.admin_documents import DocumentAdminMixin
 from billing.admin_emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
+    PERM_VOID_ISSUED,
+    PERM_WRITE_OFF,
     invoice_finalize,
     invoice_hold,
     invoice_mark_uncollectible,
@@ -89,6 +91,7 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
         "finalize_action",
         "hold_action",
         "release_action",
+        "void_draft_action",
         "void_action",
         "uncollectible_action",
         "rerender_pdf_action",
@@ -200,7 +203,23 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
             "{count} invoice(s) released.",
         )
 
-    @admin.action(description="Void selected invoices (unpaid only)", permissions=["change"])
+    def has_void_issued_permission(self, request):
+        return request.user.has_perm(PERM_VOID_ISSUED)
+
+    def has_write_off_permission(self, request):
+        return request.user.has_perm(PERM_WRITE_OFF)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "void_action" in actions:  # voids drafts too: one void action is enough
+            actions.pop("void_draft_action", None)
+        return actions
+
+    @admin.action(description="Void selected drafts", permissions=["change"])
+    def void_draft_action(self, request, queryset):
+        self.void_action(request, queryset)
+
+    @admin.action(description="Void selected invoices (drafts or unpaid finalized)", permissions=["void_issued"])
     def void_action(self, request, queryset):
         run_action(
             self,
@@ -210,7 +229,7 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
             "{count} invoice(s) voided.",
         )
 
-    @admin.action(description="Write off selected unpaid invoices (uncollectible)", permissions=["change"])
+    @admin.action(description="Write off selected unpaid invoices (uncollectible)", permissions=["write_off"])
     def uncollectible_action(self, request, queryset):
         run_action(
             self,

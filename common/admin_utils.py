@@ -39,6 +39,9 @@ def run_action(modeladmin: Any, request: Any, queryset: Any, service: Any, succe
         modeladmin.message_user(request, success.format(count=done), messages.SUCCESS)
 
 
+ERR_ACTION_DENIED = "You do not have permission to run “{action}”: nothing was changed."
+
+
 class ServiceAdmin(SimpleHistoryAdmin):
     """Base admin: audit history, and a domain or validation error raised by a service while saving
     becomes an error message on the same page instead of a server error. The admin's transaction is
@@ -53,3 +56,18 @@ class ServiceAdmin(SimpleHistoryAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+    def response_action(self, request, queryset):
+        """An action of this admin that the user may not run (it is not offered to them, but it can still be
+        posted) is refused with an error message naming it, instead of Django's "No action selected"."""
+        names = request.POST.getlist("action")
+        try:
+            name = names[int(request.POST.get("index", 0))]
+        except (IndexError, ValueError):
+            name = ""
+        declared = {a if isinstance(a, str) else a.__name__ for a in self.actions or ()}
+        if name in declared and name not in self.get_actions(request):
+            description = getattr(getattr(self, name, None), "short_description", name)
+            self.message_user(request, ERR_ACTION_DENIED.format(action=description), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)

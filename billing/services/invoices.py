@@ -43,6 +43,10 @@ ERR_CREDIT_TOO_MUCH = "A credit of {amount} exceeds what is left to credit on {n
 ERR_CREDIT_EMPTY = "A credit note needs at least one line with a positive amount."
 ERR_CREDIT_STATUS = "Only finalized or paid invoices can be credited; {number} is {status}."
 ERR_PAYMENT = "A payment must be positive and at most the amount due ({due})."
+ERR_VOID_ISSUED_DENIED = "Only Finance admins may void an issued invoice; {invoice} is {status}."
+ERR_WRITE_OFF_DENIED = "Only Finance admins may write off an invoice; {invoice} was not written off."
+PERM_VOID_ISSUED = "billing.void_issued_invoice"
+PERM_WRITE_OFF = "billing.write_off_invoice"
 
 
 def _money(value: Decimal) -> str:
@@ -331,6 +335,17 @@ def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None
         transaction.on_commit(lambda: invoice_ready_for_collection.send(sender=Invoice, invoice_ids=to_collect))
 
 
+def _require_permission(actor: Any, permission: str, message: str) -> None:
+    """Refuse (403) unless ``actor`` holds ``permission``. ``actor=None`` is the system itself (a task, a
+    management command): it acts on rules already decided and is not checked. Any other actor (a staff
+    user, an anonymous user, an API key) must be an authenticated user with the permission."""
+    if actor is None:
+        return
+    has_perm = getattr(actor, "has_perm", None)
+    if not (getattr(actor, "is_authenticated", False) and has_perm is not None and has_perm(permission)):
+        raise BillingError(message, code="permission_denied", status=403)
+
+
 def _refuse_if_locked(invoice: Invoice) -> None:
     if invoice.is_locked:
         raise BillingError(
@@ -414,8 +429,13 @@ def invoice_release(*, invoice: Invoice, actor: Any = None) -> Invoice:
 @transaction.atomic
 def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = None) -> Invoice:
     """Write off what is still due on a finalized invoice (collection given up). The invoice keeps its
-    number and lines; what was paid stays paid."""
+    number and lines; what was paid stays paid.
+
+    A finance decision: a user ``actor`` needs ``billing.write_off_invoice`` (Finance admin), else
+    ``BillingError(code="permission_denied", status=403)`` and nothing changes. ``actor=None`` is the
+    system (a task or a management command) and is not checked."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    _require_permission(actor, PERM_WRITE_OFF, ERR_WRITE_OFF_DENIED.format(invoice=invoice))
     if invoice.status != Invoice.Status.FINALIZED:
         raise BillingError(
             f"Only a finalized invoice with an amount due can be written off; {invoice} is "
@@ -433,9 +453,21 @@ def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = No
 @transaction.atomic
 def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.datetime | None = None) -> Invoice:
     """Void a draft or an unpaid finalized invoice. Its number stays used (gap-free series); the account can be
-    billed for the period again by re-running the period for it."""
+    billed for the period again by re-running the period for it.
+
+    Voiding a draft in review is billing staff's work (the invoice's change permission, checked by the
+    caller). Voiding an issued invoice takes back a document the customer has: a user ``actor`` needs
+    ``billing.void_issued_invoice`` (Finance admin), else ``BillingError(code="permission_denied",
+    status=403)`` and nothing changes. ``actor=None`` is the system (a task or a management command) and
+    is not checked."""
     now = now or clock.now()
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.DRAFT:
+        _require_permission(
+            actor,
+            PERM_VOID_ISSUED,
+            ERR_VOID_ISSUED_DENIED.format(invoice=invoice, status=invoice.get_status_display().lower()),
+        )
     if (
         invoice.status not in (Invoice.Status.DRAFT, Invoice.Status.FINALIZED)
         or invoice.amount_paid > 0
