@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -45,7 +45,25 @@ ERR_ACTION_DENIED = "You do not have permission to run “{action}”: nothing w
 class ServiceAdmin(SimpleHistoryAdmin):
     """Base admin: audit history, and a domain or validation error raised by a service while saving
     becomes an error message on the same page instead of a server error. The admin's transaction is
-    rolled back first, so nothing is half-written."""
+    rolled back first, so nothing is half-written.
+
+    History is read-only: entries are listed in the order they were written, and no entry can be
+    reverted. simple-history's revert saves an old version of the whole row through the admin form,
+    around the services and their rules (an issued invoice or credit note cannot change at all; a draft's
+    money is the billing run's to compute), so its page answers 403 for every model here.
+    """
+
+    object_history_list_template = "admin/history_entries.html"
+
+    def revert_disabled(self, request, obj=None):
+        return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        raise PermissionDenied
+
+    def get_history_queryset(self, request, history_manager, pk_name, object_id):
+        # Written order: a test clock may have dated an earlier change later than a newer one.
+        return super().get_history_queryset(request, history_manager, pk_name, object_id).order_by("-history_id")
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:

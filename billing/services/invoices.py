@@ -383,7 +383,8 @@ def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | 
     # Tax as rated now: staff may have corrected the tax rate or reverse charge during review.
     invoice.tax_rate = ZERO if account.tax_reverse_charge else account.tax_rate
     invoice.tax_reverse_charge = account.tax_reverse_charge
-    invoice.save(
+    # No history row of its own: the re-rated money is recorded with the finalization below, in one row.
+    invoice.save_without_historical_record(
         update_fields=[
             "subtotal",
             "discount_total",
@@ -483,7 +484,7 @@ def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.da
         )
     was_issued = invoice.status != Invoice.Status.DRAFT
     invoice.status, invoice.voided_at, invoice.amount_due = Invoice.Status.VOID, now, ZERO
-    stamp(invoice, actor=actor, reason=f"voided: {reason}")
+    stamp(invoice, actor=actor, reason=f"voided: {reason}", at=now)
     invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
     if was_issued:  # its PDF, which may already have gone out, is rendered again marked VOID
         document_request(invoice=invoice, now=now)
@@ -512,7 +513,7 @@ def invoice_payment_record(
     if invoice.amount_due == 0:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, now
         fields += ["status", "paid_at"]
-    stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip())
+    stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip(), at=now)
     invoice.save(update_fields=fields)
     document_request(invoice=invoice, now=now)  # the PDF shows the balance as it stands
     return invoice
@@ -576,7 +577,7 @@ def credit_note_issue(
         issued_at=now,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-    stamp(note, actor=actor, reason=reason[:100])
+    stamp(note, actor=actor, reason=reason[:100], at=now)
     note.save()
     CreditNoteLine.objects.bulk_create(
         [CreditNoteLine(credit_note=note, invoice_line=line, description=d[:300], amount=a) for line, d, a in clean]
@@ -591,7 +592,12 @@ def credit_note_issue(
     if invoice.amount_due == 0 and invoice.status == Invoice.Status.FINALIZED:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, now
         fields += ["status", "paid_at"]
-    stamp(invoice, actor=actor, reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""))
+    stamp(
+        invoice,
+        actor=actor,
+        reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""),
+        at=now,
+    )
     invoice.save(update_fields=fields)
     document_request(credit_note=note, now=now)
     document_request(invoice=invoice, now=now)  # the invoice's PDF shows the credit and the new amount due
