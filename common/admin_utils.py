@@ -1,15 +1,83 @@
-"""Helpers that let admin forms save through services instead of writing rows themselves."""
+"""Helpers that let admin forms save through services instead of writing rows themselves, and that show
+money, quantities and times the same way on every admin page.
+
+Display rules of the admin (docs/operations.md, "The admin console"): money with its currency at the
+currency's minor unit (``USD 618.38``, ``common.money.format_money``), unit prices with the places they
+need; quantities without trailing zeros (``33,518``, ``common.money.format_quantity``); times in UTC as
+``2026-11-30 23:59 UTC`` and dates as ``2026-11-30`` (``config/formats``, used by Django for model fields,
+and ``format_datetime`` for values computed in admin methods).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.http import HttpResponseRedirect
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from common.errors import BillingError
+from common.money import AMOUNT_DECIMAL_PLACES, format_money, format_quantity
+
+
+def format_datetime(value: dt.datetime | dt.date | None) -> str | None:
+    """The admin's one format for a moment (``2026-11-30 23:59 UTC``) or a day (``2026-11-30``)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    return date_format(value, "DATE_FORMAT")
+
+
+def _label(field: str) -> str:
+    return field.replace("_", " ").capitalize()
+
+
+def money_column(
+    field: str, description: str | None = None, *, currency_field: str = "currency", unit_price: bool = False
+) -> Callable[[Any, Any], str]:
+    """An admin column or read-only field showing ``obj.<field>`` as money in ``obj.<currency_field>``
+    (``currency_field`` may follow relations with ``__``). Use as ``total_display = money_column("total")``."""
+
+    @admin.display(description=description or _label(field), ordering=field)
+    def show(self: Any, obj: Any) -> str:
+        amount = getattr(obj, field)
+        if amount is None:
+            return "–"
+        currency: Any = obj
+        for part in currency_field.split("__"):
+            currency = getattr(currency, part)
+        return format_money(amount, currency, unit_price=unit_price)
+
+    return show
+
+
+def quantity_column(field: str, description: str | None = None) -> Callable[[Any, Any], str]:
+    """An admin column or read-only field showing ``obj.<field>`` as a quantity (``33,518``)."""
+
+    @admin.display(description=description or _label(field), ordering=field)
+    def show(self: Any, obj: Any) -> str:
+        value = getattr(obj, field)
+        return "–" if value is None else format_quantity(value)
+
+    return show
+
+
+def truncated(text: Any, length: int = 28) -> str:
+    """``text`` cut to ``length`` characters with an ellipsis, the whole of it in the tooltip."""
+    text = str(text)
+    if len(text) <= length:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: length - 1].rstrip())
 
 
 def adopt(target: Any, saved: Any) -> None:
@@ -39,6 +107,27 @@ def run_action(modeladmin: Any, request: Any, queryset: Any, service: Any, succe
         modeladmin.message_user(request, success.format(count=done), messages.SUCCESS)
 
 
+class HistoryValues(HistoricalRecordContextHelper):
+    """History entries show values as the rest of the admin does: money with its currency, quantities
+    without trailing zeros, times as ``2026-11-30 23:59 UTC``, nothing as "–", and JSON documents (the
+    invoice snapshot) by their size rather than their text."""
+
+    def prepare_delta_change_value(self, change, value):
+        field = self.model._meta.get_field(change.field)
+        if value is None or value == "":
+            return "–"
+        if isinstance(field, models.JSONField):
+            return f"{len(value)} entries" if value else "–"
+        if isinstance(value, dt.datetime | dt.date):
+            return format_datetime(value)
+        if isinstance(value, Decimal):
+            currency = getattr(self.record, "currency", None)
+            if field.decimal_places == AMOUNT_DECIMAL_PLACES and currency:
+                return format_money(value, currency)
+            return format_quantity(value)
+        return super().prepare_delta_change_value(change, value)
+
+
 ERR_ACTION_DENIED = "You do not have permission to run “{action}”: nothing was changed."
 
 
@@ -60,6 +149,9 @@ class ServiceAdmin(SimpleHistoryAdmin):
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         raise PermissionDenied
+
+    def get_historical_record_context_helper(self, request, historical_record):
+        return HistoryValues(self.model, historical_record)
 
     def get_history_queryset(self, request, history_manager, pk_name, object_id):
         # Written order: a test clock may have dated an earlier change later than a newer one.

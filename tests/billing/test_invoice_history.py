@@ -70,7 +70,7 @@ def test_a_draft_finalized_by_the_schedule_reads_drafted_then_finalized(client, 
     assert [row[0] for row in entries] == ["INV-2026-000001", draft_label]
     changes = entries[0][5]
     assert "Status: draft → finalized" in changes
-    assert "Number: None → INV-2026-000001" in changes
+    assert "Number: – → INV-2026-000001" in changes
     assert "finalized → draft" not in page
     # No revert: no instruction, no button, no link to an old version.
     assert "Revert" not in page and "revert" not in page
