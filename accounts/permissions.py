@@ -3,8 +3,9 @@ migrations as models are added) through ``staff_groups_sync``.
 
 - Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
   API keys of accounts, tenants, partners, subscriptions and disputes, hold, release, finalize and void
-  drafts in review, and view everything else (the catalogue included) without changing it. They delete
-  nothing and cannot create platform-wide export keys.
+  drafts in review, and view everything else (the catalogue included) without changing it, except the
+  internal tables (number series, outbox events, idempotency records, the test clock), which they do not
+  see at all. They delete nothing and cannot create platform-wide export keys.
 - Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, and edit
   the periodic task schedule. Only they take money back off an issued invoice: voiding a finalized
   invoice (``billing.void_issued_invoice``) and writing one off as uncollectible
@@ -32,6 +33,14 @@ BILLING_STAFF_EDITABLE = {
     ("billing", "subscription"),
     ("billing", "invoice"),  # hold, release, finalize and void drafts in review
     ("disputes", "dispute"),
+}
+# Internal tables: kept by services for services (numbering, webhooks, idempotent replays, the test
+# clock). Billing staff have no view permission on them, so the admin neither lists nor opens them.
+BILLING_STAFF_HIDDEN = {
+    ("common", "counter"),
+    ("common", "outboxevent"),
+    ("common", "idempotencyrecord"),
+    ("common", "clock"),
 }
 # Custom permissions (beyond add/change/delete/view) that stay with Finance admin, listed so that no
 # rule for billing staff can hand them out by accident.
@@ -66,7 +75,7 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
     for perm in ours:
         action = perm.codename.split("_", 1)[0]
         model = (perm.content_type.app_label, perm.content_type.model)
-        if (perm.content_type.app_label, perm.codename) in FINANCE_ONLY:
+        if (perm.content_type.app_label, perm.codename) in FINANCE_ONLY or model in BILLING_STAFF_HIDDEN:
             continue
         if action == "view" or (action in ("add", "change") and model in BILLING_STAFF_EDITABLE):
             allowed.append(perm)
