@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html_join
 
 from accounts.models import Account, AccountUser, ApiKey, Budget
 from accounts.selectors import account_user_email_taken
@@ -22,8 +24,9 @@ from accounts.services import (
     budget_update,
 )
 from billing.models import Subscription
-from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
+from common.admin_utils import ServiceAdmin, adopt, changed_data, money_column, run_action
 from common.forms import EmailListField, PercentListField
+from common.money import round_money
 from tenants.models import MasterPartner, Tenant
 from tenants.services import partner_create, partner_update, tenant_create, tenant_update
 
@@ -33,6 +36,11 @@ class HistoryFieldsFrozenForm(forms.ModelForm):
     which are billing history (tenant- and partner-months are counted from them)."""
 
     frozen_fields = ("public_id", "activated_at")
+    # Date and time side by side on one line (no calendar and clock shortcuts under each row).
+    activated_at = forms.SplitDateTimeField(
+        widget=forms.SplitDateTimeWidget(date_attrs={"size": 10}, time_attrs={"size": 8}),
+        help_text="UTC, e.g. 2026-11-01 00:00:00.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -102,6 +110,11 @@ class BudgetForm(forms.ModelForm):
         model = Budget
         fields = ("account", "name", "amount", "period", "alert_thresholds", "is_active")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # 448.50 as it was entered, not the stored 448.5000
+            self.initial["amount"] = round_money(self.instance.amount, self.instance.currency)
+
 
 class AccountForm(forms.ModelForm):
     billing_emails = EmailListField(help_text="Addresses that receive invoices and reminders, comma-separated.")
@@ -120,6 +133,11 @@ class BudgetInline(admin.TabularInline):
     can_delete = False
 
 
+# Inlines with more rows than this start collapsed (their heading says how many); the account's related
+# lists link to the full, filtered lists.
+INLINE_ROWS_SHOWN = 8
+
+
 @admin.register(Account)
 class AccountAdmin(ServiceAdmin):
     form = AccountForm
@@ -135,12 +153,23 @@ class AccountAdmin(ServiceAdmin):
     )
     list_filter = ("status", "currency", "tax_country", "subscriptions__plan_version__plan")
     search_fields = ("public_id", "name", "legal_name", "tax_id", "billing_emails")
-    readonly_fields = ("public_id", "status", "status_changed_at", "created_at", "updated_at")
+    readonly_fields = ("public_id", "status", "status_changed_at", "related", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("public_id", "name", "legal_name", "status", "status_changed_at")}),
+        (None, {"fields": ("public_id", "name", "legal_name", "status", "status_changed_at", "related")}),
         ("Billing", {"fields": ("currency", "billing_emails", "payment_terms_days", "timezone")}),
         ("Tax", {"fields": ("tax_id", "tax_country", "tax_rate", "tax_reverse_charge")}),
-        ("Record", {"fields": ("created_at", "updated_at")}),
+        ("Record", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+    # What the "Related" line counts and links to: (label, admin changelist, reverse accessor or None).
+    RELATED = (
+        ("Invoices", "billing_invoice", "invoices"),
+        ("Credit notes", "billing_creditnote", "credit_notes"),
+        ("Disputes", "disputes_dispute", "disputes"),
+        ("Subscriptions", "billing_subscription", "subscriptions"),
+        ("Tenants", "tenants_tenant", "tenants"),
+        ("Master partners", "tenants_masterpartner", "partners"),
+        ("Budgets", "accounts_budget", "budgets"),
+        ("Usage events", "usage_usageevent", None),  # not counted: the event table is large
     )
     inlines = (SubscriptionInline, TenantInline, MasterPartnerInline, AccountUserInline, BudgetInline)
     actions = ("suspend", "reactivate")
@@ -160,6 +189,37 @@ class AccountAdmin(ServiceAdmin):
         if obj is not None and (obj.subscriptions.exists() or obj.budgets.exists() or obj.custom_plans.exists()):
             fields.append("currency")  # amounts already agreed in this currency
         return fields
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # a new account has nothing related yet
+            return [
+                (name, {**options, "fields": tuple(f for f in options["fields"] if f != "related")})
+                for name, options in self.fieldsets
+            ]
+        return self.fieldsets
+
+    def get_inline_instances(self, request, obj=None):
+        # Instances are made per request, so a long inline of this account can start collapsed here.
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None:
+            return inlines
+        for inline in inlines:
+            rows = inline.get_queryset(request).filter(account=obj).count()
+            if rows > INLINE_ROWS_SHOWN:
+                inline.classes = [*(inline.classes or ()), "collapse"]
+                inline.verbose_name_plural = f"{inline.verbose_name_plural} ({rows})"
+        return inlines
+
+    @admin.display(description="Related")
+    def related(self, obj):
+        """Counts of the account's documents and records, each linking to the list filtered to this account."""
+        query = f"?account__id__exact={obj.pk}"
+        links = []
+        for label, changelist, accessor in self.RELATED:
+            url = reverse(f"admin:{changelist}_changelist") + query
+            text = label if accessor is None else f"{label}: {getattr(obj, accessor).count()}"
+            links.append((url, text))
+        return format_html_join(" · ", '<a href="{}">{}</a>', links) if links else "–"
 
     @admin.display(description="Plan")
     def current_plan(self, obj):
@@ -328,8 +388,9 @@ class AccountUserAdmin(ServiceAdmin):
 @admin.register(Budget)
 class BudgetAdmin(ServiceAdmin):
     form = BudgetForm
-    list_display = ("name", "account", "amount", "currency", "period", "alert_thresholds", "is_active")
+    list_display = ("name", "account", "amount_display", "period", "alert_thresholds", "is_active")
     list_filter = ("period", "is_active", "currency")
+    amount_display = money_column("amount")
     search_fields = ("name", "account__public_id", "account__name")
     autocomplete_fields = ("account",)
     list_select_related = ("account",)
@@ -387,7 +448,6 @@ class ApiKeyAdmin(ServiceAdmin):
         "account",
         "tenant",
         "scope_list",
-        "created_at",
         "expires_at",
         "revoked_at",
         "last_used_at",

@@ -10,7 +10,13 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from common.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, CURRENCY_CHOICES, CURRENCY_MINOR_UNITS
+from common.money import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
+    CURRENCY_CHOICES,
+    CURRENCY_MINOR_UNITS,
+    format_money,
+)
 
 ACCOUNT_PUBLIC_ID_RE = r"^acc_[0-9]{6,}$"
 
@@ -199,7 +205,7 @@ class Budget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.amount} {self.currency}/{self.period}"
+        return f"{self.name}: {format_money(self.amount, self.currency)} {self.get_period_display().lower()}"
 
 
 class ApiKey(models.Model):

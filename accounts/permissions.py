@@ -2,13 +2,16 @@
 migrations as models are added) through ``staff_groups_sync``.
 
 - Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
-  API keys of accounts, tenants, partners, subscriptions and disputes, hold and release invoices in
-  review, and view everything else (the catalogue included) without changing it. They delete
-  nothing and cannot create platform-wide export keys.
-- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, edit
-  the periodic task schedule, and see failed sign-in attempts, lifting a sign-in lock by deleting its
-  attempt (django-axes, ``accounts.sign_in``). Creating staff logins stays with superusers, so no group can
-  grant itself more rights.
+  API keys of accounts, tenants, partners, subscriptions and disputes, hold, release, finalize and void
+  drafts in review, and view everything else (the catalogue included) without changing it, except the
+  internal tables (number series, outbox events, idempotency records, the test clock), which they do not
+  see at all. They delete nothing and cannot create platform-wide export keys.
+- Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, edit the
+  periodic task schedule, and see failed sign-in attempts, lifting a sign-in lock by deleting its attempt
+  (django-axes, ``accounts.sign_in``). Only they take money back off an issued invoice: voiding a finalized
+  invoice (``billing.void_issued_invoice``) and writing one off as uncollectible
+  (``billing.write_off_invoice``); the invoice services check these permissions of the acting user.
+  Creating staff logins stays with superusers, so no group can grant itself more rights.
 """
 
 from __future__ import annotations
@@ -33,6 +36,20 @@ BILLING_STAFF_EDITABLE = {
     ("billing", "subscription"),
     ("billing", "invoice"),  # hold, release, finalize and void drafts in review
     ("disputes", "dispute"),
+}
+# Internal tables: kept by services for services (numbering, webhooks, idempotent replays, the test
+# clock). Billing staff have no view permission on them, so the admin neither lists nor opens them.
+BILLING_STAFF_HIDDEN = {
+    ("common", "counter"),
+    ("common", "outboxevent"),
+    ("common", "idempotencyrecord"),
+    ("common", "clock"),
+}
+# Custom permissions (beyond add/change/delete/view) that stay with Finance admin, listed so that no
+# rule for billing staff can hand them out by accident.
+FINANCE_ONLY = {
+    ("billing", "void_issued_invoice"),
+    ("billing", "write_off_invoice"),
 }
 
 
@@ -64,6 +81,8 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
     for perm in ours:
         action = perm.codename.split("_", 1)[0]
         model = (perm.content_type.app_label, perm.content_type.model)
+        if (perm.content_type.app_label, perm.codename) in FINANCE_ONLY or model in BILLING_STAFF_HIDDEN:
+            continue
         if action == "view" or (action in ("add", "change") and model in BILLING_STAFF_EDITABLE):
             allowed.append(perm)
     billing_staff.permissions.set(allowed)

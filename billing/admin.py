@@ -27,7 +27,16 @@ from billing.services.catalogue import (
     validate_tiers,
 )
 from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
-from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
+from common.admin_utils import (
+    ServiceAdmin,
+    adopt,
+    changed_data,
+    format_datetime,
+    money_column,
+    quantity_column,
+    run_action,
+    truncated,
+)
 from common.errors import BillingError
 from common.money import format_money
 
@@ -171,7 +180,8 @@ class PlanChargeInline(admin.TabularInline):
 
 @admin.register(PlanVersion)
 class PlanVersionAdmin(ServiceAdmin):
-    list_display = ("__str__", "plan", "currency", "base_fee", "price_on_request", "trial_days", "published_at")
+    list_display = ("__str__", "plan", "base_fee_shown", "price_on_request", "trial_days", "published_at")
+    base_fee_shown = money_column("base_fee", "Base fee")
     list_filter = ("plan__product", "currency", "plan")
     search_fields = ("plan__code", "plan__name")
     inlines = (PlanChargeInline,)
@@ -269,7 +279,18 @@ class PriceTierInline(admin.TabularInline):
 
 @admin.register(PlanCharge)
 class PlanChargeAdmin(ServiceAdmin):
-    list_display = ("__str__", "metric", "included_quantity", "limit", "limit_window", "pricing_model", "unit_price")
+    list_display = (
+        "__str__",
+        "metric",
+        "included_shown",
+        "limit_shown",
+        "limit_window",
+        "pricing_model",
+        "price_shown",
+    )
+    included_shown = quantity_column("included_quantity", "Included")
+    limit_shown = quantity_column("limit")
+    price_shown = money_column("unit_price", "Unit price", currency_field="plan_version__currency", unit_price=True)
     list_filter = ("pricing_model", "metric", "plan_version__plan")
     search_fields = ("plan_version__plan__code", "metric__code")
     list_select_related = ("plan_version__plan", "metric")
@@ -319,12 +340,11 @@ class SubscriptionAddForm(forms.ModelForm):
 class SubscriptionAdmin(ServiceAdmin):
     list_display = (
         "public_id",
-        "account",
+        "account_name",
         "plan_version",
         "status",
-        "started_at",
-        "trial_end",
-        "current_period_end",
+        "trial_ends",
+        "period_ends",
         "cancel_at_period_end",
     )
     list_filter = ("status", "plan_version__plan__product", "plan_version__plan", "cancel_at_period_end")
@@ -332,6 +352,18 @@ class SubscriptionAdmin(ServiceAdmin):
     autocomplete_fields = ("account",)
     list_select_related = ("account", "plan_version__plan")
     actions = ("cancel_at_period_end_action", "cancel_now")
+
+    @admin.display(description="Account", ordering="account__name")
+    def account_name(self, sub):
+        return truncated(sub.account.name, 26)
+
+    @admin.display(description="Trial ends", ordering="trial_end")
+    def trial_ends(self, sub):
+        return format_datetime(sub.trial_end.date()) if sub.trial_end else "–"
+
+    @admin.display(description="Period ends", ordering="current_period_end")
+    def period_ends(self, sub):
+        return format_datetime(sub.current_period_end.date()) if sub.current_period_end else "–"
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -407,7 +439,13 @@ class SubscriptionAdmin(ServiceAdmin):
 class PriceTierAdmin(ServiceAdmin):
     """A list of every tier for review; tiers are edited as a whole ladder on their charge's page."""
 
-    list_display = ("charge", "lower_bound", "upper_bound", "unit_price", "flat_fee")
+    list_display = ("charge", "lower_shown", "upper_shown", "price_shown", "flat_fee_shown")
+    lower_shown = quantity_column("lower_bound", "From")
+    upper_shown = quantity_column("upper_bound", "Up to")
+    price_shown = money_column(
+        "unit_price", "Unit price", currency_field="charge__plan_version__currency", unit_price=True
+    )
+    flat_fee_shown = money_column("flat_fee", "Flat fee", currency_field="charge__plan_version__currency")
     list_filter = ("charge__pricing_model", "charge__plan_version__plan")
     search_fields = ("charge__plan_version__plan__code", "charge__metric__code")
     list_select_related = ("charge__plan_version__plan", "charge__metric")

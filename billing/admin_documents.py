@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from billing.models import Document, Invoice
 from billing.services.documents import document_ready, document_request, invoice_preview_pdf
-from common.admin_utils import run_action
+from common.admin_utils import format_datetime, run_action
 
 RERENDER_MESSAGE = "Re-rendered the PDF"
 
@@ -91,7 +91,7 @@ class DocumentAdminMixin:
     @admin.display(description="PDF rendered at")
     def pdf_rendered_at(self, obj):
         document = _document_of(obj)
-        return document.rendered_at if document and document.rendered_at else "–"
+        return format_datetime(document.rendered_at) if document and document.rendered_at else "–"
 
     @admin.display(description="PDF size")
     def pdf_size(self, obj):

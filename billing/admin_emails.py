@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from billing.models import EmailDelivery, Invoice
 from billing.services.emails import email_resend, email_retry
-from common.admin_utils import run_action
+from common.admin_utils import format_datetime, run_action, truncated
 from common.models import OutboxEvent
 
 
@@ -59,25 +59,36 @@ class EmailDeliveryInline(admin.TabularInline):
 class InvoiceEmailsAdminMixin:
     """What the invoice page shows and does about e-mails (mixed into ``InvoiceAdmin``)."""
 
-    @admin.display(description="Outbox events")
-    def outbox_events_list(self, invoice: Invoice):
+    @staticmethod
+    def _outbox_events(invoice: Invoice) -> list[tuple[int, str, str, str]]:
         if not invoice.number:
-            return "none"
+            return []
         events = OutboxEvent.objects.filter(
             account_id=invoice.account_id, payload__data__invoice_number=invoice.number
         ).order_by("created_at", "id")
-        rows = [
+        return [
             (
-                reverse("admin:common_outboxevent_change", args=[event.pk]),
+                event.pk,
                 event.type,
-                f"{event.created_at:%Y-%m-%d %H:%M} UTC",
-                f"delivered {event.delivered_at:%Y-%m-%d %H:%M} UTC" if event.delivered_at else "not delivered yet",
+                format_datetime(event.created_at),
+                f"delivered {format_datetime(event.delivered_at)}" if event.delivered_at else "not delivered yet",
             )
             for event in events
         ]
-        if not rows:
-            return "none"
-        return format_html_join("", '<div><a href="{}">{}</a> {} ({})</div>', rows)
+
+    @admin.display(description="Outbox events")
+    def outbox_events_list(self, invoice: Invoice):
+        """With links to the outbox table, for staff who may see it (Finance admin)."""
+        rows = [
+            (reverse("admin:common_outboxevent_change", args=[pk]), *rest) for pk, *rest in self._outbox_events(invoice)
+        ]
+        return format_html_join("", '<div><a href="{}">{}</a> {} ({})</div>', rows) if rows else "none"
+
+    @admin.display(description="Outbox events")
+    def outbox_events_text(self, invoice: Invoice):
+        """The same events without links: the outbox table is internal (hidden from billing staff)."""
+        rows = [rest for _, *rest in self._outbox_events(invoice)]
+        return format_html_join("", "<div>{} {} ({})</div>", rows) if rows else "none"
 
     @admin.action(description="Resend invoice e-mail", permissions=["change"])
     def resend_email_action(self, request, queryset):
@@ -92,7 +103,16 @@ class InvoiceEmailsAdminMixin:
 
 @admin.register(EmailDelivery)
 class EmailDeliveryAdmin(admin.ModelAdmin):
-    list_display = ("invoice_link", "account", "kind", "to", "status", "attempts", "last_error", "queued_at", "sent_at")
+    list_display = (
+        "invoice_link",
+        "account",
+        "kind",
+        "to_short",
+        "status",
+        "attempts",
+        "error_short",
+        "queued_at",
+    )
     list_filter = ("status", "kind")
     search_fields = ("=invoice__number", "=invoice__account__public_id", "invoice__account__name")
     list_select_related = ("invoice", "invoice__account")
@@ -142,6 +162,14 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="Recipients")
     def to(self, delivery):
         return _recipients(delivery)
+
+    @admin.display(description="Recipients")
+    def to_short(self, delivery):
+        return truncated(_recipients(delivery), 26)
+
+    @admin.display(description="Last error")
+    def error_short(self, delivery):
+        return truncated(delivery.last_error, 24) if delivery.last_error else "–"
 
     @admin.action(description="Retry failed deliveries", permissions=["retry"])
     def retry_action(self, request, queryset):

@@ -1,12 +1,14 @@
 """Admin for invoices, credit notes and billing runs.
 
 Invoices are written by the billing run only: staff read them, hold or release drafts, finalize, void,
-and follow every line to the events it billed. Finalized invoices are read-only here, in the services
-and in the database.
+and follow every line to the events it billed. Invoices and credit notes are read-only here (their pages
+offer no Save: every change is an action that calls a service), in the services and, once issued, in the
+database.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -18,13 +20,22 @@ from billing.admin_documents import DocumentAdminMixin
 from billing.admin_emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
+    PERM_VOID_ISSUED,
+    PERM_WRITE_OFF,
     invoice_finalize,
     invoice_hold,
     invoice_mark_uncollectible,
     invoice_release,
     invoice_void,
 )
-from common.admin_utils import ServiceAdmin, run_action
+from common.admin_utils import (
+    ServiceAdmin,
+    format_datetime,
+    money_column,
+    quantity_column,
+    run_action,
+    truncated,
+)
 from common.money import format_money
 
 
@@ -32,12 +43,42 @@ def _money(amount, currency) -> str:
     return format_money(amount, currency)
 
 
+def account_documents_links(account) -> str:
+    """The account's page, then its invoices and credit notes (filtered lists)."""
+    query = urlencode({"account__id__exact": account.pk})
+    return format_html(
+        '<a href="{}">{}</a> · <a href="{}">all its invoices</a> · <a href="{}">its credit notes</a>',
+        reverse("admin:accounts_account_change", args=[account.pk]),
+        account,
+        reverse("admin:billing_invoice_changelist") + "?" + query,
+        reverse("admin:billing_creditnote_changelist") + "?" + query,
+    )
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
-    fields = ("position", "kind", "description", "span", "quantity", "included", "billable", "amount", "events")
+    fields = (
+        "position",
+        "kind",
+        "description",
+        "span",
+        "quantity_shown",
+        "included_shown",
+        "billable_shown",
+        "amount_shown",
+        "events",
+    )
     readonly_fields = fields
+
+    quantity_shown = quantity_column("quantity")
+    included_shown = quantity_column("included")
+    billable_shown = quantity_column("billable")
+    amount_shown = money_column("amount", currency_field="invoice__currency")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("invoice")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -47,7 +88,10 @@ class InvoiceLineInline(admin.TabularInline):
 
     @admin.display(description="Covers")
     def span(self, line):
-        return f"{line.period_start:%Y-%m-%d %H:%M} – {line.period_end:%Y-%m-%d %H:%M} UTC"
+        invoice = line.invoice
+        if (line.period_start, line.period_end) == (invoice.period_start, invoice.period_end):
+            return "the whole period"
+        return f"{format_datetime(line.period_start)} – {format_datetime(line.period_end)}"
 
     @admin.display(description="Billed events")
     def events(self, line):
@@ -67,20 +111,44 @@ class InvoiceLineInline(admin.TabularInline):
         return format_html('<a href="{}">list events</a>{}', url, f" ({ids})" if ids else "")
 
 
+def _snapshot_rows(snapshot: dict) -> list[tuple[str, str]]:
+    account = snapshot.get("account", {})
+    seller = snapshot.get("seller", {})
+    tenants, partners = snapshot.get("tenants", {}), snapshot.get("partners", {})
+
+    def names(mapping: dict) -> str:
+        shown = ", ".join(f"{name} ({key})" for key, name in list(mapping.items())[:5])
+        return f"{len(mapping)}: {shown}" + (", …" if len(mapping) > 5 else "") if mapping else "none"
+
+    return [
+        ("Account", f"{account.get('name', '')} ({account.get('id', '')})"),
+        ("Legal name", account.get("legal_name") or "–"),
+        ("Billing e-mails", ", ".join(account.get("billing_emails", [])) or "–"),
+        ("Tax id, country", f"{account.get('tax_id') or '–'}, {account.get('tax_country') or '–'}"),
+        ("Time zone", account.get("timezone") or "–"),
+        ("Plans", ", ".join(snapshot.get("plans", [])) or "–"),
+        ("Metrics", ", ".join(snapshot.get("metrics", {}).values()) or "–"),
+        ("Tenants", names(tenants)),
+        ("Master partners", names(partners)),
+        ("Seller", ", ".join(filter(None, [seller.get("name"), seller.get("tax_id"), seller.get("email")])) or "–"),
+    ]
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
     document_kind = "invoice"
+    # Fits a 1366 px screen: the number links to the page; held drafts say so in their status.
     list_display = (
-        "__str__",
-        "account",
+        "number_or_draft",
+        "account_name",
         "month",
-        "status",
+        "status_shown",
         "total_display",
         "due_display",
-        "held",
-        "finalized_at",
+        "due_date",
         "pdf_status",
     )
+    list_display_links = ("number_or_draft",)
     list_filter = ("status", "held", "period_start", "currency")
     search_fields = ("=number", "=account__public_id", "account__name")
     list_select_related = ("account", "document")
@@ -90,66 +158,102 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
         "finalize_action",
         "hold_action",
         "release_action",
+        "void_draft_action",
         "void_action",
         "uncollectible_action",
         "rerender_pdf_action",
         "resend_email_action",
     )
-    fields = (
-        "number",
-        "account",
-        "status",
-        "pdf_link",
-        "pdf_status",
-        "pdf_rendered_at",
-        "pdf_size",
-        "period_start",
-        "period_end",
-        "currency",
-        "subtotal",
-        "discount_total",
-        "tax_rate",
-        "tax_reverse_charge",
-        "tax",
-        "total",
-        "amount_paid",
-        "amount_credited",
-        "amount_due",
-        "held",
-        "hold_reason",
-        "review_until",
-        "anomaly_list",
-        "credit_notes_list",
-        "billing_run",
-        "created_at",
-        "finalized_at",
-        "due_at",
-        "paid_at",
-        "voided_at",
-        "snapshot",
+    fieldsets = (
+        (None, {"fields": ("number", "account_link", "status", "period", "billing_run")}),
+        (
+            "Amounts",
+            {
+                "fields": (
+                    "subtotal_display",
+                    "discount_display",
+                    "tax_display",
+                    "total_display",
+                    "paid_display",
+                    "credited_display",
+                    "due_display",
+                    "credit_notes_list",
+                )
+            },
+        ),
+        ("Review", {"fields": ("held", "hold_reason", "review_until", "anomaly_list")}),
+        ("Dates", {"fields": ("created_at", "finalized_at", "due_at", "paid_at", "voided_at")}),
+        ("PDF and e-mail", {"fields": ("pdf_link", "pdf_status", "pdf_rendered_at", "pdf_size", "outbox_events_list")}),
+        ("Issued with (names as they were at finalization)", {"fields": ("snapshot_table",), "classes": ("collapse",)}),
     )
-    fields += ("outbox_events_list",)
+
+    subtotal_display = money_column("subtotal")
+    discount_display = money_column("discount_total", "Discounts (included above)")
+    total_display = money_column("total")
+    paid_display = money_column("amount_paid", "Paid")
+    credited_display = money_column("amount_credited", "Credited")
+    due_display = money_column("amount_due", "Due")
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = []
+        for name, options in self.fieldsets:
+            if name == "Review" and obj is not None and obj.is_locked:
+                continue  # holds and anomalies matter while a draft is in review
+            fields = options["fields"]
+            if not request.user.has_perm("common.view_outboxevent"):
+                fields = tuple("outbox_events_text" if f == "outbox_events_list" else f for f in fields)
+            fieldsets.append((name, {**options, "fields": fields}))
+        return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        return self.fields  # written by the billing run; changed only through the actions
+        # Written by the billing run; changed only through the actions.
+        return [name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]]
 
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # The page of an invoice offers no Save (every field is read-only); the list's actions, which call
+        # the services, need the model's change permission.
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Invoice", ordering="number")
+    def number_or_draft(self, invoice):
+        return invoice.number or f"Draft #{invoice.pk}"
+
+    @admin.display(description="Account", ordering="account__name")
+    def account_name(self, invoice):
+        return truncated(invoice.account.name, 26)
 
     @admin.display(description="Month", ordering="period_start")
     def month(self, invoice):
         return f"{invoice.period_start:%Y-%m}"
 
-    @admin.display(description="Total", ordering="total")
-    def total_display(self, invoice):
-        return _money(invoice.total, invoice.currency)
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, invoice):
+        return invoice.get_status_display() + (" (held)" if invoice.held else "")
 
-    @admin.display(description="Due", ordering="amount_due")
-    def due_display(self, invoice):
-        return _money(invoice.amount_due, invoice.currency)
+    @admin.display(description="Due date", ordering="due_at")
+    def due_date(self, invoice):
+        return f"{invoice.due_at:%Y-%m-%d}" if invoice.due_at else None
+
+    @admin.display(description="Account")
+    def account_link(self, invoice):
+        return account_documents_links(invoice.account)
+
+    @admin.display(description="Period")
+    def period(self, invoice):
+        last_day = invoice.period_end - dt.timedelta(days=1)  # periods end at midnight, exclusive
+        return f"{invoice.period_start:%Y-%m} ({invoice.period_start:%Y-%m-%d} – {last_day:%Y-%m-%d}, UTC)"
+
+    @admin.display(description="Tax")
+    def tax_display(self, invoice):
+        if invoice.tax_reverse_charge:
+            return f"{_money(invoice.tax, invoice.currency)} (reverse charge)"
+        return f"{_money(invoice.tax, invoice.currency)} at {invoice.tax_rate.normalize():f} %"
 
     @admin.display(description="Anomalies to review")
     def anomaly_list(self, invoice):
@@ -170,6 +274,25 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
                 for n in notes
             ),
         )
+
+    @admin.display(description="Snapshot")
+    def snapshot_table(self, invoice):
+        if not invoice.snapshot:
+            return "none yet (taken at finalization)"
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", _snapshot_rows(invoice.snapshot))
+        return format_html('<table class="snapshot" id="snapshot"><tbody>{}</tbody></table>', rows)
+
+    def has_void_issued_permission(self, request):
+        return request.user.has_perm(PERM_VOID_ISSUED)
+
+    def has_write_off_permission(self, request):
+        return request.user.has_perm(PERM_WRITE_OFF)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "void_action" in actions:  # voids drafts too: one void action is enough
+            actions.pop("void_draft_action", None)
+        return actions
 
     @admin.action(description="Finalize selected drafts now", permissions=["change"])
     def finalize_action(self, request, queryset):
@@ -201,7 +324,11 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
             "{count} invoice(s) released.",
         )
 
-    @admin.action(description="Void selected invoices (unpaid only)", permissions=["change"])
+    @admin.action(description="Void selected drafts", permissions=["change"])
+    def void_draft_action(self, request, queryset):
+        self.void_action(request, queryset)
+
+    @admin.action(description="Void selected invoices (drafts or unpaid finalized)", permissions=["void_issued"])
     def void_action(self, request, queryset):
         run_action(
             self,
@@ -211,7 +338,7 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
             "{count} invoice(s) voided.",
         )
 
-    @admin.action(description="Write off selected unpaid invoices (uncollectible)", permissions=["change"])
+    @admin.action(description="Write off selected unpaid invoices (uncollectible)", permissions=["write_off"])
     def uncollectible_action(self, request, queryset):
         run_action(
             self,
@@ -226,8 +353,13 @@ class CreditNoteLineInline(admin.TabularInline):
     model = CreditNoteLine
     extra = 0
     can_delete = False
-    fields = ("invoice_line", "description", "amount")
+    fields = ("invoice_line", "description", "amount_shown")
     readonly_fields = fields
+
+    amount_shown = money_column("amount", currency_field="credit_note__currency")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("credit_note", "invoice_line")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -237,7 +369,8 @@ class CreditNoteLineInline(admin.TabularInline):
 class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
     document_kind = "credit_note"
     actions = ("rerender_pdf_action",)
-    list_display = ("number", "invoice", "account", "status", "total", "currency", "issued_at")
+    list_display = ("number", "invoice", "account_name", "status", "total_display", "issued_at")
+    list_display_links = ("number",)
     list_filter = ("status", "currency")
     search_fields = ("=number", "=invoice__number", "=account__public_id")
     list_select_related = ("invoice", "account")
@@ -245,13 +378,12 @@ class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
     readonly_fields = (
         "number",
         "invoice",
-        "account",
+        "account_link",
         "status",
-        "currency",
         "reason",
-        "subtotal",
-        "tax",
-        "total",
+        "subtotal_display",
+        "tax_display",
+        "total_display",
         "issued_at",
         "created_by",
         "pdf_link",
@@ -261,11 +393,26 @@ class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
     )
     fields = readonly_fields
 
+    subtotal_display = money_column("subtotal")
+    tax_display = money_column("tax")
+    total_display = money_column("total")
+
     def has_add_permission(self, request):
         return False  # issued from a dispute or by the credit_note_issue service
 
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)  # issued: read-only; actions stay
+
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Account", ordering="account__name")
+    def account_name(self, note):
+        return truncated(note.account.name, 26)
+
+    @admin.display(description="Account")
+    def account_link(self, note):
+        return account_documents_links(note.account)
 
 
 class BillingRunItemInline(admin.TabularInline):

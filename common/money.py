@@ -74,11 +74,22 @@ def round_money(amount: Decimal | int | str, currency: str) -> Decimal:
     return to_decimal(amount).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
-def format_money(amount: Decimal, currency: str) -> str:
-    """Human display, e.g. ``USD 1,234.50``. Display only; never parse it back."""
-    rounded = round_money(amount, currency)
+def format_money(amount: Decimal, currency: str, *, unit_price: bool = False) -> str:
+    """Human display, e.g. ``USD 1,234.50``, ``JPY 1,200``. Display only; never parse it back.
+
+    Amounts show the currency's minor unit. A unit price (``unit_price=True``) keeps the places it has
+    beyond the minor unit, up to ``UNIT_PRICE_DECIMAL_PLACES`` (``USD 0.0085``, ``USD 0.03``)."""
     places = minor_unit(currency)
-    return f"{currency} {rounded:,.{places}f}"
+    if not unit_price:
+        return f"{currency} {round_money(amount, currency):,.{places}f}"
+    value = to_decimal(amount).quantize(Decimal(1).scaleb(-UNIT_PRICE_DECIMAL_PLACES), rounding=ROUND_HALF_UP)
+    needed = max(-value.normalize().as_tuple().exponent, places)
+    return f"{currency} {value:,.{needed}f}"
+
+
+def format_quantity(quantity: Decimal | int | str) -> str:
+    """Human display of a quantity: thousands separated, no trailing zeros (``33,518``, ``36.7314``)."""
+    return f"{to_decimal(quantity).normalize():,f}"
 
 
 def amount_fits(amount: Decimal) -> bool:

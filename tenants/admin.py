@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils import timezone
 
-from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action
+from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action, truncated
 from tenants.models import MasterPartner, Tenant
 from tenants.services import (
     partner_create,
@@ -17,13 +17,17 @@ from tenants.services import (
 
 @admin.register(Tenant)
 class TenantAdmin(ServiceAdmin):
-    list_display = ("public_id", "name", "account", "status", "activated_at", "archived_at")
+    list_display = ("public_id", "name", "account_name", "status", "activated_at", "archived_at")
     list_filter = ("status",)
     search_fields = ("public_id", "name", "account__public_id", "account__name")
     autocomplete_fields = ("account",)
     list_select_related = ("account",)
     date_hierarchy = "activated_at"
     actions = ("archive",)
+
+    @admin.display(description="Account", ordering="account__name")
+    def account_name(self, tenant):
+        return truncated(tenant.account.name, 26)
 
     def get_fields(self, request, obj=None):
         if obj is None:

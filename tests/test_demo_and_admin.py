@@ -7,14 +7,16 @@ import time_machine
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.utils.formats import date_format
 
 from accounts.models import Account, AccountUser, Budget
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN, LEDGERLINE_APPS
-from billing.models import Plan, Subscription
+from billing.models import Invoice, Plan, Subscription
 from billing.services.budgets import budget_statuses
 from common.demo import demo_billing, demo_load
 from common.models import OutboxEvent
 from tenants.models import MasterPartner, Tenant
+from tests.admin_html import table_rows
 
 pytestmark = pytest.mark.django_db
 TODAY = dt.date(2026, 11, 26)
@@ -125,3 +127,17 @@ def test_the_account_page_shows_its_inlines(client, demo):
         "Business v1",
     ):
         assert text in page, text
+
+
+def test_each_demo_invoice_history_reads_drafted_then_finalized_with_no_revert(client, demo):
+    client.force_login(get_user_model().objects.get(username="billing"))
+    invoices = list(Invoice.objects.all())
+    assert len(invoices) == 18  # October, closed on the test clock
+    for invoice in invoices:
+        page = client.get(f"/admin/billing/invoice/{invoice.pk}/history/").content.decode()
+        rows = [row[1:5] for row in table_rows(page, "change-history")]
+        assert rows == [
+            [date_format(invoice.finalized_at, "DATETIME_FORMAT"), "Changed", "system", "finalized"],
+            [date_format(invoice.created_at, "DATETIME_FORMAT"), "Created", "system", "drafted by the billing run"],
+        ], invoice.number
+        assert "Revert" not in page

@@ -1,12 +1,26 @@
 from django.contrib import admin
 
+from common.admin_utils import quantity_column, truncated
 from usage.models import ClosedPeriod, UsageEvent, UsageRollup
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Usage is append-only and written by the ingest path alone: staff read it, never edit it."""
+    """Usage is append-only and written by the ingest path alone: staff read it, never edit it. Lists show
+    accounts and tenants by their public ids, so they fit a 1366 px screen; each row's page has the rest."""
 
     show_full_result_count = False  # no COUNT(*) over large tables on every page
+
+    @admin.display(description="Account", ordering="account_id")
+    def account_id_shown(self, row):
+        return row.account.public_id
+
+    @admin.display(description="Tenant", ordering="tenant_id")
+    def tenant_id_shown(self, row):
+        return truncated(row.tenant.public_id, 24) if row.tenant_id else "–"
+
+    @admin.display(description="Metric", ordering="metric_id")
+    def metric_code(self, row):
+        return row.metric.code
 
     def has_add_permission(self, request):
         return False
@@ -21,20 +35,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
     list_display = (
-        "transaction_id",
-        "account",
-        "tenant",
-        "metric",
-        "quantity",
+        "transaction",
+        "account_id_shown",
+        "tenant_id_shown",
+        "metric_code",
+        "quantity_shown",
         "timestamp",
-        "partner",
-        "billing_month",
+        "month",
         "is_late",
-        "received_at",
     )
+    list_display_links = ("transaction",)
     list_filter = ("metric", "is_late", "billing_month")
+    quantity_shown = quantity_column("quantity")
     search_fields = ("=transaction_id", "=account__public_id", "=tenant__public_id")
-    list_select_related = ("account", "tenant", "metric", "partner")
+    list_select_related = ("account", "tenant", "metric")
     date_hierarchy = "timestamp"
     # The invoice line admin links here with these filters ("events billed by this line").
     LINE_LOOKUPS = {"account__id__exact", "metric__id__exact", "timestamp__gte", "timestamp__lt"}
@@ -42,23 +56,32 @@ class UsageEventAdmin(ReadOnlyAdmin):
     def lookup_allowed(self, lookup, value, request=None):
         return lookup in self.LINE_LOOKUPS or super().lookup_allowed(lookup, value, request)
 
+    @admin.display(description="Billed in", ordering="billing_month")
+    def month(self, event):
+        return f"{event.billing_month:%Y-%m}"
+
+    @admin.display(description="Transaction id", ordering="transaction_id")
+    def transaction(self, event):
+        return truncated(event.transaction_id, 24)
+
 
 @admin.register(UsageRollup)
 class UsageRollupAdmin(ReadOnlyAdmin):
     list_display = (
         "hour",
-        "account",
-        "tenant",
-        "metric",
-        "partner",
+        "account_id_shown",
+        "tenant_id_shown",
+        "metric_code",
         "billing_month",
-        "quantity_sum",
+        "quantity_sum_shown",
         "event_count",
-        "gauge_last_value",
+        "gauge_last_shown",
     )
+    quantity_sum_shown = quantity_column("quantity_sum", "Quantity")
+    gauge_last_shown = quantity_column("gauge_last_value", "Last gauge value")
     list_filter = ("metric", "billing_month")
     search_fields = ("=account__public_id", "=tenant__public_id")
-    list_select_related = ("account", "tenant", "metric", "partner")
+    list_select_related = ("account", "tenant", "metric")
 
 
 @admin.register(ClosedPeriod)

@@ -75,6 +75,11 @@ class Invoice(models.Model):
 
     class Meta:
         ordering = ["-period_start", "account_id"]
+        # Taking money back off an issued invoice is a finance decision (see accounts/permissions.py).
+        permissions = [
+            ("void_issued_invoice", "Can void a finalized invoice"),
+            ("write_off_invoice", "Can write off an invoice as uncollectible"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "period_start"],

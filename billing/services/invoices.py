@@ -52,6 +52,10 @@ ERR_QUANTITY_LIMIT = (
     "{metric}: a quantity of {quantity:,f} exceeds the largest an invoice line holds (below {limit:,f}): "
     "review the account's usage before billing it."
 )
+ERR_VOID_ISSUED_DENIED = "Only Finance admins may void an issued invoice; {invoice} is {status}."
+ERR_WRITE_OFF_DENIED = "Only Finance admins may write off an invoice; {invoice} was not written off."
+PERM_VOID_ISSUED = "billing.void_issued_invoice"
+PERM_WRITE_OFF = "billing.write_off_invoice"
 
 
 def _money(value: Decimal) -> str:
@@ -369,6 +373,17 @@ def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None
         transaction.on_commit(lambda: invoice_ready_for_collection.send(sender=Invoice, invoice_ids=to_collect))
 
 
+def _require_permission(actor: Any, permission: str, message: str) -> None:
+    """Refuse (403) unless ``actor`` holds ``permission``. ``actor=None`` is the system itself (a task, a
+    management command): it acts on rules already decided and is not checked. Any other actor (a staff
+    user, an anonymous user, an API key) must be an authenticated user with the permission."""
+    if actor is None:
+        return
+    has_perm = getattr(actor, "has_perm", None)
+    if not (getattr(actor, "is_authenticated", False) and has_perm is not None and has_perm(permission)):
+        raise BillingError(message, code="permission_denied", status=403)
+
+
 def _refuse_if_locked(invoice: Invoice) -> None:
     if invoice.is_locked:
         raise BillingError(
@@ -407,7 +422,8 @@ def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | 
     # Tax as rated now: staff may have corrected the tax rate or reverse charge during review.
     invoice.tax_rate = ZERO if account.tax_reverse_charge else account.tax_rate
     invoice.tax_reverse_charge = account.tax_reverse_charge
-    invoice.save(
+    # No history row of its own: the re-rated money is recorded with the finalization below, in one row.
+    invoice.save_without_historical_record(
         update_fields=[
             "subtotal",
             "discount_total",
@@ -453,8 +469,13 @@ def invoice_release(*, invoice: Invoice, actor: Any = None) -> Invoice:
 @transaction.atomic
 def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = None) -> Invoice:
     """Write off what is still due on a finalized invoice (collection given up). The invoice keeps its
-    number and lines; what was paid stays paid."""
+    number and lines; what was paid stays paid.
+
+    A finance decision: a user ``actor`` needs ``billing.write_off_invoice`` (Finance admin), else
+    ``BillingError(code="permission_denied", status=403)`` and nothing changes. ``actor=None`` is the
+    system (a task or a management command) and is not checked."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    _require_permission(actor, PERM_WRITE_OFF, ERR_WRITE_OFF_DENIED.format(invoice=invoice))
     if invoice.status != Invoice.Status.FINALIZED:
         raise BillingError(
             f"Only a finalized invoice with an amount due can be written off; {invoice} is "
@@ -472,9 +493,21 @@ def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = No
 @transaction.atomic
 def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.datetime | None = None) -> Invoice:
     """Void a draft or an unpaid finalized invoice. Its number stays used (gap-free series); the account can be
-    billed for the period again by re-running the period for it."""
+    billed for the period again by re-running the period for it.
+
+    Voiding a draft in review is billing staff's work (the invoice's change permission, checked by the
+    caller). Voiding an issued invoice takes back a document the customer has: a user ``actor`` needs
+    ``billing.void_issued_invoice`` (Finance admin), else ``BillingError(code="permission_denied",
+    status=403)`` and nothing changes. ``actor=None`` is the system (a task or a management command) and
+    is not checked."""
     now = now or clock.now()
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.DRAFT:
+        _require_permission(
+            actor,
+            PERM_VOID_ISSUED,
+            ERR_VOID_ISSUED_DENIED.format(invoice=invoice, status=invoice.get_status_display().lower()),
+        )
     if (
         invoice.status not in (Invoice.Status.DRAFT, Invoice.Status.FINALIZED)
         or invoice.amount_paid > 0
@@ -490,7 +523,7 @@ def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.da
         )
     was_issued = invoice.status != Invoice.Status.DRAFT
     invoice.status, invoice.voided_at, invoice.amount_due = Invoice.Status.VOID, now, ZERO
-    stamp(invoice, actor=actor, reason=f"voided: {reason}")
+    stamp(invoice, actor=actor, reason=f"voided: {reason}", at=now)
     invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
     if was_issued:  # its PDF, which may already have gone out, is rendered again marked VOID
         document_request(invoice=invoice, now=now)
@@ -519,7 +552,7 @@ def invoice_payment_record(
     if invoice.amount_due == 0:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, now
         fields += ["status", "paid_at"]
-    stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip())
+    stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip(), at=now)
     invoice.save(update_fields=fields)
     document_request(invoice=invoice, now=now)  # the PDF shows the balance as it stands
     return invoice
@@ -583,7 +616,7 @@ def credit_note_issue(
         issued_at=now,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-    stamp(note, actor=actor, reason=reason[:100])
+    stamp(note, actor=actor, reason=reason[:100], at=now)
     note.save()
     CreditNoteLine.objects.bulk_create(
         [CreditNoteLine(credit_note=note, invoice_line=line, description=d[:300], amount=a) for line, d, a in clean]
@@ -598,7 +631,12 @@ def credit_note_issue(
     if invoice.amount_due == 0 and invoice.status == Invoice.Status.FINALIZED:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, now
         fields += ["status", "paid_at"]
-    stamp(invoice, actor=actor, reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""))
+    stamp(
+        invoice,
+        actor=actor,
+        reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""),
+        at=now,
+    )
     invoice.save(update_fields=fields)
     document_request(credit_note=note, now=now)
     document_request(invoice=invoice, now=now)  # the invoice's PDF shows the credit and the new amount due

@@ -47,7 +47,7 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
         .select_related("account")
     ):
         sub.status, sub.ended_at = Subscription.Status.CANCELLED, sub.current_period_end
-        stamp(sub, reason="cancelled at period end")
+        stamp(sub, reason="cancelled at period end", at=now)
         sub.save(update_fields=["status", "ended_at", "updated_at"])
         account_set_status(account=sub.account, status=Account.Status.CANCELLED, reason="subscription ended")
         changes["cancelled"] += 1
@@ -63,7 +63,7 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
     ):
         sub.current_period_start, sub.current_period_end = max(current.start, sub.started_at), current.end
         sub.updated_at = timezone.now()
-        stamp(sub, reason=f"period {current.label}")
+        stamp(sub, reason=f"period {current.label}", at=now)
         batch.append(sub)
         if len(batch) == ROLL_BATCH:
             _save_rolled(batch)
@@ -79,7 +79,7 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
         .select_related("account")
     ):
         sub.status = Subscription.Status.ACTIVE
-        stamp(sub, reason="trial ended")
+        stamp(sub, reason="trial ended", at=now)
         sub.save(update_fields=["status", "updated_at"])
         if sub.account.status == Account.Status.TRIALING:
             account_set_status(account=sub.account, status=Account.Status.ACTIVE, reason="trial ended")

@@ -136,3 +136,20 @@ def test_billing_staff_add_a_tenant_from_the_account_page(client, billing_staff)
     tenant = account.tenants.get()
     assert (tenant.public_id, tenant.name, tenant.status) == ("ten_new_store", "New store", "active")
     assert tenant.history.get().history_user == billing_staff
+
+
+def test_billing_staff_do_not_see_the_internal_tables(client, billing_staff, finance_admin):
+    internal = ("common.view_counter", "common.view_outboxevent", "common.view_idempotencyrecord", "common.view_clock")
+    assert [billing_staff.has_perm(p) for p in internal] == [False] * 4
+    assert finance_admin.has_perms(internal)
+    client.force_login(billing_staff)
+    index = client.get("/admin/").content.decode()
+    assert "Invoices" in index and "Accounts" in index
+    assert "Number series" not in index and "Outbox events" not in index
+    for url in ("/admin/common/counter/", "/admin/common/outboxevent/"):
+        assert client.get(url).status_code == 403, url
+    client.force_login(finance_admin)
+    index = client.get("/admin/").content.decode()
+    assert "Number series" in index and "Outbox events" in index
+    for url in ("/admin/common/counter/", "/admin/common/outboxevent/"):
+        assert client.get(url).status_code == 200, url

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.money import CURRENCY_MINOR_UNITS, UnknownCurrency, format_money, round_money
+from common.money import CURRENCY_MINOR_UNITS, UnknownCurrency, format_money, format_quantity, round_money
 
 amounts = st.decimals(
     min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False, places=6
@@ -35,6 +35,33 @@ def test_round_money_refuses_unknown_currency():
 
 def test_format_money_groups_thousands():
     assert format_money(Decimal("1234567.891"), "USD") == "USD 1,234,567.89"
+
+
+def test_format_money_shows_stored_amounts_at_the_minor_unit():
+    assert format_money(Decimal("618.3800"), "USD") == "USD 618.38"
+    assert format_money(Decimal("1200.0000"), "JPY") == "JPY 1,200"
+    assert format_money(Decimal("0.0000"), "EUR") == "EUR 0.00"
+
+
+def test_format_money_keeps_the_places_a_unit_price_needs():
+    assert format_money(Decimal("0.00850000"), "USD", unit_price=True) == "USD 0.0085"
+    assert format_money(Decimal("0.03000000"), "USD", unit_price=True) == "USD 0.03"
+    assert format_money(Decimal("1500.00000000"), "USD", unit_price=True) == "USD 1,500.00"
+    assert format_money(Decimal("12.00000000"), "JPY", unit_price=True) == "JPY 12"
+
+
+def test_format_quantity_drops_trailing_zeros_and_groups_thousands():
+    assert format_quantity(Decimal("33518.00000000")) == "33,518"
+    assert format_quantity(Decimal("36.73141570")) == "36.7314157"
+    assert format_quantity(Decimal("0E-8")) == "0"
+    assert format_quantity(Decimal("1E+3")) == "1,000"
+    with pytest.raises(TypeError, match="never float"):
+        format_quantity(0.5)
+
+
+@given(st.decimals(min_value=0, max_value=Decimal("1e15"), allow_nan=False, allow_infinity=False, places=8))
+def test_format_quantity_reads_back_as_the_same_number(quantity):
+    assert Decimal(format_quantity(quantity).replace(",", "")) == quantity
 
 
 @given(amounts, currencies)
