@@ -82,3 +82,21 @@ def test_font_subsetting_notices_stay_out_of_the_log_while_pdf_warnings_show():
     assert not logging.getLogger("fontTools.ttLib.tables._h_e_a_d").isEnabledFor(logging.WARNING)
     assert logging.getLogger("fontTools.subset").isEnabledFor(logging.ERROR)
     assert logging.getLogger("weasyprint").isEnabledFor(logging.WARNING)
+
+
+def test_the_demo_settings_answer_api_errors_as_json_and_show_no_debug_page(tmp_path):
+    probe = (
+        "from django.conf import settings; from django.test import Client; c = Client(HTTP_HOST='127.0.0.1');"
+        "r = c.get('/v1/nope'); h = Client(HTTP_HOST='evil.example').get('/v1/events');"
+        "s = c.get('/static/portal/portal.css');"
+        "print(settings.DEBUG, r.status_code, r.content.decode(), h.status_code, h.content.decode(), s.status_code)"
+    )
+    result = manage(
+        "shell", "-c", probe, DJANGO_SETTINGS_MODULE="config.settings.local", DATABASE_URL=f"sqlite:///{tmp_path}/d.db"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        'False 404 {"error":{"code":"not_found","field":null,"message":"No such endpoint; see /api/docs/ for the API."'
+        "}} "
+        '400 {"error":{"code":"disallowed_host","field":null,"message":"This host name is not served here."}} 200'
+    )
