@@ -9,6 +9,7 @@ database.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -417,6 +418,7 @@ class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
 
 class BillingRunItemInline(admin.TabularInline):
     model = BillingRunItem
+    verbose_name_plural = "Accounts failed, pending or flagged for review (the others were invoiced)"
     extra = 0
     can_delete = False
     fields = ("account", "status", "invoice", "total", "anomalies", "error", "attempts")
@@ -466,6 +468,10 @@ class BillingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # A run's page is a report: nothing on it is edited (the list's Resume action needs the permission).
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -491,7 +497,10 @@ class BillingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Invoiced")
     def totals(self, run):
-        return ", ".join(f"{amount} {currency}" for currency, amount in sorted(run.amount_total.items())) or "–"
+        return (
+            ", ".join(format_money(Decimal(amount), currency) for currency, amount in sorted(run.amount_total.items()))
+            or "–"
+        )
 
     @admin.action(description="Resume selected runs (bill accounts still pending or failed)", permissions=["change"])
     def resume_action(self, request, queryset):

@@ -45,6 +45,8 @@ def test_the_run_page_counts_the_accounts_on_the_books_it_leaves_out_and_why(boo
     page = client.get(f"/admin/billing/billingrun/{run.pk}/change/").content.decode()
     assert f"1: {LATER} ({trial.public_id})" in page
     assert f"1: no subscription ({prospect.public_id})" in page
+    assert "USD 100.00" in page  # two Basic accounts at $50.00
+    assert 'name="_save"' not in page  # a report: nothing on it is edited
 
 
 def test_bill_period_prints_the_accounts_it_does_not_bill(book):
