@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from billing.models import CreditNote, Invoice, InvoiceLine
-from billing.quantities import format_parts, format_quantity, format_usage
+from billing.quantities import format_metric_quantity, format_parts, format_usage
 from common.money import format_money, minor_unit
 
 ZERO = Decimal(0)
@@ -146,7 +146,7 @@ def tenant_groups(invoice: Invoice, lines: list[InvoiceLine], tenant_names: dict
             account.rows.append(
                 Row(
                     description,
-                    format_quantity(line.quantity, line.metric),
+                    format_metric_quantity(line.quantity, line.metric),
                     price,
                     line.amount,
                     format_money(line.amount, currency),

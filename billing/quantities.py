@@ -1,7 +1,9 @@
 """Quantities as people read them: one rule per metric, used by the portal, the PDFs and the e-mails.
 
-Display only. Stored and billed quantities keep their ``QUANTITY_DECIMAL_PLACES`` (8) places, and every
-amount is computed from them; nothing here is parsed back or rounds what is billed.
+Customer-facing only: the admin shows staff the exact quantity, without trailing zeros
+(``common.money.format_quantity``). Display only: stored and billed quantities keep their
+``QUANTITY_DECIMAL_PLACES`` (8) places, and every amount is computed from them; nothing here is parsed
+back or rounds what is billed.
 
 The rule (also in docs/billing.md, "How quantities are shown"):
 
@@ -62,9 +64,9 @@ def _rounded(value: Decimal, places: int) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-def format_quantity(value: Decimal | int | str | None, metric: MetricLike | None = None) -> str:
-    """``value`` shown by ``metric``'s rule: ``format_quantity(Decimal("36.72811234"), storage)`` → ``36.73``;
-    without a metric, up to 2 decimals (``format_quantity(Decimal("20.000"))`` → ``20``)."""
+def format_metric_quantity(value: Decimal | int | str | None, metric: MetricLike | None = None) -> str:
+    """``value`` shown by ``metric``'s rule: ``format_metric_quantity(Decimal("36.72811234"), storage)`` → ``36.73``;
+    without a metric, up to 2 decimals (``format_metric_quantity(Decimal("20.000"))`` → ``20``)."""
     if value is None or value == "":
         return ""
     places, fixed = quantity_places(metric)
@@ -82,7 +84,7 @@ def format_parts(parts: dict[K, Decimal], metric: MetricLike | None = None) -> d
     total as shown: largest remainder, ties to the larger part, then the first. A metric whose parts do not
     add up (``adds_up``) has each part rounded on its own."""
     if not parts or not adds_up(metric):
-        return {key: format_quantity(value, metric) for key, value in parts.items()}
+        return {key: format_metric_quantity(value, metric) for key, value in parts.items()}
     places, fixed = quantity_places(metric)
     unit = Decimal(1).scaleb(-places)
     exact = {key: Decimal(value) / unit for key, value in parts.items()}
@@ -90,7 +92,7 @@ def format_parts(parts: dict[K, Decimal], metric: MetricLike | None = None) -> d
     target = sum(exact.values(), Decimal(0)).to_integral_value(rounding=ROUND_HALF_UP)
     leftover = int(target - sum(floors.values(), Decimal(0)))
     if not 0 <= leftover <= len(parts):  # negative parts: no meaningful sharing, round each
-        return {key: format_quantity(value, metric) for key, value in parts.items()}
+        return {key: format_metric_quantity(value, metric) for key, value in parts.items()}
     keys = list(parts)
     order = sorted(keys, key=lambda k: (-(exact[k] - floors[k]), -exact[k], keys.index(k)))
     for key in order[:leftover]:
@@ -106,9 +108,9 @@ def format_usage(
     three read as a sum even when the included quantity was prorated."""
     places, fixed = quantity_places(metric)
     shown = {
-        "quantity": format_quantity(quantity, metric),
-        "included": format_quantity(included, metric),
-        "billable": format_quantity(billable, metric),
+        "quantity": format_metric_quantity(quantity, metric),
+        "included": format_metric_quantity(included, metric),
+        "billable": format_metric_quantity(billable, metric),
     }
     if (
         quantity is not None

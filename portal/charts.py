@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from billing.quantities import MetricLike, format_quantity
+from billing.quantities import MetricLike, format_metric_quantity
 
 # Graphical objects need 3:1 against white (WCAG 1.4.11); each of these has at least 4.5:1.
 PALETTE = ["#0b57d0", "#0a6b2d", "#8a5300", "#b3261e", "#6a1b9a", "#00695c", "#37474f", "#ad1457"]
@@ -66,7 +66,7 @@ def bar_chart(
     chart_id = f"chart-{next(_ids)}"
 
     def figure(value: Decimal) -> str:
-        return format_quantity(value, metric)
+        return format_metric_quantity(value, metric)
 
     left, right, top, bottom = 64, 8, 12, 44
     plot_w, plot_h = width - left - right, height - top - bottom

@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 
 from accounts.models import Account
 from billing.models import Metric, PlanCharge
-from billing.quantities import format_parts, format_quantity, format_usage
+from billing.quantities import format_metric_quantity, format_parts, format_usage
 from billing.selectors import ChargeLine, Estimate, charges_estimate, partner_breakdown, tenant_breakdown
 from common.periods import Period, month_containing
 from portal.charts import Series, bar_chart
@@ -107,8 +107,9 @@ class MetricRow:
         if self.quota is None:
             return ""
         metric = self.metric
-        current, limit = format_quantity(self.quota.current, metric), format_quantity(self.quota.limit, metric)
-        percent = format_quantity(self.percent)
+        current = format_metric_quantity(self.quota.current, metric)
+        limit = format_metric_quantity(self.quota.limit, metric)
+        percent = format_metric_quantity(self.percent)
         now = " now" if self.gauge else ""
         if not self.allowance:
             window = " this hour" if self.quota.window == PlanCharge.LimitWindow.HOUR else now
@@ -125,7 +126,7 @@ class MetricRow:
             # A gauge's limit is on the level now; its overage is billed by the GB-months held beyond it.
             return f"{current} {metric.unit} now, {limit} included — beyond it, {billed}"
         if self.over:
-            return f"{limit} included — {format_quantity(self.over, metric)} over, {billed}"
+            return f"{limit} included — {format_metric_quantity(self.over, metric)} over, {billed}"
         return f"{limit} included, all used — more is {billed}"
 
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django import template
 
-from billing.quantities import format_quantity, format_usage
+from billing.quantities import format_metric_quantity, format_usage
 from common.money import format_money
 
 register = template.Library()
@@ -24,7 +24,7 @@ def qty(value, metric=None) -> str:
     without a metric, up to 2 decimals without trailing zeros (percentages, tax rates)."""
     if value is None or value == "":
         return ""
-    return format_quantity(Decimal(value), metric or None)
+    return format_metric_quantity(Decimal(value), metric or None)
 
 
 @register.filter

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from billing.catalogue import METRICS
 from billing.models import Metric
-from billing.quantities import format_parts, format_quantity, format_usage
+from billing.quantities import format_metric_quantity, format_parts, format_usage
 
 CATALOGUE = {spec["code"]: Metric(**spec) for spec in METRICS}
 STORAGE, MESSAGES, TENANTS, USERS = (CATALOGUE[c] for c in ("storage_gb", "messages", "tenants", "active_users"))
@@ -33,14 +33,14 @@ STORAGE, MESSAGES, TENANTS, USERS = (CATALOGUE[c] for c in ("storage_gb", "messa
     ],
 )
 def test_each_metric_has_one_display_rule(value, metric, shown):
-    assert format_quantity(value, metric) == shown
+    assert format_metric_quantity(value, metric) == shown
 
 
 def test_tenant_shares_add_up_to_the_total_as_shown():
     # 0.654 + 0.653 + 1.563 = 2.869: rounded on their own 0.65 + 0.65 + 1.56 = 2.86, not the 2.87 shown.
     shares = {"a": D("0.65416667"), "b": D("0.65277778"), "c": D("1.56250000")}
     assert format_parts(shares, STORAGE) == {"a": "0.66", "b": "0.65", "c": "1.56"}
-    assert format_quantity(sum(shares.values()), STORAGE) == "2.87"
+    assert format_metric_quantity(sum(shares.values()), STORAGE) == "2.87"
 
 
 def test_unique_values_seen_in_several_tenants_are_not_made_to_add_up():
@@ -65,7 +65,7 @@ def test_shown_shares_of_storage_always_add_up_to_the_shown_total(values):
     shown = format_parts(dict(enumerate(values)), STORAGE)
     assert all(len(text.rsplit(".", 1)[1]) == 2 for text in shown.values())
     total = sum((D(text.replace(",", "")) for text in shown.values()), D(0))
-    assert f"{total:,.2f}" == format_quantity(sum(values, D(0)), STORAGE)
+    assert f"{total:,.2f}" == format_metric_quantity(sum(values, D(0)), STORAGE)
     # No share moves by a hundredth or more from its own value.
     assert all(abs(D(shown[k].replace(",", "")) - v) < D("0.01") for k, v in enumerate(values))
 
