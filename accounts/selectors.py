@@ -14,16 +14,19 @@ from accounts import api_keys
 from accounts.models import Account, AccountUser, ApiKey
 
 
+def _email_logins(email: str):
+    User = get_user_model()
+    return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email))
+
+
 def account_user_email_logins(*, email: str) -> list[Any]:
     """The logins (portal or staff, active or not) that use ``email`` as e-mail or username."""
-    User = get_user_model()
-    return list(User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).order_by("pk"))
+    return list(_email_logins(email).order_by("pk"))
 
 
 def account_user_email_taken(*, email: str) -> bool:
     """Whether any login (portal or staff) already uses ``email`` as e-mail or username."""
-    User = get_user_model()
-    return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+    return _email_logins(email).exists()
 
 
 def account_user_removed_login(*, account: Account, logins: list[Any]) -> Any | None:

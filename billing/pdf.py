@@ -24,7 +24,7 @@ from django.conf import settings
 
 from billing.models import CreditNote, Invoice, InvoiceLine
 from billing.quantities import format_metric_quantity, format_parts, format_usage
-from common.money import format_money, minor_unit
+from common.money import format_money
 
 ZERO = Decimal(0)
 ACCOUNT_GROUP = "Account"
@@ -62,9 +62,7 @@ def unit_price_text(line: InvoiceLine, currency: str) -> str:
     """The unit price with the places it was priced at (at least the currency's), per price unit."""
     if line.unit_price is None:
         return ""
-    price = line.unit_price.normalize()
-    places = max(-price.as_tuple().exponent, minor_unit(currency))
-    text = f"{currency} {price:,.{places}f}"
+    text = format_money(line.unit_price, currency, unit_price=True)
     if line.metric is not None and line.metric.price_unit_size != 1:
         text += f" / {line.metric.price_unit_size:,.0f}"
     return text

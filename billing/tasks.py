@@ -77,7 +77,10 @@ def invoices_finalize_due_task() -> int:
             done += 1
         except BillingError as exc:
             logger.warning("Invoice %s not finalized, held for review: %s", invoice.pk, exc.message)
-            invoice_hold(invoice=invoice, reason=f"not finalized: {exc.message}")
+            try:
+                invoice_hold(invoice=invoice, reason=f"not finalized: {exc.message}")
+            except BillingError:  # finalized or voided by staff in the meantime: nothing to hold
+                pass
         except Exception:  # each draft is its own transaction: one failure must not hold back the others
             logger.exception("Invoice %s not finalized", invoice.pk)
     return done

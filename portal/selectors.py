@@ -16,9 +16,9 @@ from accounts.models import Account
 from billing.models import Metric, PlanCharge
 from billing.quantities import format_metric_quantity, format_parts, format_usage
 from billing.selectors import ChargeLine, Estimate, charges_estimate, partner_breakdown, tenant_breakdown
+from common.money import format_money
 from common.periods import Period, month_containing
 from portal.charts import Series, bar_chart
-from portal.templatetags.portal_billing import unit_price
 from tenants.models import MasterPartner, Tenant
 from usage.quotas import QuotaStatus, quota_statuses
 from usage.selectors import daily_usage
@@ -118,7 +118,7 @@ class MetricRow:
             return f"{current} of {limit} included{now} ({percent} %)"
         line = self.line
         billed = (
-            f"billed at {self.currency} {unit_price(line.unit_price)} {self.unit}"
+            f"billed at {format_money(line.unit_price, self.currency, unit_price=True)} {self.unit}"
             if line.unit_price is not None
             else "billed at your plan's overage prices"
         )
