@@ -19,6 +19,7 @@ from accounts.models import Account, AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from accounts.services import account_create, account_user_create, api_key_create, api_key_revoke, budget_create
 from billing.models import Plan, PlanCharge
+from billing.services.budgets import budgets_evaluate
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
 from billing.services.catalogue_loader import catalogue_load
 from billing.services.subscriptions import subscription_create
@@ -354,8 +355,6 @@ def demo_usage(*, now: dt.datetime) -> int:
 def demo_budgets(*, now: dt.datetime) -> int:
     """Evaluate every budget once the usage is in, as the hourly schedule does (budgets were created, and
     first evaluated, before the demo's usage was loaded). Returns the number of alerts recorded."""
-    from billing.services.budgets import budgets_evaluate
-
     return len(budgets_evaluate(now=now))
 
 
