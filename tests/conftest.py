@@ -18,6 +18,12 @@ def _fresh_metric_cache():
     cache.clear()  # e.g. the portal's sign-in attempt counters (portal.throttle)
 
 
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Rendered PDFs go to the test's own folder, not the project's media/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
 @pytest.fixture
 def catalogue(db):
     """The standard catalogue, loaded the way operators load it."""

@@ -18,11 +18,6 @@ from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def accounts(plan):
     """Northwind with ten tenants, two partners, an invoice with a credit note and a budget; Contoso with one

@@ -39,11 +39,6 @@ DEC_5 = dt.datetime(2026, 12, 5, 9, tzinfo=UTC)
 REVERSE_CHARGE = "Reverse charge: VAT to be accounted for by the recipient (Article 196, Council Directive 2006/112/EC)"
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def pdf_text(data: bytes) -> str:
     reader = PdfReader(io.BytesIO(data))
     return "\n".join(page.extract_text() for page in reader.pages)

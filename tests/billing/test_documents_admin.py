@@ -16,25 +16,15 @@ from billing.models import CreditNote, Document, Invoice
 from billing.services.documents import document_ready
 from billing.services.invoices import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
-from tests.billing.cycle import JAN_1, UTC, close, event, ingest, subscribe
+from tests.billing.cycle import JAN_1, UTC, business_invoice, close, subscribe
 from tests.tenants.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def invoice(plan):
-    account = AccountFactory(name="Northwind", tax_rate=D("20"))
-    subscribe(account, plan("messaging-business"))
-    TenantFactory(account=account, public_id="ten_nw", activated_at=JAN_1)
-    ingest(account, [event("m1", "ten_nw", "messages", 31_000, "2026-11-10T10:00:00Z")])
-    close()
-    return Invoice.objects.get(account=account)
+    return business_invoice(plan, tax_rate="20")
 
 
 @pytest.fixture

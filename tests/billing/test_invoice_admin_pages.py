@@ -12,26 +12,16 @@ from billing.models import Invoice
 from billing.services.invoices import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.admin_html import table_header, table_rows
-from tests.billing.cycle import JAN_1, close, event, ingest, subscribe
+from tests.billing.cycle import JAN_1, business_invoice, close, subscribe
 from tests.tenants.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def invoice(plan):
     """Business plan, 31,000 messages, 20 % tax: $299 + 6,000 × $0.03 = $479.00 + $95.80 = $574.80."""
-    account = AccountFactory(name="Northwind Logistics", tax_rate=D("20"))
-    subscribe(account, plan("messaging-business"))
-    TenantFactory(account=account, public_id="ten_nw", name="Northwind EU", activated_at=JAN_1)
-    ingest(account, [event("m1", "ten_nw", "messages", 31_000, "2026-11-10T10:00:00Z")])
-    close()
-    invoice = Invoice.objects.get(account=account)
+    invoice = business_invoice(plan, name="Northwind Logistics", tax_rate="20", tenant_name="Northwind EU")
     assert (invoice.total, invoice.tax) == (D("574.80"), D("95.80"))
     return invoice
 

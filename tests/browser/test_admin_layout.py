@@ -23,11 +23,6 @@ LAPTOP = {"width": 1366, "height": 768}
 BOOK_MADE_AT = dt.datetime(2026, 11, 5, 9, tzinfo=dt.UTC)
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def log_in(page, base_url: str, username: str) -> None:
     page.goto(f"{base_url}/admin/")
     page.get_by_label("Username").fill(username)

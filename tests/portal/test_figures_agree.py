@@ -29,11 +29,6 @@ NOW = dt.datetime(2026, 11, 20, 15, tzinfo=UTC)
 PASSWORD = "portal-pass-123"
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def contoso(plan, client):
     """12 tenants live since January, one of them (ten_co_11) archived on November 10; 31,000 messages and
