@@ -26,9 +26,11 @@ from accounts.selectors import (
 )
 from common import clock
 from common.audit import stamp
+from common.enqueue import enqueue_on_commit
 from common.errors import BillingError
 from common.services import model_update, public_id_next
 
+BUDGETS_EVALUATE_TASK = "billing.budgets_evaluate"  # registered by billing; queued by name
 USERNAME_RE = re.compile(r"^[\w.@+-]+\Z")
 ERR_CURRENCY_LOCKED = "The currency of an account with subscriptions, budgets or custom plans cannot change."
 ERR_SUSPEND = "Only trialing, active or past-due accounts can be suspended; this one is {status}."
@@ -306,10 +308,7 @@ def _check_budget_currency(account: Account, currency: str) -> None:
 def _budgets_evaluate_after_commit(account: Account) -> None:
     """A new or changed budget is checked at once (after commit) rather than at the next hourly run. Robust:
     if queueing fails the budget is still saved, and the hourly run catches up."""
-    from billing.tasks import budgets_evaluate_task
-
-    account_id = account.pk
-    transaction.on_commit(lambda: budgets_evaluate_task.delay(account_ids=[account_id]), robust=True)
+    enqueue_on_commit(BUDGETS_EVALUATE_TASK, [account.pk])
 
 
 @transaction.atomic

@@ -29,6 +29,7 @@ from billing.services.invoices import (
     invoice_release,
     invoice_void,
 )
+from billing.tasks import period_close_task
 from common.admin_utils import (
     ServiceAdmin,
     format_datetime,
@@ -504,8 +505,6 @@ class BillingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume selected runs (bill accounts still pending or failed)", permissions=["change"])
     def resume_action(self, request, queryset):
-        from billing.tasks import period_close_task
-
         for run in queryset.filter(dry_run=False):
             period_close_task.delay(f"{run.month:%Y-%m}")
             self.message_user(request, f"{run}: resuming.", messages.SUCCESS)

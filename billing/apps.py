@@ -6,4 +6,11 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from billing import checks  # noqa: F401 - registers the deployment checks
+        from billing import (
+            checks,  # noqa: F401 - registers the deployment checks
+            tasks,  # noqa: F401 - registers the tasks services queue by name
+        )
+        from billing.quotas import quotas_after_write
+        from usage.signals import usage_written
+
+        usage_written.connect(quotas_after_write, dispatch_uid="billing-quotas")

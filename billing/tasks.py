@@ -15,8 +15,12 @@ from typing import Any
 
 from celery import shared_task
 
+from accounts.models import Account
 from billing.models import BillingRun, BillingRunItem, Invoice
+from billing.quotas import quotas_check
 from billing.services.budgets import budgets_evaluate
+from billing.services.documents import document_render, documents_requeue_stale
+from billing.services.emails import email_send, emails_requeue_stale, reminders_queue
 from billing.services.invoices import invoice_finalize, invoice_hold
 from billing.services.lifecycle import lifecycle_update
 from billing.services.runs import (
@@ -108,8 +112,6 @@ SEND_SOFT_TIME_LIMIT = 60
 )
 def document_render_task(document_id: int) -> str:
     """Render one invoice or credit-note PDF (requests made while it was pending collapse into this run)."""
-    from billing.services.documents import document_render
-
     return document_render(document_id=document_id).status
 
 
@@ -117,8 +119,6 @@ def document_render_task(document_id: int) -> str:
 def documents_render_task(document_ids: list[int]) -> int:
     """Render a batch of PDFs (the invoices one finalization run issued): one message, not one per invoice.
     One that raises (e.g. its document was deleted) is logged and the rest of the batch goes on."""
-    from billing.services.documents import document_render
-
     ready = 0
     for pk in document_ids:
         try:
@@ -140,8 +140,6 @@ def budgets_evaluate_task(account_ids: list[int] | None = None) -> int:
 def email_send_task(self, delivery_id: int) -> Any:
     """One attempt to send an e-mail delivery; a temporary failure comes back here with its backoff (the
     service counts attempts and gives up after ``BILLING_EMAIL_MAX_ATTEMPTS``)."""
-    from billing.services.emails import email_send
-
     outcome = email_send(delivery_id=delivery_id)
     if outcome.retry_in is None:
         return outcome.delivery.status
@@ -156,8 +154,6 @@ def email_send_task(self, delivery_id: int) -> Any:
 def emails_send_task(delivery_ids: list[int]) -> int:
     """First attempt of a batch of deliveries; one that fails for now goes on alone with its backoff. One that
     raises (e.g. its delivery was deleted) is logged and the rest of the batch goes on."""
-    from billing.services.emails import email_send
-
     sent = 0
     for pk in delivery_ids:
         try:
@@ -174,9 +170,6 @@ def emails_send_task(delivery_ids: list[int]) -> int:
 @shared_task(name="billing.deliveries_sweep")
 def deliveries_sweep_task() -> dict:
     """Queue again PDFs and e-mails whose task was lost (broker down at commit, worker killed)."""
-    from billing.services.documents import documents_requeue_stale
-    from billing.services.emails import emails_requeue_stale
-
     now = clock.now()
     return {"documents": documents_requeue_stale(now=now), "emails": emails_requeue_stale(now=now)}
 
@@ -184,6 +177,12 @@ def deliveries_sweep_task() -> dict:
 @shared_task(name="billing.invoice_reminders")
 def invoice_reminders_task() -> int:
     """Queue today's reminders before the due date and overdue notices (each step once per invoice)."""
-    from billing.services.emails import reminders_queue
-
     return len(reminders_queue(now=clock.now()))
+
+
+@shared_task(name="billing.quotas_check", acks_late=True, max_retries=5, default_retry_delay=5, soft_time_limit=60)
+def quotas_check_task(account_id: int) -> None:
+    """Evaluate an account's plan limits against its committed usage (queued by ``billing.quotas``)."""
+    account = Account.objects.filter(pk=account_id).first()
+    if account is not None:
+        quotas_check(account=account, now=clock.now())

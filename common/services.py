@@ -11,17 +11,25 @@ from common.models import Counter
 
 
 @transaction.atomic
-def counter_next(*, name: str) -> int:
-    """Return the next number of series ``name``, gap-free.
+def counter_take(*, name: str, count: int) -> list[int]:
+    """The next ``count`` consecutive numbers of series ``name``, gap-free.
 
     The row lock (``SELECT ... FOR UPDATE``) is held until the caller's transaction ends, so the
-    number is only consumed if the caller commits.
+    numbers are only consumed if the caller commits.
     """
+    if count <= 0:
+        return []
     Counter.objects.get_or_create(name=name)
     counter = Counter.objects.select_for_update().get(name=name)
-    counter.value += 1
+    first = counter.value + 1
+    counter.value += count
     counter.save(update_fields=["value"])
-    return counter.value
+    return list(range(first, first + count))
+
+
+def counter_next(*, name: str) -> int:
+    """The next number of series ``name``, gap-free (see ``counter_take``)."""
+    return counter_take(name=name, count=1)[0]
 
 
 def public_id_next(*, prefix: str, width: int = 6) -> str:

@@ -21,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
     path("v1/", include("usage.urls")),
+    path("v1/", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),

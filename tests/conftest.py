@@ -1,10 +1,17 @@
+import datetime as dt
+
 import pytest
 from django.core.cache import cache
+from rest_framework.test import APIClient
 
 from accounts.selectors import api_key_cache_clear
+from accounts.services import api_key_create
 from billing.models import PlanVersion
 from billing.services.catalogue_loader import catalogue_load
+from billing.services.subscriptions import subscription_create
 from tenants.selectors import tenant_cache_clear
+from tests.accounts.factories import AccountFactory
+from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 from usage import catalogue_cache
 
 
@@ -38,3 +45,34 @@ def plan(catalogue):
         return PlanVersion.objects.filter(plan__code=code).order_by("-version").first()
 
     return get
+
+
+@pytest.fixture
+def business(plan):
+    """An account on the Business messaging plan (trial long over) with a tenant, a partner and a key."""
+    account = AccountFactory(name="Northwind")
+    subscription_create(
+        account=account, plan_version=plan("messaging-business"), started_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
+    tenant = TenantFactory(
+        account=account, public_id="ten_northwind_eu", activated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
+    partner = MasterPartnerFactory(
+        account=account,
+        public_id="prt_supplier_001",
+        name="Acme Supplies",
+        activated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    _, secret = api_key_create(name="ingest", scopes=["ingest", "read"], account=account)
+    return {"account": account, "tenant": tenant, "partner": partner, "key": secret}
+
+
+@pytest.fixture
+def api():
+    def client(key: str | None) -> APIClient:
+        c = APIClient()
+        if key:
+            c.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return c
+
+    return client

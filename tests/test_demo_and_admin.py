@@ -13,8 +13,8 @@ from accounts.models import Account, AccountUser, Budget
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN, LEDGERLINE_APPS
 from billing.models import Invoice, Plan, Subscription
 from billing.services.budgets import budget_statuses
-from common.demo import demo_billing, demo_load
 from common.models import OutboxEvent
+from demo.book import demo_billing, demo_load
 from tenants.models import MasterPartner, Tenant
 from tests.admin_html import table_rows
 

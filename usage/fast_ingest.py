@@ -5,7 +5,7 @@ and response objects, negotiation and rendering. This handler sits in front of D
 and answers exactly the requests it can answer the same way the full view (``usage.apis.EventsIngestApi``)
 would — same status codes, same bodies byte for byte, same headers — by calling the same code: the API key
 authentication (``accounts.authentication.api_key_authenticate``), the rate limit
-(``common.throttling.rate_limit_waits``), the error mapping (``common.api.exception_handler``), the batch
+(``accounts.throttling.rate_limit_waits``), the error mapping (``common.api.exception_handler``), the batch
 validation (``usage.services.events_validate``) and the writer. The difference is how the work is done:
 ``usage.services.events_ingest_grouped`` counts concurrent requests of this process against their rate
 limits in one Redis round trip and writes them in one transaction, answering each only after that
@@ -36,9 +36,9 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import WWW_AUTHENTICATE, HasIngestScope, NotAuthenticated, api_key_authenticate
+from accounts.throttling import RateLimited
 from common import clock
 from common.api import exception_handler
-from common.throttling import RateLimited
 from usage.apis import rejected_body
 from usage.ingest import EventError, parse_timestamp
 from usage.services import IngestRejected, events_ingest_grouped

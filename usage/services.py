@@ -11,26 +11,22 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.cache import cache
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 
 from accounts.models import Account
+from accounts.throttling import RateLimited, rate_limit_waits
+from common import locks
 from common.errors import BillingError
-from common.throttling import RateLimited, rate_limit_waits
 from tenants.selectors import partner_ids_for, tenant_rows_for
 from usage import catalogue_cache
 from usage.group_commit import GroupCommitter, Pending
 from usage.ingest import EventError, RawEvent, parse_event
 from usage.models import ClosedPeriod
-from usage.quotas import quotas_evaluate
+from usage.signals import usage_written
 from usage.writers import StagedEvent, write_events
 
 logger = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 100
-QUOTA_WINDOW_SECONDS = 2
-_queued_until: dict[int, float] = {}  # per process: account id → until when a queued check covers commits
-ADVISORY_QUOTAS = 7_301  # advisory-lock namespace for quota evaluation
-ADVISORY_PERIODS = 7_302  # advisory-lock namespace for closing months
 DEADLOCK_RETRIES = 3
 
 
@@ -219,7 +215,7 @@ def events_ingest(
                         raise _PeriodsChanged
                 inserted = write_events(rows=rows, now=now)
                 if inserted:
-                    quotas_after_write(account=account, now=now)
+                    usage_written_notify(account=account, now=now)
             break
         except _PeriodsChanged:
             if _revalidated:
@@ -288,61 +284,23 @@ def _closed_months(account: Account, months: set[dt.date]) -> dict[dt.date, dt.d
     return dict(ClosedPeriod.objects.filter(account=account, month__in=months).values_list("month", "closed_at"))
 
 
-def quotas_after_write(*, account: Account, now: dt.datetime) -> None:
-    """In (or just after) the transaction that stored new usage of ``account``: have its limits evaluated,
-    right here when tasks run eagerly (no workers), otherwise by a task queued after commit."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        quotas_check(account=account, now=now)
-    else:
-        transaction.on_commit(lambda: quotas_schedule(account=account))
+def usage_written_notify(*, account: Account, now: dt.datetime) -> None:
+    """In the transaction that stored new usage of ``account``: tell the receivers of ``usage_written``
+    (billing's plan-limit check). Metering does not know who listens."""
+    usage_written.send(sender=Account, account=account, now=now)
 
 
 _group_committer = GroupCommitter(
     conflict=lambda exc: write_conflict(exc),
-    after_write=lambda account, now: quotas_after_write(account=account, now=now),
+    after_write=lambda account, now: usage_written_notify(account=account, now=now),
     admit=lambda api_keys: rate_limit_waits(api_keys=api_keys),
 )
 
 
 def lock_periods(account: Account, *, exclusive: bool) -> None:
-    """Transaction-scoped advisory lock between closing an account's months (exclusive) and writing its
-    events for past months (shared). PostgreSQL only; SQLite has one writer anyway."""
-    if connection.vendor == "postgresql":
-        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {function}(%s, %s)", [ADVISORY_PERIODS, account.pk])
-
-
-def lock_account(account: Account) -> None:
-    """Transaction-scoped advisory lock on the account (PostgreSQL; SQLite has one writer anyway)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_QUOTAS, account.pk])
-
-
-def quotas_schedule(*, account: Account) -> None:
-    """Queue the evaluation of the account's limits after new usage committed: one task per account per
-    window, run when the window closes, so it sees every batch committed in the window and the request
-    path does no quota work. (Without workers, ``events_ingest`` evaluates in its own transaction.)"""
-    from usage.tasks import quotas_check_task
-
-    # This process queued a check that runs after this commit: nothing to do (saves a Redis round trip).
-    if time.monotonic() < _queued_until.get(account.pk, 0.0):
-        return
-    try:
-        if cache.add(f"quotas-pending:{account.pk}", 1, timeout=QUOTA_WINDOW_SECONDS):
-            quotas_check_task.apply_async(args=[account.pk], countdown=QUOTA_WINDOW_SECONDS)
-            _queued_until[account.pk] = time.monotonic() + QUOTA_WINDOW_SECONDS - 0.1
-    except Exception:  # the usage is committed and acknowledged; the next batch schedules again
-        logger.exception("Could not queue the quota check of account %s", account.public_id)
-
-
-@transaction.atomic
-def quotas_check(*, account: Account, now: dt.datetime) -> None:
-    """Record the alerts the account's committed usage has reached. One evaluation per account at a time
-    (advisory lock), each seeing all usage committed before it, so no crossing is missed."""
-    lock_account(account)
-    quotas_evaluate(account=account, metric_ids=None, now=now)
+    """Transaction-scoped lock between closing an account's months (exclusive) and writing its events
+    for past months (shared)."""
+    locks.lock(locks.PERIODS, account.pk, shared=not exclusive)
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ current period — a calendar month, quarter or year in UTC, ``[start, end)``:
 
 Crossing a threshold (``spend × 100 >= amount × threshold``) records one ``billing.budget_alert`` outbox event
 per budget, period and threshold; the ``dedup_key`` makes a second evaluation a no-op, as in
-``usage.quotas``. Reads and the write live together here, as they do there, because the alert rule and the
+``billing.quotas``. Reads and the write live together here, as they do there, because the alert rule and the
 figures the portal shows must not drift apart.
 """
 

@@ -25,10 +25,13 @@ from django.template.loader import render_to_string
 from billing.models import CreditNote, Document, Invoice
 from billing.pdf import credit_note_context, invoice_context
 from common import clock
+from common.enqueue import enqueue, enqueue_on_commit
 from common.errors import BillingError
 
 logger = logging.getLogger(__name__)
 # A render or e-mail still waiting after this long lost its task: the sweep queues it again.
+RENDER_TASK = "billing.render_document"
+RENDER_BATCH_TASK = "billing.render_documents"
 STALE_AFTER = dt.timedelta(minutes=10)
 
 ERR_DRAFT = "Invoice {invoice} is a draft: it has no PDF until it is finalized (staff can preview it)."
@@ -58,10 +61,7 @@ def document_request(
         .update(status=Document.Status.PENDING, requested_at=now)
     )
     if moved:
-        from billing.tasks import document_render_task
-
-        pk = document.pk
-        transaction.on_commit(lambda: document_render_task.delay(pk), robust=True)
+        enqueue_on_commit(RENDER_TASK, document.pk)
         document.refresh_from_db()
     return document
 
@@ -180,12 +180,10 @@ def documents_request_for_invoices(*, invoice_ids: list[int], now: dt.datetime) 
     ids = list(
         Document.objects.filter(invoice_id__in=invoice_ids, status=Document.Status.PENDING).values_list("pk", flat=True)
     )
-    from billing.tasks import documents_render_task
-
     # One message for the batch; robust: the invoices stay finalized if the broker is down (the sweep
     # queues the renders again).
     if ids:
-        transaction.on_commit(lambda: documents_render_task.delay(ids), robust=True)
+        enqueue_on_commit(RENDER_BATCH_TASK, ids)
 
 
 def documents_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta = STALE_AFTER) -> int:
@@ -200,7 +198,5 @@ def documents_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta = STAL
     )
     if ids:
         Document.objects.filter(pk__in=ids, status=Document.Status.PENDING).update(requested_at=now)
-        from billing.tasks import documents_render_task
-
-        documents_render_task.delay(ids)
+        enqueue(RENDER_BATCH_TASK, ids)
     return len(ids)

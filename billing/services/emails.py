@@ -37,14 +37,17 @@ from accounts.models import Account
 from billing.models import CreditNote, EmailDelivery, Invoice
 from billing.pdf import day, invoice_seller
 from billing.selectors import invoices_awaiting_payment
-from billing.services.documents import document_ready
+from billing.services.documents import STALE_AFTER, document_ready
 from common import clock
+from common.enqueue import enqueue_on_commit
 from common.errors import BillingError
 from common.money import format_money
 
 logger = logging.getLogger(__name__)
 
 Kind = EmailDelivery.Kind
+SEND_TASK = "billing.send_email"
+SEND_BATCH_TASK = "billing.send_emails"
 ERR_RESEND_STATUS = "Only a finalized, paid or uncollectible invoice can be e-mailed; {number} is {status}."
 ERR_NO_PDF = "The PDF is not available yet: {error}"
 ERR_TIME_LIMIT = "Timed out: the attempt took longer than the send task's time limit"
@@ -145,14 +148,12 @@ def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) ->
 def _queue_sends(ids: list[int]) -> None:
     if not ids:
         return
-    from billing.tasks import email_send_task, emails_send_task
-
     # One message per batch (a month's close finalizes thousands); robust: what was queued stays queued if
     # the broker is down, and the sweep sends it later.
     if len(ids) == 1:
-        transaction.on_commit(lambda: email_send_task.delay(ids[0]), robust=True)
+        enqueue_on_commit(SEND_TASK, ids[0])
     else:
-        transaction.on_commit(lambda: emails_send_task.delay(ids), robust=True)
+        enqueue_on_commit(SEND_BATCH_TASK, ids)
 
 
 @transaction.atomic
@@ -163,8 +164,6 @@ def emails_requeue_stale(*, now: dt.datetime, older_than: dt.timedelta | None = 
     Each one queued again gets ``now`` as its next attempt, so it is not stale again (and not queued again)
     until ``older_than`` has passed once more: during a backlog a delivery is queued again at most once per
     sweep interval, not by every sweep. Deliveries being sent right now (row locked) are skipped."""
-    from billing.services.documents import STALE_AFTER
-
     cutoff = now - (older_than or STALE_AFTER)
     ids = list(
         EmailDelivery.objects.select_for_update(skip_locked=True)

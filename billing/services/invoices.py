@@ -1,7 +1,8 @@
-"""Writes of invoices and credit notes: draft, finalize, hold, void, record payments, credit.
+"""Writes of invoices: draft (from the pricing engine's estimate), finalize, hold, release, void, write off.
 
 A finalized invoice never changes its number, period, lines or money (the services refuse, and a
-database trigger rejects the update); its balance moves only by payments and credit notes.
+database trigger rejects the update); its balance moves only by payments (``billing.services.payments``)
+and credit notes (``billing.services.credit_notes``).
 """
 
 from __future__ import annotations
@@ -12,37 +13,31 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Sum
-from django.dispatch import Signal
+from django.db import transaction
 
 from accounts.models import Account
-from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from billing.models import Invoice, InvoiceLine
 from billing.selectors import ChargeLine, Estimate, charges_estimate, line_partner_costs, line_tenant_costs
 from billing.services.documents import document_request, documents_request_for_invoices
-from billing.services.emails import email_queue_credit_note, emails_queue_for_invoices
-from common import clock
+from billing.services.emails import emails_queue_for_invoices
+from billing.services.numbering import document_numbers
+from billing.services.payments import invoice_ready_for_collection
+from common import clock, locks
 from common.audit import stamp
 from common.bulk import bulk_update_fields
 from common.errors import BillingError
-from common.models import Counter, OutboxEvent
-from common.money import QUANTITY_LIMIT, amount_fits, format_money, largest_amount, round_money
+from common.formats import iso_utc, money_string
+from common.money import QUANTITY_LIMIT, amount_fits, format_money, largest_amount
+from common.outbox import OutboxMessage, outbox_emit_many
 from common.periods import Period
 from tenants.models import MasterPartner, Tenant
 from usage.models import ClosedPeriod, UsageEvent
-from usage.services import ADVISORY_PERIODS
 
 ZERO = Decimal(0)
-# Sent (after commit) when an invoice is finalized with money to collect: the payment-collection hook.
-invoice_ready_for_collection = Signal()
 
 ERR_LOCKED = "Invoice {number} is {status}: it cannot change. Issue a credit note to correct it."
 ERR_NOT_DRAFT = "Only a draft can be {action}; invoice {invoice} is {status}."
 ERR_HELD = "The invoice is held ({reason}); release it before finalizing."
-ERR_CREDIT_TOO_MUCH = "A credit of {amount} exceeds what is left to credit on {number} ({left})."
-ERR_CREDIT_EMPTY = "A credit note needs at least one line with a positive amount."
-ERR_CREDIT_STATUS = "Only finalized or paid invoices can be credited; {number} is {status}."
-ERR_PAYMENT = "A payment must be positive and at most the amount due ({due})."
 ERR_TOTALS = "Totals do not add up: lines {lines}, subtotal {subtotal}, tax {tax}, total {total}."
 ERR_AMOUNT_LIMIT = (
     "The charges ({amount}) exceed the largest amount an invoice holds ({limit}): "
@@ -58,37 +53,10 @@ PERM_VOID_ISSUED = "billing.void_issued_invoice"
 PERM_WRITE_OFF = "billing.write_off_invoice"
 
 
-def _money(value: Decimal) -> str:
-    return format(value, "f")
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def lock_accounts_periods(account_ids: Iterable[int]) -> None:
     """Exclusive period locks on accounts (sorted, so concurrent runs never deadlock): past-month event
     writers of these accounts finish first, and later ones see the month closed (late usage)."""
-    ids = sorted(set(account_ids))
-    if connection.vendor != "postgresql" or not ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, id) FROM unnest(%s::int[]) AS t(id) ORDER BY id",
-            [ADVISORY_PERIODS, ids],
-        )
-
-
-def numbers_take(*, series: str, count: int) -> list[int]:
-    """``count`` consecutive numbers of ``series``, gap-free (row lock held until the caller commits)."""
-    if count <= 0:
-        return []
-    Counter.objects.get_or_create(name=series)
-    counter = Counter.objects.select_for_update().get(name=series)
-    first = counter.value + 1
-    counter.value += count
-    counter.save(update_fields=["value"])
-    return list(range(first, first + count))
+    locks.lock_many(locks.PERIODS, account_ids)
 
 
 def estimate_verify(estimate: Estimate) -> None:
@@ -107,7 +75,8 @@ def estimate_verify(estimate: Estimate) -> None:
         biggest = max(amounts, key=abs)
         raise BillingError(
             ERR_AMOUNT_LIMIT.format(
-                amount=format_money(biggest, currency), limit=format_money(largest_amount(currency), currency)
+                amount=format_money(biggest, currency),
+                limit=format_money(largest_amount(currency), currency),
             ),
             code="amount_out_of_range",
         )
@@ -120,10 +89,6 @@ def estimate_verify(estimate: Estimate) -> None:
                 )
 
 
-def _series(prefix: str, moment: dt.datetime) -> str:
-    return f"{prefix}-{moment.year}"
-
-
 def _breakdown(line: ChargeLine, estimate: Estimate, tenant_ids: dict[int, str], partner_ids: dict[int, str]) -> dict:
     if line.kind != "usage":
         return {}
@@ -132,20 +97,24 @@ def _breakdown(line: ChargeLine, estimate: Estimate, tenant_ids: dict[int, str],
     quantities = line.by_tenant or (usage.by_tenant if usage else {})
     result: dict[str, list] = {
         "tenants": [
-            {"tenant": tenant_ids.get(t, str(t)), "quantity": _money(quantities.get(t, ZERO)), "amount": _money(c)}
+            {
+                "tenant": tenant_ids.get(t, str(t)),
+                "quantity": money_string(quantities.get(t, ZERO)),
+                "amount": money_string(c),
+            }
             for t, c in sorted(costs.items(), key=lambda kv: tenant_ids.get(kv[0], "~") if kv[0] else "~")
             if t is not None
         ]
     }
     if None in costs and costs[None]:
-        result["unattributed"] = _money(costs[None])
+        result["unattributed"] = money_string(costs[None])
     if line.by_partner:
         partner_costs = line_partner_costs(line, estimate.currency)
         result["partners"] = [
             {
                 "partner": partner_ids.get(p, str(p)),
-                "quantity": _money(line.by_partner.get(p, ZERO)),
-                "amount": _money(c),
+                "quantity": money_string(line.by_partner.get(p, ZERO)),
+                "amount": money_string(c),
             }
             for p, c in sorted(partner_costs.items(), key=lambda kv: partner_ids.get(kv[0], "~") if kv[0] else "~")
             if p is not None
@@ -259,13 +228,11 @@ def invoices_write(
 
 def _finalize_fields(pairs: list[tuple[Invoice, Estimate]], now: dt.datetime) -> None:
     """Numbers, snapshot, dates: set on the objects (the caller saves)."""
-    prefix = getattr(settings, "BILLING_INVOICE_SERIES", "INV")
-    series = _series(prefix, now)
-    numbers = numbers_take(series=series, count=len(pairs))
+    numbers = document_numbers(prefix=getattr(settings, "BILLING_INVOICE_SERIES", "INV"), at=now, count=len(pairs))
     names = _names_of([invoice.account_id for invoice, _ in pairs])
     for (invoice, estimate), number in zip(pairs, numbers, strict=True):
         account = estimate.account
-        invoice.number = f"{series}-{number:06d}"
+        invoice.number = number
         invoice.status = Invoice.Status.FINALIZED if invoice.total > 0 else Invoice.Status.PAID
         invoice.finalized_at = now
         invoice.due_at = now + dt.timedelta(days=account.payment_terms_days)
@@ -338,33 +305,29 @@ def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None
     ClosedPeriod.objects.bulk_create(
         [ClosedPeriod(account_id=i.account_id, month=month, closed_at=now) for i in invoices], ignore_conflicts=True
     )
-    OutboxEvent.objects.bulk_create(
-        [
-            OutboxEvent(
+    outbox_emit_many(
+        (
+            OutboxMessage(
                 type="billing.invoice_generated",
                 account_id=invoice.account_id,
-                created_at=now,
                 dedup_key=f"invoice_generated:{invoice.pk}",
-                payload={
-                    "type": "billing.invoice_generated",
-                    "data": {
-                        "invoice_id": invoice.number,
-                        "invoice_number": invoice.number,
-                        "account_id": invoice.snapshot["account"]["id"],
-                        "status": invoice.status,
-                        "currency": invoice.currency,
-                        "subtotal": _money(invoice.subtotal),
-                        "tax": _money(invoice.tax),
-                        "total": _money(invoice.total),
-                        "amount_due": _money(invoice.amount_due),
-                        "due_at": _iso(invoice.due_at),
-                        "period": {"start": _iso(invoice.period_start), "end": _iso(invoice.period_end)},
-                    },
+                data={
+                    "invoice_id": invoice.number,
+                    "invoice_number": invoice.number,
+                    "account_id": invoice.snapshot["account"]["id"],
+                    "status": invoice.status,
+                    "currency": invoice.currency,
+                    "subtotal": money_string(invoice.subtotal),
+                    "tax": money_string(invoice.tax),
+                    "total": money_string(invoice.total),
+                    "amount_due": money_string(invoice.amount_due),
+                    "due_at": iso_utc(invoice.due_at),
+                    "period": {"start": iso_utc(invoice.period_start), "end": iso_utc(invoice.period_end)},
                 },
             )
             for invoice in invoices
-        ],
-        ignore_conflicts=True,
+        ),
+        now=now,
     )
     documents_request_for_invoices(invoice_ids=[i.pk for i in invoices], now=now)
     emails_queue_for_invoices(invoices=invoices, now=now)
@@ -528,117 +491,3 @@ def invoice_void(*, invoice: Invoice, reason: str, actor: Any = None, now: dt.da
     if was_issued:  # its PDF, which may already have gone out, is rendered again marked VOID
         document_request(invoice=invoice, now=now)
     return invoice
-
-
-@transaction.atomic
-def invoice_payment_record(
-    *, invoice: Invoice, amount: Decimal, reference: str = "", actor: Any = None, now: dt.datetime | None = None
-) -> Invoice:
-    """Record a payment (manual/offline, or confirmed by the payment provider) against a finalized invoice."""
-    now = now or clock.now()
-    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if invoice.status != Invoice.Status.FINALIZED:
-        raise BillingError(
-            f"Payments apply to finalized invoices; {invoice} is {invoice.get_status_display().lower()}.",
-            code="invoice_not_payable",
-            status=409,
-        )
-    amount = round_money(amount, invoice.currency)
-    if amount <= 0 or amount > invoice.amount_due:
-        raise BillingError(ERR_PAYMENT.format(due=invoice.amount_due), code="invalid_amount", field="amount")
-    invoice.amount_paid += amount
-    invoice.amount_due -= amount
-    fields = ["amount_paid", "amount_due", "updated_at"]
-    if invoice.amount_due == 0:
-        invoice.status, invoice.paid_at = Invoice.Status.PAID, now
-        fields += ["status", "paid_at"]
-    stamp(invoice, actor=actor, reason=f"payment {amount} {invoice.currency} {reference}".strip(), at=now)
-    invoice.save(update_fields=fields)
-    document_request(invoice=invoice, now=now)  # the PDF shows the balance as it stands
-    return invoice
-
-
-@transaction.atomic
-def credit_note_issue(
-    *,
-    invoice: Invoice,
-    lines: list[tuple[InvoiceLine | None, str, Decimal]],
-    reason: str,
-    actor: Any = None,
-    now: dt.datetime | None = None,
-) -> CreditNote:
-    """Credit part or all of a finalized invoice. Tax is credited at the invoice's rate; the invoice's
-    amount due falls by the credit (a fully settled invoice becomes paid)."""
-    now = now or clock.now()
-    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if invoice.status not in (Invoice.Status.FINALIZED, Invoice.Status.PAID):
-        raise BillingError(
-            ERR_CREDIT_STATUS.format(number=invoice.number or invoice.pk, status=invoice.get_status_display().lower()),
-            code="invoice_not_creditable",
-            status=409,
-        )
-    currency = invoice.currency
-    clean = [(line, description, round_money(amount, currency)) for line, description, amount in lines]
-    if not clean or any(amount <= 0 for _, _, amount in clean):
-        raise BillingError(ERR_CREDIT_EMPTY, code="invalid_amount", field="lines")
-    for line, _, _ in clean:
-        if line is not None and line.invoice_id != invoice.pk:
-            raise BillingError("A credited line must belong to the invoice.", code="invalid_line", field="lines")
-    subtotal = sum((amount for _, _, amount in clean), ZERO)
-    rate = ZERO if invoice.tax_reverse_charge else invoice.tax_rate
-    # Tax on all credits so far, less the tax already credited: credits that add up to the invoice's
-    # subtotal give back exactly its tax, never a cent more through rounding.
-    before = invoice.credit_notes.filter(status=CreditNote.Status.ISSUED).aggregate(
-        subtotal=Sum("subtotal", default=ZERO), tax=Sum("tax", default=ZERO)
-    )
-    tax = round_money((before["subtotal"] + subtotal) * rate / 100, currency) - before["tax"]
-    tax = round_money(max(min(tax, invoice.tax - before["tax"]), ZERO), currency)
-    total = subtotal + tax
-    left = invoice.total - invoice.amount_credited
-    if total > left:
-        raise BillingError(
-            ERR_CREDIT_TOO_MUCH.format(amount=total, number=invoice.number, left=round_money(left, currency)),
-            code="credit_exceeds_invoice",
-            field="lines",
-        )
-    prefix = getattr(settings, "BILLING_CREDIT_NOTE_SERIES", "CN")
-    series = _series(prefix, now)
-    (number,) = numbers_take(series=series, count=1)
-    note = CreditNote(
-        number=f"{series}-{number:06d}",
-        invoice=invoice,
-        account_id=invoice.account_id,
-        currency=currency,
-        reason=reason[:500],
-        subtotal=subtotal,
-        tax=tax,
-        total=total,
-        issued_at=now,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-    )
-    stamp(note, actor=actor, reason=reason[:100], at=now)
-    note.save()
-    CreditNoteLine.objects.bulk_create(
-        [CreditNoteLine(credit_note=note, invoice_line=line, description=d[:300], amount=a) for line, d, a in clean]
-    )
-    invoice.amount_credited += total
-    refund_due = max(total - invoice.amount_due, ZERO)  # credit beyond what is owed: refund or account credit
-    invoice.amount_due = invoice.total - invoice.amount_paid - invoice.amount_credited
-    if invoice.amount_due < 0:
-        invoice.amount_paid += invoice.amount_due  # the overpaid part is owed back to the customer
-        invoice.amount_due = ZERO
-    fields = ["amount_credited", "amount_due", "amount_paid", "updated_at"]
-    if invoice.amount_due == 0 and invoice.status == Invoice.Status.FINALIZED:
-        invoice.status, invoice.paid_at = Invoice.Status.PAID, now
-        fields += ["status", "paid_at"]
-    stamp(
-        invoice,
-        actor=actor,
-        reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""),
-        at=now,
-    )
-    invoice.save(update_fields=fields)
-    document_request(credit_note=note, now=now)
-    document_request(invoice=invoice, now=now)  # the invoice's PDF shows the credit and the new amount due
-    email_queue_credit_note(credit_note=note, now=now)
-    return note

@@ -32,6 +32,7 @@ from accounts.models import Account
 from billing.models import BillingRun, BillingRunItem, Invoice, InvoiceLine, Subscription
 from billing.selectors import Estimate, charges_many
 from billing.services.invoices import estimate_verify, invoices_write, lock_accounts_periods
+from billing.services.lifecycle import lifecycle_update
 from common import clock
 from common.bulk import bulk_update_fields
 from common.errors import BillingError
@@ -366,8 +367,6 @@ def bill_period(
     progress: Callable[[int, int], None] | None = None,
 ) -> BillingRun:
     """Run the whole cycle for ``period`` in this process (the command; tasks fan the chunks out instead)."""
-    from billing.services.lifecycle import lifecycle_update
-
     now = now or clock.now()
     run = billing_run_start(period=period, now=now, account_ids=account_ids, dry_run=dry_run, trigger=trigger)
     total = BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING).count()

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from accounts.services import budget_create
 from billing.models import Invoice
-from billing.services.invoices import credit_note_issue
+from billing.services.credit_notes import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import JAN_1, close, subscribe
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory

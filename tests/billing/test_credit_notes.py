@@ -6,7 +6,7 @@ from decimal import Decimal as D
 import pytest
 
 from billing.models import CreditNote, Invoice
-from billing.services.invoices import credit_note_issue
+from billing.services.credit_notes import credit_note_issue
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import JAN_1, UTC, close, event, ingest, subscribe

@@ -13,6 +13,7 @@ from django.test import override_settings
 from pypdf import PdfReader
 
 from billing.models import Document, Invoice
+from billing.services.credit_notes import credit_note_issue
 from billing.services.documents import (
     document_pdf_bytes,
     document_ready,
@@ -21,13 +22,8 @@ from billing.services.documents import (
     documents_requeue_stale,
     invoice_preview_pdf,
 )
-from billing.services.invoices import (
-    credit_note_issue,
-    invoice_finalize,
-    invoice_mark_uncollectible,
-    invoice_payment_record,
-    invoice_void,
-)
+from billing.services.invoices import invoice_finalize, invoice_mark_uncollectible, invoice_void
+from billing.services.payments import invoice_payment_record
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import DECEMBER, JAN_1, UTC, close, event, ingest, subscribe

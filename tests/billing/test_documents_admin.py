@@ -13,8 +13,8 @@ from django.urls import reverse
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from billing.admin_documents import RERENDER_MESSAGE
 from billing.models import CreditNote, Document, Invoice
+from billing.services.credit_notes import credit_note_issue
 from billing.services.documents import document_ready
-from billing.services.invoices import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import JAN_1, UTC, business_invoice, close, subscribe
 from tests.tenants.factories import TenantFactory

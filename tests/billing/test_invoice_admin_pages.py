@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from billing.models import Invoice
-from billing.services.invoices import credit_note_issue
+from billing.services.credit_notes import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.admin_html import table_header, table_rows
 from tests.billing.cycle import JAN_1, business_invoice, close, subscribe

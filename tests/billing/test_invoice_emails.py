@@ -27,6 +27,7 @@ from pypdf import PdfReader
 
 from accounts.permissions import BILLING_STAFF
 from billing.models import EmailDelivery, Invoice
+from billing.services.credit_notes import credit_note_issue
 from billing.services.emails import (
     email_resend,
     email_retry,
@@ -35,7 +36,8 @@ from billing.services.emails import (
     reminder_step,
     reminders_queue,
 )
-from billing.services.invoices import credit_note_issue, invoice_payment_record, invoice_void
+from billing.services.invoices import invoice_void
+from billing.services.payments import invoice_payment_record
 from billing.tasks import emails_send_task, invoice_reminders_task
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import CLOSE_AT, JAN_1, UTC, close, event, ingest, subscribe

@@ -10,7 +10,7 @@ from django.utils.formats import date_format
 
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from billing.models import CreditNote, Invoice
-from billing.services.invoices import credit_note_issue
+from billing.services.credit_notes import credit_note_issue
 from billing.tasks import invoices_finalize_due_task
 from common.clock import clock_set
 from tests.accounts.factories import AccountFactory, StaffUserFactory

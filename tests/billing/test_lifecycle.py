@@ -7,8 +7,8 @@ import pytest
 import time_machine
 
 from billing.models import Invoice
-from billing.services.invoices import invoice_payment_record
 from billing.services.lifecycle import lifecycle_update
+from billing.services.payments import invoice_payment_record
 from billing.services.subscriptions import subscription_cancel
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import CLOSE_AT, JAN_1, UTC, close, subscribe

@@ -232,7 +232,7 @@ def test_upgrade_on_the_15th_rates_each_part_by_its_plan(plan):
 
 
 def enterprise_eu(account):
-    """A negotiated messaging plan like the demo's (common.demo._custom_plan): graduated messages, a 10 %
+    """A negotiated messaging plan like the demo's (demo.book._custom_plan): graduated messages, a 10 %
     volume discount on usage and a €3,000 monthly commitment."""
     custom = plan_create(
         code=f"custom-{account.public_id}",

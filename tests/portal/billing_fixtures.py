@@ -14,7 +14,8 @@ import time_machine
 
 from accounts.services import account_user_create, api_key_create
 from billing.models import Invoice
-from billing.services.invoices import credit_note_issue, invoice_payment_record
+from billing.services.credit_notes import credit_note_issue
+from billing.services.payments import invoice_payment_record
 from common import clock
 from common.periods import month_period
 from tests.accounts.factories import AccountFactory

@@ -8,17 +8,32 @@ Both are written in the ingest transaction, so an alert exists iff the usage tha
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
 from accounts.models import Account
 from billing.models import Metric, PlanCharge, Subscription
+from common import locks
+from common.enqueue import enqueue
+from common.formats import decimal_string
 from common.models import OutboxEvent
+from common.outbox import outbox_emit
 from common.periods import month_containing
 from tenants.models import Tenant
+from usage.models import UsageRollup, UsageUniqueValue
 from usage.selectors import ZERO, gauge_current_level, partners_live_in_period, tenants_live_in_period
 
+logger = logging.getLogger(__name__)
 THRESHOLDS = (75, 90, 100)
+QUOTA_WINDOW_SECONDS = 2
+CHECK_TASK = "billing.quotas_check"
+_queued_until: dict[int, float] = {}  # per process: account id → until when a queued check covers commits
 
 
 @dataclass(frozen=True)
@@ -53,8 +68,6 @@ def live_subscription(account: Account) -> Subscription | None:
 
 
 def _current(account: Account, charge: PlanCharge, now: dt.datetime, tenant: Tenant | None) -> Decimal:
-    from usage.models import UsageRollup, UsageUniqueValue
-
     metric = charge.metric
     month = month_containing(now)
     scope = {"tenant": tenant} if tenant is not None else {}
@@ -122,11 +135,7 @@ def quota_statuses(
     return sorted(statuses, key=lambda s: s.metric.code)
 
 
-def _number(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
-
-
-def quotas_evaluate(*, account: Account, metric_ids: set[int], now: dt.datetime) -> list[OutboxEvent]:
+def quotas_evaluate(*, account: Account, metric_ids: set[int] | None, now: dt.datetime) -> list[OutboxEvent]:
     """Record threshold and limit-exceeded events newly reached by ``account``'s usage. Idempotent."""
     recorded = []
     for status in quota_statuses(account=account, now=now, metric_ids=metric_ids):
@@ -154,19 +163,43 @@ def quotas_evaluate(*, account: Account, metric_ids: set[int], now: dt.datetime)
                 "account_id": account.public_id,
                 "threshold_type": status.metric.code,
                 "threshold_percentage": threshold if threshold is not None else int(status.percentage),
-                "current_usage": _number(status.current),
-                "plan_limit": _number(status.limit),
+                "current_usage": decimal_string(status.current),
+                "plan_limit": decimal_string(status.limit),
                 "period": status.period_label,
             }
-            event, created = OutboxEvent.objects.get_or_create(
-                dedup_key=key,
-                defaults={
-                    "type": event_type,
-                    "account": account,
-                    "created_at": now,
-                    "payload": {"type": event_type, "data": data},
-                },
-            )
-            if created:
+            event = outbox_emit(type=event_type, account_id=account.pk, data=data, now=now, dedup_key=key)
+            if event is not None:
                 recorded.append(event)
     return recorded
+
+
+def quotas_after_write(*, account: Account, now: dt.datetime, **_: object) -> None:
+    """Receiver of ``usage.signals.usage_written``, in the transaction that stored new usage: evaluate the
+    account's limits right here when tasks run eagerly (no workers), otherwise by a task after commit."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        quotas_check(account=account, now=now)
+    else:
+        transaction.on_commit(lambda: quotas_schedule(account=account))
+
+
+def quotas_schedule(*, account: Account) -> None:
+    """Queue the evaluation of the account's limits after new usage committed: one task per account per
+    window, run when the window closes, so it sees every batch committed in the window and the request
+    path does no quota work."""
+    # This process queued a check that runs after this commit: nothing to do (saves a Redis round trip).
+    if time.monotonic() < _queued_until.get(account.pk, 0.0):
+        return
+    try:
+        if cache.add(f"quotas-pending:{account.pk}", 1, timeout=QUOTA_WINDOW_SECONDS):
+            enqueue(CHECK_TASK, account.pk, countdown=QUOTA_WINDOW_SECONDS)
+            _queued_until[account.pk] = time.monotonic() + QUOTA_WINDOW_SECONDS - 0.1
+    except Exception:  # the usage is committed and acknowledged; the next batch schedules again
+        logger.exception("Could not queue the quota check of account %s", account.public_id)
+
+
+@transaction.atomic
+def quotas_check(*, account: Account, now: dt.datetime) -> list[OutboxEvent]:
+    """Record the alerts the account's committed usage has reached. One evaluation per account at a time
+    (advisory lock), each seeing all usage committed before it, so no crossing is missed."""
+    locks.lock(locks.QUOTAS, account.pk)
+    return quotas_evaluate(account=account, metric_ids=None, now=now)

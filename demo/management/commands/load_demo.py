@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from common.demo import (
+from demo.book import (
     DEMO_PASSWORD,
     STAFF,
     demo_api_key,

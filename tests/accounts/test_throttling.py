@@ -6,7 +6,7 @@ import time_machine
 from django.core.cache import cache
 
 from accounts.services import api_key_create
-from common.throttling import rate_limit_wait, rate_limit_waits
+from accounts.throttling import rate_limit_wait, rate_limit_waits
 from tests.accounts.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
