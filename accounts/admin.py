@@ -23,7 +23,6 @@ from accounts.services import (
     budget_create,
     budget_update,
 )
-from billing.models import Subscription
 from common.admin_utils import ServiceAdmin, adopt, changed_data, money_column, run_action
 from common.forms import EmailListField, PercentListField
 from common.money import round_money
@@ -68,27 +67,6 @@ class MasterPartnerInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-
-
-class SubscriptionInline(admin.TabularInline):
-    model = Subscription
-    fields = (
-        "public_id",
-        "plan_version",
-        "status",
-        "started_at",
-        "trial_end",
-        "current_period_start",
-        "current_period_end",
-        "cancel_at_period_end",
-    )
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class AccountUserInline(admin.TabularInline):
@@ -146,12 +124,11 @@ class AccountAdmin(ServiceAdmin):
         "name",
         "status",
         "currency",
-        "current_plan",
         "tenant_count",
         "tax_country",
         "created_at",
     )
-    list_filter = ("status", "currency", "tax_country", "subscriptions__plan_version__plan")
+    list_filter = ("status", "currency", "tax_country")
     search_fields = ("public_id", "name", "legal_name", "tax_id", "billing_emails")
     readonly_fields = ("public_id", "status", "status_changed_at", "related", "created_at", "updated_at")
     fieldsets = (
@@ -171,18 +148,13 @@ class AccountAdmin(ServiceAdmin):
         ("Budgets", "accounts_budget", "budgets"),
         ("Usage events", "usage_usageevent", None),  # not counted: the event table is large
     )
-    inlines = (SubscriptionInline, TenantInline, MasterPartnerInline, AccountUserInline, BudgetInline)
+    inlines = (TenantInline, MasterPartnerInline, AccountUserInline, BudgetInline)
     actions = ("suspend", "reactivate")
     list_per_page = 50
 
     def get_queryset(self, request):
         live = ~Q(tenants__status=Tenant.Status.ARCHIVED)
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(_tenant_count=Count("tenants", filter=live, distinct=True))
-            .prefetch_related("subscriptions__plan_version__plan")
-        )
+        return super().get_queryset(request).annotate(_tenant_count=Count("tenants", filter=live, distinct=True))
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(self.readonly_fields)
@@ -220,11 +192,6 @@ class AccountAdmin(ServiceAdmin):
             text = label if accessor is None else f"{label}: {getattr(obj, accessor).count()}"
             links.append((url, text))
         return format_html_join(" · ", '<a href="{}">{}</a>', links) if links else "–"
-
-    @admin.display(description="Plan")
-    def current_plan(self, obj):
-        live = [s for s in obj.subscriptions.all() if s.status != Subscription.Status.CANCELLED]
-        return str(live[0].plan_version) if live else "—"
 
     @admin.display(description="Tenants", ordering="_tenant_count")
     def tenant_count(self, obj):

@@ -18,7 +18,8 @@ from accounts.authentication import HasIngestScope, HasReadOrExportScope
 from accounts.models import Account, ApiKey
 from billing import schema
 from billing.quotas import quota_statuses
-from billing.selectors import charges_estimate, partner_breakdown, tenant_breakdown
+from billing.rating.allocation import partner_breakdown, tenant_breakdown
+from billing.rating.engine import charges_estimate
 from common import clock
 from common.errors import BillingError
 from common.formats import decimal_string, iso_utc, money_string

@@ -20,7 +20,9 @@ from billing.models import BillingRun, BillingRunItem, Invoice
 from billing.quotas import quotas_check
 from billing.services.budgets import budgets_evaluate
 from billing.services.documents import document_render, documents_requeue_stale
-from billing.services.emails import email_send, emails_requeue_stale, reminders_queue
+from billing.services.emails.queueing import emails_requeue_stale
+from billing.services.emails.schedule import reminders_queue
+from billing.services.emails.sending import email_send
 from billing.services.invoices import invoice_finalize, invoice_hold
 from billing.services.lifecycle import lifecycle_update
 from billing.services.runs import (

@@ -16,7 +16,8 @@ from accounts.models import Account
 from billing.models import Metric, PlanCharge
 from billing.quantities import format_metric_quantity, format_parts, format_usage
 from billing.quotas import QuotaStatus, quota_statuses
-from billing.selectors import ChargeLine, Estimate, charges_estimate, partner_breakdown, tenant_breakdown
+from billing.rating.allocation import partner_breakdown, tenant_breakdown
+from billing.rating.engine import ChargeLine, Estimate, charges_estimate
 from common.money import format_money
 from common.periods import Period, month_containing
 from portal.charts import Series, bar_chart

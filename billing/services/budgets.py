@@ -25,9 +25,11 @@ from django.db.models import Sum
 
 from accounts.models import Budget
 from billing.models import Invoice
-from billing.selectors import charges_many
+from billing.rating.engine import charges_many
+from common.formats import iso_utc, money_string
 from common.models import OutboxEvent
 from common.money import round_money
+from common.outbox import outbox_emit
 from common.periods import UTC, Period, month_containing
 
 ALERT_TYPE = "billing.budget_alert"
@@ -134,14 +136,6 @@ def budget_statuses(*, budgets: Iterable[Budget], now: dt.datetime, with_alerts:
     return statuses
 
 
-def _money(value: Decimal, currency: str) -> str:
-    return format(round_money(value, currency), "f")
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def budgets_evaluate(*, account_ids: Iterable[int] | None = None, now: dt.datetime) -> list[OutboxEvent]:
     """Record the budget alerts newly reached by the active budgets (of ``account_ids``, or all). Idempotent:
     each budget, period and threshold alerts at most once, whoever evaluates and however often."""
@@ -157,21 +151,19 @@ def budgets_evaluate(*, account_ids: Iterable[int] | None = None, now: dt.dateti
                 "account_id": budget.account.public_id,
                 "budget_name": budget.name,
                 "threshold_percentage": threshold,
-                "current_usage": _money(status.spend, budget.currency),
-                "budget_limit": _money(budget.amount, budget.currency),
+                "current_usage": money_string(status.spend, budget.currency),
+                "budget_limit": money_string(budget.amount, budget.currency),
                 "currency": budget.currency,
                 "period_remaining_days": remaining_days,
-                "period": {"start": _iso(status.period.start), "end": _iso(status.period.end)},
+                "period": {"start": iso_utc(status.period.start), "end": iso_utc(status.period.end)},
             }
-            event, created = OutboxEvent.objects.get_or_create(
+            event = outbox_emit(
+                type=ALERT_TYPE,
+                account_id=budget.account_id,
+                data=data,
+                now=now,
                 dedup_key=f"{dedup_prefix(budget, status.period)}{threshold}",
-                defaults={
-                    "type": ALERT_TYPE,
-                    "account": budget.account,
-                    "created_at": now,
-                    "payload": {"type": ALERT_TYPE, "data": data},
-                },
             )
-            if created:
+            if event is not None:
                 recorded.append(event)
     return recorded

@@ -12,7 +12,7 @@ from django.db.models import Sum
 
 from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.documents import document_request
-from billing.services.emails import email_queue_credit_note
+from billing.services.emails.queueing import email_queue_credit_note
 from billing.services.numbering import document_numbers
 from common import clock
 from common.audit import stamp

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from billing.models import CreditNote, Document, Invoice
-from billing.pdf import credit_note_context, invoice_context
+from billing.presentation import credit_note_context, invoice_context
 from common import clock
 from common.enqueue import enqueue, enqueue_on_commit
 from common.errors import BillingError

@@ -17,9 +17,10 @@ from django.db import transaction
 
 from accounts.models import Account
 from billing.models import Invoice, InvoiceLine
-from billing.selectors import ChargeLine, Estimate, charges_estimate, line_partner_costs, line_tenant_costs
+from billing.rating.allocation import line_partner_costs, line_tenant_costs
+from billing.rating.engine import ChargeLine, Estimate, charges_estimate
 from billing.services.documents import document_request, documents_request_for_invoices
-from billing.services.emails import emails_queue_for_invoices
+from billing.services.emails.queueing import emails_queue_for_invoices
 from billing.services.numbering import document_numbers
 from billing.services.payments import invoice_ready_for_collection
 from common import clock, locks

@@ -3,7 +3,7 @@
 Steps, per chunk of accounts (``BILLING_RUN_CHUNK``, one transaction each, so memory stays flat):
 1. collect and validate usage: flag anomalies (a metric more than ``BILLING_ANOMALY_FACTOR`` times last
    month's, a tenant that reported last month and not this one);
-2. calculate and verify: rate with ``billing.selectors.charges_many`` (the same figures ``usage/current``
+2. calculate and verify: rate with ``billing.rating.engine.charges_many`` (the same figures ``usage/current``
    shows), check lines add up to the totals;
 3. generate invoices: drafts, finalized at once when ``BILLING_REVIEW_HOURS`` is 0, else by
    ``invoices_finalize_due`` once the review window has passed (held invoices wait);
@@ -30,7 +30,7 @@ from django.db.models import Count, F, Q, Sum
 
 from accounts.models import Account
 from billing.models import BillingRun, BillingRunItem, Invoice, InvoiceLine, Subscription
-from billing.selectors import Estimate, charges_many
+from billing.rating.engine import Estimate, charges_many
 from billing.services.invoices import estimate_verify, invoices_write, lock_accounts_periods
 from billing.services.lifecycle import lifecycle_update
 from common import clock

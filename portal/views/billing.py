@@ -8,7 +8,7 @@ import datetime as dt
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from billing.pdf import invoice_seller, tenant_groups, tenant_names
+from billing.presentation import invoice_seller, tenant_groups, tenant_names
 from billing.selectors import (
     customer_credit_notes,
     customer_invoices,

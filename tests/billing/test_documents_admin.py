@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
-from billing.admin_documents import RERENDER_MESSAGE
+from billing.admin.documents import RERENDER_MESSAGE
 from billing.models import CreditNote, Document, Invoice
 from billing.services.credit_notes import credit_note_issue
 from billing.services.documents import document_ready

@@ -28,14 +28,9 @@ from pypdf import PdfReader
 from accounts.permissions import BILLING_STAFF
 from billing.models import EmailDelivery, Invoice
 from billing.services.credit_notes import credit_note_issue
-from billing.services.emails import (
-    email_resend,
-    email_retry,
-    email_send,
-    emails_requeue_stale,
-    reminder_step,
-    reminders_queue,
-)
+from billing.services.emails.queueing import email_resend, email_retry, emails_requeue_stale
+from billing.services.emails.schedule import reminder_step, reminders_queue
+from billing.services.emails.sending import email_send
 from billing.services.invoices import invoice_void
 from billing.services.payments import invoice_payment_record
 from billing.tasks import emails_send_task, invoice_reminders_task
@@ -215,7 +210,7 @@ def test_temporary_failures_stop_after_the_last_attempt(smtp, account, plan, dja
 
 
 def test_no_server_listening_is_a_temporary_failure_with_the_next_attempt_recorded(account, plan, settings):
-    from billing.services.emails import email_send
+    from billing.services.emails.sending import email_send
 
     invoice = _bill_november(account, plan)  # queued: its send task waits for the commit
     with socket.socket() as closed:

@@ -8,7 +8,7 @@ import time_machine
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
-from billing.selectors import charges_estimate
+from billing.rating.engine import charges_estimate
 from billing.services.subscriptions import subscription_create
 from common.models import OutboxEvent
 from common.periods import month_containing

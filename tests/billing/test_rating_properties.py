@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from accounts.models import Account
 from billing.models import Metric, PlanVersion, Subscription
-from billing.rating import ChargeTerms, Tier, graduated_amount, overage_amount, prorate, volume_amount
-from billing.selectors import MONTHLY_COUNTS, plan_segments, rate
+from billing.rating.engine import MONTHLY_COUNTS, plan_segments, rate
+from billing.rating.tiers import ChargeTerms, Tier, graduated_amount, overage_amount, prorate, volume_amount
 from common.money import round_money
 from tests.billing.cycle import NOVEMBER
 from usage.selectors import MetricUsage

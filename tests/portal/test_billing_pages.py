@@ -245,7 +245,7 @@ def test_a_draft_invoice_is_not_found(book, northwind, client):
 
 
 def test_the_daily_charts_add_up_to_the_months_quantities(northwind):
-    from billing.selectors import charges_estimate
+    from billing.rating.engine import charges_estimate
     from common import clock
     from common.periods import month_containing
     from usage.selectors import daily_usage

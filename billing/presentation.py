@@ -1,4 +1,5 @@
-"""What an invoice or credit-note PDF shows, read from the stored rows and formatted for print.
+"""How billing documents read: the context of invoice and credit-note PDFs, and the seller block, tenant names
+and dates that the portal pages and the e-mails show the same way. Read from the stored rows.
 
 The invoice is printed with its balance as it stands (amount paid, credited and due, and a PAID or VOID
 mark): the PDF is rendered again whenever the balance or the status changes.

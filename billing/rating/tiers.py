@@ -1,4 +1,4 @@
-"""The rating engine: plain arithmetic on Decimals, no I/O.
+"""Tier arithmetic of the pricing engine: plain arithmetic on Decimals, no I/O.
 
 Rules (also in docs/architecture.md):
 - Included quantity is deducted first; the pricing model prices the rest (the overage), whose quantity is
@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
-
-from common.money import round_money
 
 ZERO = Decimal(0)
 
@@ -91,7 +89,3 @@ def overage_amount(terms: ChargeTerms, quantity: Decimal) -> Decimal:
 def prorate(amount: Decimal, fraction: Fraction) -> Decimal:
     """``amount`` × an exact fraction of a period, unrounded."""
     return amount * Decimal(fraction.numerator) / Decimal(fraction.denominator)
-
-
-def rounded(amount: Decimal, currency: str) -> Decimal:
-    return round_money(amount, currency)

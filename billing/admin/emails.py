@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.models import EmailDelivery, Invoice
-from billing.services.emails import email_resend, email_retry
+from billing.services.emails.queueing import email_resend, email_retry
 from common.admin_utils import format_datetime, run_action, truncated
 from common.models import OutboxEvent
 

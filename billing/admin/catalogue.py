@@ -1,12 +1,12 @@
+"""The catalogue in the admin: metrics, plans, plan versions, charges and price tiers."""
+
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
-from django.utils import timezone
 
-from billing.models import Metric, Plan, PlanCharge, PlanVersion, PriceTier, Subscription
+from billing.models import Metric, Plan, PlanCharge, PlanVersion, PriceTier
 from billing.services.catalogue import (
     METRIC_EDITABLE_FIELDS,
     PLAN_CHARGE_DRAFT_FIELDS,
@@ -26,16 +26,13 @@ from billing.services.catalogue import (
     plan_version_update,
     validate_tiers,
 )
-from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
 from common.admin_utils import (
     ServiceAdmin,
     adopt,
     changed_data,
-    format_datetime,
     money_column,
     quantity_column,
     run_action,
-    truncated,
 )
 from common.errors import BillingError
 from common.money import format_money
@@ -320,121 +317,6 @@ class PlanChargeAdmin(ServiceAdmin):
         formset.new_objects, formset.changed_objects, formset.deleted_objects = saved, [], []
 
 
-class SubscriptionAddForm(forms.ModelForm):
-    class Meta:
-        model = Subscription
-        fields = ("account", "plan_version", "started_at")
-
-    def clean(self):
-        data = super().clean()
-        account, version = data.get("account"), data.get("plan_version")
-        if account and version:
-            try:
-                subscription_check(account=account, plan_version=version)
-            except BillingError as exc:
-                raise ValidationError(exc.message) from exc
-        return data
-
-
-@admin.register(Subscription)
-class SubscriptionAdmin(ServiceAdmin):
-    list_display = (
-        "public_id",
-        "account_name",
-        "plan_version",
-        "status",
-        "trial_ends",
-        "period_ends",
-        "cancel_at_period_end",
-    )
-    list_filter = ("status", "plan_version__plan__product", "plan_version__plan", "cancel_at_period_end")
-    search_fields = ("public_id", "account__public_id", "account__name")
-    autocomplete_fields = ("account",)
-    list_select_related = ("account", "plan_version__plan")
-    actions = ("cancel_at_period_end_action", "cancel_now")
-
-    @admin.display(description="Account", ordering="account__name")
-    def account_name(self, sub):
-        return truncated(sub.account.name, 26)
-
-    @admin.display(description="Trial ends", ordering="trial_end")
-    def trial_ends(self, sub):
-        return format_datetime(sub.trial_end.date()) if sub.trial_end else "–"
-
-    @admin.display(description="Period ends", ordering="current_period_end")
-    def period_ends(self, sub):
-        return format_datetime(sub.current_period_end.date()) if sub.current_period_end else "–"
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ("account", "plan_version", "started_at")
-        return (
-            "public_id",
-            "account",
-            "plan_version",
-            "status",
-            "started_at",
-            "trial_end",
-            "current_period_start",
-            "current_period_end",
-            "cancel_at_period_end",
-            "cancelled_at",
-            "ended_at",
-            "created_at",
-        )
-
-    def get_readonly_fields(self, request, obj=None):
-        # Subscriptions change only through actions, so every change has its own audited reason.
-        return self.get_fields(request, obj) if obj else ()
-
-    def get_changeform_initial_data(self, request):
-        return {"started_at": timezone.now(), **super().get_changeform_initial_data(request)}
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "plan_version":
-            kwargs["queryset"] = PlanVersion.objects.filter(
-                published_at__isnull=False, price_on_request=False, plan__is_active=True
-            ).select_related("plan")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = SubscriptionAddForm
-        return super().get_form(request, obj, **kwargs)
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return  # every field is read-only; changes go through the actions
-        data = form.cleaned_data
-        saved = subscription_create(
-            account=data["account"],
-            plan_version=data["plan_version"],
-            started_at=data["started_at"],
-            actor=request.user,
-        )
-        adopt(obj, saved)
-
-    @admin.action(description="Cancel at period end", permissions=["change"])
-    def cancel_at_period_end_action(self, request, queryset):
-        run_action(
-            self,
-            request,
-            queryset,
-            lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=True, actor=actor),
-            "{count} subscription(s) will end at the end of their period.",
-        )
-
-    @admin.action(description="Cancel immediately", permissions=["change"])
-    def cancel_now(self, request, queryset):
-        run_action(
-            self,
-            request,
-            queryset,
-            lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=False, actor=actor),
-            "{count} subscription(s) cancelled.",
-        )
-
-
 @admin.register(PriceTier)
 class PriceTierAdmin(ServiceAdmin):
     """A list of every tier for review; tiers are edited as a whole ladder on their charge's page."""
@@ -458,6 +340,3 @@ class PriceTierAdmin(ServiceAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-from billing import admin_invoices  # noqa: E402,F401  (invoices, credit notes, billing runs)

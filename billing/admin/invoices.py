@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from billing.admin_documents import DocumentAdminMixin
-from billing.admin_emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
+from billing.admin.documents import DocumentAdminMixin
+from billing.admin.emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
     PERM_VOID_ISSUED,

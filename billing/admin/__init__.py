@@ -1,0 +1,4 @@
+"""Billing in the admin: the catalogue, subscriptions, invoices with their PDFs and e-mails, credit notes and
+billing runs. Each module registers its models."""
+
+from billing.admin import catalogue, invoices, subscriptions  # noqa: F401

@@ -1,0 +1,443 @@
+"""The pricing engine: the charges an account's invoice would show for a period.
+
+``charges_many`` is the one place that turns usage and plans into lines and totals; the usage API shows
+its figures as estimated charges and the billing run writes them as invoices, so both agree to the cent.
+The arithmetic itself is in ``billing.rating.tiers`` (pure functions); this module loads what it needs, a
+fixed number of queries for any number of accounts.
+
+Rules (see docs/billing.md):
+- The period is a calendar month in UTC, ``[start, end)``. It is cut into *segments*: spans with one plan
+  version in force, and a trial split off (nothing is charged during a trial).
+- Base fee: each charged segment pays ``base_fee × its share of the period`` (exact, by the microsecond).
+- Accumulating usage (sums, counts, GB-months) is measured inside each segment and priced by the plan in
+  force then, against the included quantity prorated to the segment's share.
+- Monthly counts (active users, features, tenants, master partners, maxima) are counted over the whole
+  month; each charged segment's plan charges its share of the month for them.
+- Late usage (events for an already invoiced month, accepted in the grace window) is billed on the next
+  invoice as its own lines: the difference between pricing the month with and without it, under the
+  plan in force then.
+- Discount on a segment's usage; minimum commitment topped up per segment (prorated); tax on the subtotal
+  unless reverse charge. Every line and the tax are rounded once, half up (``round_money``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from django.db.models import Q
+
+from accounts.models import Account
+from billing.models import Invoice, InvoiceLine, Metric, PlanCharge, PlanVersion, Subscription
+from billing.rating.tiers import ChargeTerms, Tier, overage_amount, prorate
+from common.money import round_money
+from common.periods import Period
+from usage.selectors import MetricUsage, period_usage_cuts_many, period_usage_many
+
+ZERO = Decimal(0)
+# Counted over the whole month, not accumulated over time.
+MONTHLY_COUNTS = ("unique_count", "max")
+
+
+@dataclass
+class Segment:
+    """A span of the period with one plan version in force; ``charged`` is False during a trial."""
+
+    start: dt.datetime
+    end: dt.datetime
+    subscription: Subscription
+    version: PlanVersion
+    charged: bool
+    fraction: Fraction
+
+
+@dataclass
+class ChargeLine:
+    kind: str  # base_fee | usage | late_usage | discount | minimum_commitment
+    description: str
+    amount: Decimal
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    metric_code: str | None = None
+    quantity: Decimal | None = None
+    included: Decimal | None = None
+    billable: Decimal | None = None
+    unit_price: Decimal | None = None
+    charge: PlanCharge | None = None
+    metric: Metric | None = None  # the metric billed (late usage may have no charge)
+    plan_version: PlanVersion | None = None
+    usage_month: dt.date | None = None
+    by_tenant: dict[int, Decimal] = field(default_factory=dict)
+    by_partner: dict[int, Decimal] = field(default_factory=dict)
+
+
+@dataclass
+class Estimate:
+    account: Account
+    period: Period
+    currency: str
+    subscription: Subscription | None
+    usage: dict[str, MetricUsage]
+    segments: list[Segment] = field(default_factory=list)
+    lines: list[ChargeLine] = field(default_factory=list)
+    subtotal: Decimal = ZERO
+    discount: Decimal = ZERO
+    tax: Decimal = ZERO
+    total: Decimal = ZERO
+
+    def line_for(self, metric_code: str) -> ChargeLine | None:
+        return next((line for line in self.lines if line.metric_code == metric_code and line.kind == "usage"), None)
+
+    def usage_lines(self, metric_code: str) -> list[ChargeLine]:
+        return [line for line in self.lines if line.metric_code == metric_code and line.kind == "usage"]
+
+
+def terms_of(charge: PlanCharge, *, included_fraction: Fraction | None = None) -> ChargeTerms:
+    included = charge.included_quantity
+    if included is not None and included_fraction is not None and included_fraction != 1:
+        included = prorate(included, included_fraction)
+    return ChargeTerms(
+        pricing_model=charge.pricing_model,
+        included=included,
+        price_unit_size=charge.metric.price_unit_size,
+        unit_price=charge.unit_price,
+        package_size=charge.package_size,
+        package_price=charge.package_price,
+        tiers=[Tier(t.lower_bound, t.upper_bound, t.unit_price, t.flat_fee) for t in charge.tiers.all()],
+    )
+
+
+def _subscriptions(account_ids: list[int], period: Period) -> dict[int, list[Subscription]]:
+    rows = (
+        Subscription.objects.filter(account_id__in=account_ids, started_at__lt=period.end)
+        .exclude(ended_at__lte=period.start)
+        .select_related("plan_version__plan")
+        .prefetch_related("plan_version__charges__metric", "plan_version__charges__tiers")
+        .order_by("account_id", "started_at")
+    )
+    result: dict[int, list[Subscription]] = defaultdict(list)
+    for subscription in rows:
+        result[subscription.account_id].append(subscription)
+    return result
+
+
+def plan_segments(subscriptions: list[Subscription], period: Period) -> list[Segment]:
+    """Cut ``period`` by the subscriptions overlapping it (in start order) and their trials."""
+    segments = []
+    for subscription in subscriptions:
+        start = max(subscription.started_at, period.start)
+        end = min(subscription.ended_at or period.end, period.end)
+        cuts = [start, end]
+        trial_end = subscription.trial_end
+        if trial_end is not None and start < trial_end < end:
+            cuts.insert(1, trial_end)
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            if a >= b:
+                continue
+            charged = trial_end is None or a >= trial_end
+            segments.append(
+                Segment(
+                    a, b, subscription, subscription.plan_version, charged, period.fraction_covered_by(Period(a, b))
+                )
+            )
+    return segments
+
+
+def _subtract(total: MetricUsage, before: MetricUsage) -> MetricUsage:
+    def minus(x: dict, y: dict) -> dict:
+        keys = set(x) | set(y)
+        return {k: x.get(k, ZERO) - y.get(k, ZERO) for k in keys if x.get(k, ZERO) - y.get(k, ZERO)}
+
+    return MetricUsage(
+        metric=total.metric,
+        quantity=total.quantity - before.quantity,
+        by_tenant=minus(total.by_tenant, before.by_tenant),
+        by_partner=minus(total.by_partner, before.by_partner),
+    )
+
+
+def _regular(usage: MetricUsage) -> MetricUsage:
+    """The usage of the month itself, late usage from earlier months taken out."""
+    if not usage.late_quantity:
+        return usage
+    if usage.metric.aggregation == "unique_count":  # its per-tenant counts are the month's own already
+        return MetricUsage(
+            metric=usage.metric, quantity=usage.quantity - usage.late_quantity, by_tenant=dict(usage.by_tenant)
+        )
+    share = (usage.quantity - usage.late_quantity) / usage.quantity if usage.quantity else ZERO
+    return MetricUsage(
+        metric=usage.metric,
+        quantity=usage.quantity - usage.late_quantity,
+        # Late usage is rare and small: tenants and partners keep their month's share of the rest.
+        by_tenant={t: q * share for t, q in usage.by_tenant.items()},
+        by_partner={p: q * share for p, q in usage.by_partner.items()},
+    )
+
+
+def _day(moment: dt.datetime) -> str:
+    return f"{moment:%b} {moment.day}"
+
+
+def _span_label(segment: Segment, period: Period) -> str:
+    if segment.start == period.start and segment.end == period.end:
+        return ""
+    last = segment.end - dt.timedelta(microseconds=1)
+    return f" ({_day(segment.start)}–{_day(last)})"
+
+
+def _late_terms(
+    prior: dict[tuple[int, dt.date, str], tuple[Decimal, PlanCharge]],
+    account_id: int,
+    month: dt.date,
+    code: str,
+    fallback: PlanCharge | None,
+) -> tuple[Decimal, PlanCharge | None]:
+    billed, charge = prior.get((account_id, month, code), (ZERO, None))
+    return billed, charge or fallback
+
+
+def rate(
+    *,
+    account: Account,
+    period: Period,
+    segments: list[Segment],
+    usage: dict[str, MetricUsage],
+    segment_usage: dict[int, dict[str, MetricUsage]],
+    prior: dict[tuple[int, dt.date, str], tuple[Decimal, PlanCharge]],
+) -> Estimate:
+    """Price ``usage`` under ``segments``: pure arithmetic over loaded rows (no queries)."""
+    currency = account.currency
+    estimate = Estimate(
+        account=account,
+        period=period,
+        currency=currency,
+        subscription=segments[-1].subscription if segments else None,
+        usage=usage,
+        segments=segments,
+    )
+    lines = estimate.lines
+    any_charged = any(s.charged for s in segments)
+    for index, segment in enumerate(segments):
+        version = segment.version
+        label = _span_label(segment, period)
+        seg_lines: list[ChargeLine] = []
+        if segment.charged and version.base_fee:
+            description = f"{version.plan.name} base fee{label}"
+            seg_lines.append(
+                ChargeLine(
+                    kind="base_fee",
+                    description=description,
+                    amount=round_money(prorate(version.base_fee, segment.fraction), currency),
+                    start=segment.start,
+                    end=segment.end,
+                    plan_version=version,
+                    quantity=Decimal(1) if segment.fraction == 1 else None,
+                    unit_price=version.base_fee,
+                )
+            )
+        usage_total = ZERO
+        for charge in version.charges.all():
+            code = charge.metric.code
+            whole = usage.get(code)
+            if whole is None:
+                continue
+            monthly = charge.metric.source != "events" or charge.metric.aggregation in MONTHLY_COUNTS
+            if not segment.charged and (monthly and any_charged):
+                continue  # counted once, by the charged segments
+            if monthly:
+                measured = _regular(whole)
+                terms = terms_of(charge)
+                exact = (
+                    overage_amount(terms, measured.quantity)
+                    * Decimal(segment.fraction.numerator)
+                    / Decimal(segment.fraction.denominator)
+                )
+                included = terms.included
+            else:
+                measured = segment_usage.get(index, {}).get(code) or _regular(whole)
+                terms = terms_of(charge, included_fraction=segment.fraction)
+                exact = overage_amount(terms, measured.quantity)
+                included = terms.included
+            amount = round_money(exact, currency) if segment.charged else ZERO
+            billable = ZERO if included is None else max(measured.quantity - included, ZERO)
+            description = charge.metric.name + label
+            if not segment.charged:
+                description += " – free trial"
+            seg_lines.append(
+                ChargeLine(
+                    kind="usage",
+                    description=description,
+                    amount=amount,
+                    start=segment.start,
+                    end=segment.end,
+                    metric_code=code,
+                    quantity=measured.quantity,
+                    included=included,
+                    billable=billable,
+                    unit_price=charge.unit_price if charge.pricing_model == "per_unit" else None,
+                    charge=charge,
+                    plan_version=version,
+                    by_tenant=measured.by_tenant,
+                    by_partner=measured.by_partner,
+                )
+            )
+            usage_total += amount
+        if segment.charged and version.discount_percent and usage_total:
+            discount = round_money(usage_total * version.discount_percent / 100, currency)
+            seg_lines.append(
+                ChargeLine(
+                    kind="discount",
+                    amount=-discount,
+                    description=f"Volume discount {version.discount_percent.normalize():f}% on usage{label}",
+                    start=segment.start,
+                    end=segment.end,
+                    plan_version=version,
+                )
+            )
+            estimate.discount += discount
+        seg_subtotal = sum((line.amount for line in seg_lines), ZERO)
+        if segment.charged and version.minimum_commitment:
+            commitment = round_money(prorate(version.minimum_commitment, segment.fraction), currency)
+            if seg_subtotal < commitment:
+                seg_lines.append(
+                    ChargeLine(
+                        kind="minimum_commitment",
+                        amount=commitment - seg_subtotal,
+                        description=f"Minimum commitment top-up to {commitment:,f} {currency}{label}",
+                        start=segment.start,
+                        end=segment.end,
+                        plan_version=version,
+                    )
+                )
+        lines.extend(seg_lines)
+
+    # Late usage from earlier, already invoiced months: priced as the difference it makes to that month.
+    fallback = {c.metric.code: c for c in segments[-1].version.charges.all()} if segments else {}
+    for code, metric_usage in usage.items():
+        for month, late in sorted(metric_usage.late_by_month.items()):
+            if not late:
+                continue
+            billed, charge = _late_terms(prior, account.pk, month, code, fallback.get(code))
+            amount = ZERO
+            if charge is not None:
+                terms = terms_of(charge)
+                amount = round_money(overage_amount(terms, billed + late) - overage_amount(terms, billed), currency)
+            month_start = dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
+            lines.append(
+                ChargeLine(
+                    kind="late_usage",
+                    metric=metric_usage.metric,
+                    description=f"Late usage: {metric_usage.metric.name}, {month_start:%B %Y}",
+                    amount=amount,
+                    start=month_start,
+                    end=period.start,
+                    metric_code=code,
+                    quantity=late,
+                    billable=late,
+                    charge=charge,
+                    plan_version=charge.plan_version if charge is not None else None,
+                    usage_month=month,
+                )
+            )
+    estimate.subtotal = round_money(sum((line.amount for line in lines), ZERO), currency)
+    rate_percent = ZERO if account.tax_reverse_charge else account.tax_rate
+    estimate.tax = round_money(estimate.subtotal * rate_percent / 100, currency)
+    estimate.total = estimate.subtotal + estimate.tax
+    return estimate
+
+
+def _prior_lines(account_ids: list[int], months: set[dt.date]) -> dict[tuple[int, dt.date, str], tuple[Decimal, Any]]:
+    """For late usage: what has been billed so far for each earlier month and metric (its invoice's usage
+    lines, plus late lines of later invoices), and under which charge."""
+    result: dict[tuple[int, dt.date, str], tuple[Decimal, Any]] = {}
+    if not months:
+        return result
+    starts = [dt.datetime(m.year, m.month, 1, tzinfo=dt.UTC) for m in months]
+    lines = list(
+        InvoiceLine.objects.filter(invoice__account_id__in=account_ids, metric__isnull=False)
+        .filter(
+            Q(kind=InvoiceLine.Kind.USAGE, invoice__period_start__in=starts)
+            | Q(kind=InvoiceLine.Kind.LATE_USAGE, usage_month__in=months)
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .select_related("invoice", "metric")
+        .order_by("invoice__period_start", "invoice_id", "position")
+    )
+    charges = {
+        (c.plan_version_id, c.metric_id): c
+        for c in PlanCharge.objects.filter(
+            plan_version_id__in={line.plan_version_id for line in lines if line.plan_version_id}
+        ).prefetch_related("tiers", "metric", "plan_version")
+    }
+    for line in lines:
+        late = line.kind == InvoiceLine.Kind.LATE_USAGE
+        month = line.usage_month if late else line.invoice.period_start.date()
+        key = (line.invoice.account_id, month, line.metric.code)
+        billed, charge = result.get(key, (ZERO, None))
+        quantity = line.quantity or ZERO
+        monthly = line.metric.source != "events" or line.metric.aggregation in MONTHLY_COUNTS
+        # A monthly count is the whole month's on every segment's line: counted once, not per segment.
+        billed = billed + quantity if late or not monthly else max(billed, quantity)
+        result[key] = (billed, charges.get((line.plan_version_id, line.metric_id)) or charge)
+    return result
+
+
+def charges_many(*, accounts: list[Account], period: Period, now: dt.datetime) -> dict[int, Estimate]:
+    """What each account's invoice for ``period`` would show if the period closed at ``now``."""
+    ids = [a.pk for a in accounts]
+    usage = period_usage_many(account_ids=ids, period=period, now=now)
+    subscriptions = _subscriptions(ids, period)
+    segments = {a: plan_segments(subscriptions.get(a, []), period) for a in ids}
+
+    # Accumulating usage per segment, where the period has more than one (plan change, trial end).
+    cuts: dict[dt.datetime, list[int]] = defaultdict(list)
+    for account_id, segs in segments.items():
+        if len(segs) > 1 or (segs and (segs[0].start != period.start or segs[0].end != period.end)):
+            for segment in segs:
+                for moment in (segment.start, segment.end):
+                    if period.start < moment < period.end and account_id not in cuts[moment]:
+                        cuts[moment].append(account_id)
+    cumulative = period_usage_cuts_many(cuts=cuts, period=period, now=now)
+    segment_usage: dict[int, dict[int, dict[str, MetricUsage]]] = defaultdict(dict)
+    for account_id, segs in segments.items():
+        if account_id not in {a for ids_ in cuts.values() for a in ids_}:
+            continue
+        for index, segment in enumerate(segs):
+            end_usage = (
+                cumulative[segment.end][account_id]
+                if segment.end in cumulative and account_id in cuts[segment.end]
+                else {c: _regular(u) for c, u in usage[account_id].items()}
+            )
+            start_usage = (
+                cumulative[segment.start][account_id]
+                if segment.start in cumulative and account_id in cuts[segment.start]
+                else None
+            )
+            segment_usage[account_id][index] = {
+                code: (end if start_usage is None else _subtract(end, start_usage[code]))
+                for code, end in end_usage.items()
+            }
+
+    late_months = {m for a in ids for u in usage[a].values() for m in u.late_by_month}
+    late_accounts = [a for a in ids if any(u.late_by_month for u in usage[a].values())]
+    prior = _prior_lines(late_accounts, late_months)
+    return {
+        account.pk: rate(
+            account=account,
+            period=period,
+            segments=segments[account.pk],
+            usage=usage[account.pk],
+            segment_usage=segment_usage.get(account.pk, {}),
+            prior=prior,
+        )
+        for account in accounts
+    }
+
+
+def charges_estimate(*, account: Account, period: Period, now: dt.datetime) -> Estimate:
+    """What the invoice for ``period`` would show if the period closed at ``now``."""
+    return charges_many(accounts=[account], period=period, now=now)[account.pk]

@@ -1,0 +1,94 @@
+"""What an invoice or credit-note e-mail says: subject, text and HTML bodies, the PDF attached."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from email.utils import make_msgid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.utils import DNS_NAME
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from billing.models import EmailDelivery, Invoice
+from billing.presentation import invoice_seller
+from billing.services.documents import document_ready
+from common import clock
+from common.money import format_money
+
+logger = logging.getLogger(__name__)
+
+Kind = EmailDelivery.Kind
+ERR_NO_PDF = "The PDF is not available yet: {error}"
+
+
+class TemporaryFailure(Exception):
+    """A failure worth trying again (4xx reply, lost connection, timeout, PDF not rendered yet)."""
+
+
+def _portal_url(invoice: Invoice) -> str:
+    return settings.LEDGERLINE_BASE_URL.rstrip("/") + reverse("portal:invoice", args=[invoice.number])
+
+
+def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
+    invoice = delivery.invoice
+    note = delivery.credit_note
+    snapshot_account = (invoice.snapshot or {}).get("account", {})
+    due_date = invoice.due_at.date() if invoice.due_at else None
+    today = now.date()
+    seller = invoice_seller(invoice)
+    return {
+        "kind": delivery.kind,
+        "invoice": invoice,
+        "credit_note": note,
+        "customer_name": snapshot_account.get("name") or invoice.account.name,
+        "period": invoice.month_label,
+        # The period is half-open [start, end); customers read the first and the last day it covers.
+        "period_first_day": invoice.period_start.date(),
+        "period_last_day": (invoice.period_end - dt.timedelta(microseconds=1)).date(),
+        "total": format_money(invoice.total, invoice.currency),
+        "amount_due": format_money(invoice.amount_due, invoice.currency),
+        "credit_total": format_money(note.total, note.currency) if note else "",
+        "due_date": due_date,
+        "days_to_due": (due_date - today).days if due_date else None,
+        "days_overdue": (today - due_date).days if due_date else None,
+        "portal_url": _portal_url(invoice),
+        # Signed by the seller as snapshotted on the invoice, like its PDF.
+        "seller_name": seller.get("name", ""),
+        "contact_email": seller.get("email", ""),
+    }
+
+
+def email_subject(delivery: EmailDelivery, now: dt.datetime) -> str:
+    text = render_to_string(f"billing/email/{delivery.kind}_subject.txt", _context(delivery, now))
+    return " ".join(text.split())[:300]
+
+
+def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) -> EmailMultiAlternatives:
+    """The e-mail of a delivery: plain text and HTML bodies, the PDF attached, a fresh Message-ID."""
+    now = now or clock.now()
+    context = _context(delivery, now)
+    if delivery.credit_note_id:
+        document = document_ready(credit_note=delivery.credit_note)
+        filename = f"{delivery.credit_note.number}.pdf"
+    else:
+        document = document_ready(invoice=delivery.invoice)
+        filename = f"{delivery.invoice.number}.pdf"
+    if not document.file:
+        raise TemporaryFailure(ERR_NO_PDF.format(error=document.error or "still rendering"))
+    with document.file.open("rb") as pdf:
+        content = pdf.read()
+    message = EmailMultiAlternatives(
+        subject=delivery.subject or email_subject(delivery, now),
+        body=render_to_string(f"billing/email/{delivery.kind}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=list(delivery.recipients),
+        reply_to=[context["contact_email"]] if context["contact_email"] else [],
+        headers={"Message-ID": make_msgid(domain=DNS_NAME)},
+    )
+    message.attach_alternative(render_to_string(f"billing/email/{delivery.kind}.html", context), "text/html")
+    message.attach(filename, content, "application/pdf")
+    return message
