@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from accounts.models import Account
-from billing.models import Metric, PlanCharge, Subscription
+from billing.models import PlanCharge, Subscription
 from common.models import OutboxEvent
 from common.periods import month_containing
 from tenants.models import Tenant
+from usage.models import Metric
 from usage.selectors import ZERO, gauge_current_level, partners_live_in_period, tenants_live_in_period
 
 THRESHOLDS = (75, 90, 100)

@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import Account
-from billing.models import Metric, PlanVersion, Subscription
+from billing.models import PlanVersion, Subscription
 from billing.rating import ChargeTerms, Tier, graduated_amount, overage_amount, prorate, volume_amount
 from billing.selectors import MONTHLY_COUNTS, plan_segments, rate
 from common.money import round_money
 from tests.billing.cycle import NOVEMBER
+from usage.models import Metric
 from usage.selectors import MetricUsage
 
 pytestmark = pytest.mark.django_db
