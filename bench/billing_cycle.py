@@ -112,9 +112,10 @@ def maxrss_mb() -> float:
 def create_fixtures(n_accounts: int) -> dict:
     """Accounts, tenants, partners and subscriptions in bulk (bench rows: no audit history)."""
     from accounts.models import Account
-    from billing.models import Metric, PlanVersion, Subscription
+    from billing.models import PlanVersion, Subscription
     from common.models import Counter
     from tenants.models import MasterPartner, Tenant
+    from usage.models import Metric
 
     since = dt.datetime(2025, 10, 1, tzinfo=dt.UTC)
     versions = {v.plan.code: v for v in PlanVersion.objects.select_related("plan").filter(plan__code__in=set(PLANS))}

@@ -153,9 +153,10 @@ def manage(env: dict[str, str], *args: str, timeout: float = 180) -> str:
 SETUP_CODE = """
 import datetime as dt, json
 from accounts.services import account_create, api_key_create
-from billing.models import Metric, PlanVersion
+from billing.models import PlanVersion
 from billing.services.subscriptions import subscription_create
 from tenants.services import partner_create, tenant_create
+from usage.models import Metric
 since = dt.datetime.fromisoformat({since!r})
 account = account_create(name="Bench Co", currency="USD", billing_emails=["bench@example.com"])
 tenants = [

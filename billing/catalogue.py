@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from billing.models import Metric, Plan, PlanCharge
+from billing.models import Plan, PlanCharge
 from billing.services.catalogue import ChargeSpec
+from usage.models import Metric
 
 A = Metric.Aggregation
 U = Metric.BillingUnit

@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from accounts.models import Account
-from billing.models import Metric, PlanCharge, Subscription
+from billing.models import PlanCharge, Subscription
 from common import locks
 from common.enqueue import enqueue
 from common.formats import decimal_string
@@ -26,7 +26,7 @@ from common.models import OutboxEvent
 from common.outbox import outbox_emit
 from common.periods import month_containing
 from tenants.models import Tenant
-from usage.models import UsageRollup, UsageUniqueValue
+from usage.models import Metric, UsageRollup, UsageUniqueValue
 from usage.selectors import ZERO, gauge_current_level, partners_live_in_period, tenants_live_in_period
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils.safestring import SafeString
 
 from accounts.models import Account
-from billing.models import Metric, PlanCharge
+from billing.models import PlanCharge
 from billing.quantities import format_metric_quantity, format_parts, format_usage
 from billing.quotas import QuotaStatus, quota_statuses
 from billing.rating.allocation import partner_breakdown, tenant_breakdown
@@ -22,6 +22,7 @@ from common.money import format_money
 from common.periods import Period, month_containing
 from portal.charts import Series, bar_chart
 from tenants.models import MasterPartner, Tenant
+from usage.models import Metric
 from usage.selectors import daily_usage
 
 ZERO = Decimal(0)

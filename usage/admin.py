@@ -1,7 +1,54 @@
 from django.contrib import admin
 
-from common.admin_utils import quantity_column, truncated
-from usage.models import ClosedPeriod, UsageEvent, UsageRollup
+from common.admin_utils import ServiceAdmin, adopt, changed_data, quantity_column, truncated
+from usage.models import ClosedPeriod, Metric, UsageEvent, UsageRollup
+from usage.services import METRIC_EDITABLE_FIELDS, metric_create, metric_update
+
+
+@admin.register(Metric)
+class MetricAdmin(ServiceAdmin):
+    list_display = (
+        "code",
+        "name",
+        "unit",
+        "source",
+        "aggregation",
+        "aggregation_property",
+        "billing_unit",
+        "is_active",
+    )
+    list_filter = ("source", "aggregation", "billing_unit", "is_active")
+    search_fields = ("code", "name")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("created_at",)
+        return ("code", "source", "aggregation", "aggregation_property", "billing_unit", "created_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # events refer to metrics by id for ever; retire a metric by deactivating it
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = metric_update(
+                metric=Metric.objects.get(pk=obj.pk),
+                data=changed_data(form, METRIC_EDITABLE_FIELDS),
+                actor=request.user,
+            )
+        else:
+            data = form.cleaned_data
+            saved = metric_create(
+                code=data["code"],
+                name=data["name"],
+                unit=data["unit"],
+                aggregation=data["aggregation"],
+                billing_unit=data["billing_unit"],
+                source=data["source"],
+                aggregation_property=data["aggregation_property"],
+                description=data["description"],
+                actor=request.user,
+            )
+        adopt(obj, saved)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -1,6 +1,6 @@
 """A per-process read cache of the metric catalogue for the ingest hot path.
 
-Metrics never change how they measure once created (``billing.services.catalogue.metric_update``
+Metrics never change how they measure once created (``usage.services.metric_update``
 refuses), so a cached entry can only be missing, never wrong: a miss reloads once.
 """
 
@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from billing.models import Metric
+from usage.models import Metric
 
 TTL_SECONDS = 60.0
 _lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Event store and rollups.
+"""The metric catalogue (what can be metered), the event store and rollups.
 
 Invariants:
 - ``EventKey`` holds one row per acknowledged ``(account, transaction_id)``; an event row exists iff its
@@ -14,10 +14,17 @@ is served by the composite keys below, and each extra index is paid on every eve
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from common.money import QUANTITY_DECIMAL_PLACES, QUANTITY_MAX_DIGITS
+
+CODE_RE = r"^[a-z][a-z0-9_]{0,62}$"
+code_validator = RegexValidator(CODE_RE, "Use lower-case letters, digits and _ , starting with a letter.")
 
 
 def _quantity(**kwargs):
@@ -27,6 +34,90 @@ def _quantity(**kwargs):
 def _total(**kwargs):
     """Aggregates of many events: room for billions of maximal events."""
     return models.DecimalField(max_digits=38, decimal_places=QUANTITY_DECIMAL_PLACES, **kwargs)
+
+
+class Metric(models.Model):
+    """A billable quantity and how it is measured over a period."""
+
+    class Source(models.TextChoices):
+        EVENTS = "events", "Usage events"
+        TENANTS = "tenants", "Active tenants (from tenant lifecycle)"
+        PARTNERS = "partners", "Active master partners (from partner lifecycle)"
+
+    class Aggregation(models.TextChoices):
+        SUM = "sum", "Sum of quantities"
+        COUNT = "count", "Count of events"
+        UNIQUE_COUNT = "unique_count", "Unique count of a property"
+        MAX = "max", "Maximum quantity"
+        TIME_WEIGHTED = "time_weighted", "Time-weighted gauge (e.g. GB held × hours)"
+
+    class BillingUnit(models.TextChoices):
+        PER_UNIT = "per_unit", "per 1"
+        PER_THOUSAND = "per_thousand", "per 1,000"
+        PER_GB_MONTH = "per_gb_month", "per GB-month"
+        PER_USER_MONTH = "per_user_month", "per user-month"
+        PER_FEATURE_MONTH = "per_feature_month", "per feature-month"
+        PER_TENANT_MONTH = "per_tenant_month", "per tenant-month"
+        PER_PARTNER_MONTH = "per_partner_month", "per partner-month"
+
+    code = models.CharField(
+        max_length=63, unique=True, validators=[code_validator], help_text="Code used by events' 'metric' field."
+    )
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    unit = models.CharField(max_length=32, help_text="Unit of the reported quantity, e.g. 'request', 'GB'.")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.EVENTS)
+    aggregation = models.CharField(
+        max_length=16,
+        choices=Aggregation.choices,
+        help_text="How a period's events become one quantity. Time-weighted reads each event's quantity "
+        "as the new gauge level from its timestamp on, giving unit-hours.",
+    )
+    aggregation_property = models.CharField(
+        max_length=63,
+        blank=True,
+        validators=[code_validator],
+        help_text="For unique counts: the event property counted, e.g. user_id or feature.",
+    )
+    billing_unit = models.CharField(
+        max_length=24,
+        choices=BillingUnit.choices,
+        help_text="What one price unit is. GB-months are GB-hours divided by the hours in the period.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # The tables keep the names they had when metrics belonged to billing: the model moved, the rows did not.
+    history = HistoricalRecords(table_name="billing_historicalmetric")
+
+    class Meta:
+        db_table = "billing_metric"
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                name="metric_unique_count_has_property",
+                condition=~Q(source="events", aggregation="unique_count") | ~Q(aggregation_property=""),
+                violation_error_message="A unique count over events needs the property it counts.",
+            ),
+            models.CheckConstraint(
+                name="metric_property_only_for_unique_count",
+                condition=Q(aggregation="unique_count") | Q(aggregation_property=""),
+                violation_error_message="Only unique counts take an aggregation property.",
+            ),
+            models.CheckConstraint(
+                name="metric_lifecycle_sources_count_unique",
+                condition=Q(source="events") | Q(aggregation="unique_count", aggregation_property=""),
+                violation_error_message="Tenant and partner metrics count unique active resources.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def price_unit_size(self) -> Decimal:
+        """Billed quantity that one unit price pays for."""
+        return Decimal(1000) if self.billing_unit == self.BillingUnit.PER_THOUSAND else Decimal(1)
 
 
 class EventKey(models.Model):
@@ -56,7 +147,7 @@ class UsageEvent(models.Model):
         "tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
     )
     metric = models.ForeignKey(
-        "billing.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+        "usage.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
     )
     partner = models.ForeignKey(
         "tenants.MasterPartner",
@@ -102,7 +193,7 @@ class UsageRollup(models.Model):
         "tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
     )
     metric = models.ForeignKey(
-        "billing.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+        "usage.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
     )
     partner = models.ForeignKey(
         "tenants.MasterPartner",
@@ -152,7 +243,7 @@ class UsageUniqueValue(models.Model):
         "tenants.Tenant", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
     )
     metric = models.ForeignKey(
-        "billing.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+        "usage.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
     )
     usage_month = models.DateField(help_text="First day of the month the value was seen in.")
     value = models.CharField(max_length=255)

@@ -18,10 +18,9 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncMonth
 
 from accounts.models import Account
-from billing.models import Metric
 from common.periods import Period
 from tenants.models import MasterPartner, Tenant
-from usage.models import UsageEvent, UsageRollup, UsageUniqueValue
+from usage.models import Metric, UsageEvent, UsageRollup, UsageUniqueValue
 
 ZERO = Decimal(0)
 QUANTUM = Decimal("0.00000001")

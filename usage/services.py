@@ -1,4 +1,5 @@
-"""Writes of usage: ingesting events (with their rollups and quota alerts in the same transaction)."""
+"""Writes of usage: ingesting events (with their rollups and quota alerts in the same transaction), and
+the metric catalogue."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from django.db import OperationalError, transaction
 from accounts.models import Account
 from accounts.throttling import RateLimited, rate_limit_waits
 from common import locks
+from common.audit import stamp
 from common.errors import BillingError
+from common.services import model_update
 from tenants.selectors import partner_ids_for, tenant_rows_for
 from usage import catalogue_cache
 from usage.group_commit import GroupCommitter, Pending
 from usage.ingest import EventError, RawEvent, parse_event
-from usage.models import ClosedPeriod
+from usage.models import ClosedPeriod, Metric
 from usage.signals import usage_written
 from usage.writers import StagedEvent, write_events
 
@@ -312,3 +315,44 @@ def period_close(*, account: Any, month: dt.date, closed_at: dt.datetime) -> Clo
         raise BillingError("A closed period is a month: give its first day.", code="invalid_month", field="month")
     closed, _ = ClosedPeriod.objects.get_or_create(account=account, month=month, defaults={"closed_at": closed_at})
     return closed
+
+
+METRIC_EDITABLE_FIELDS = ("name", "description", "unit", "is_active")
+
+
+@transaction.atomic
+def metric_create(
+    *,
+    code: str,
+    name: str,
+    unit: str,
+    aggregation: str,
+    billing_unit: str,
+    source: str = Metric.Source.EVENTS,
+    aggregation_property: str = "",
+    description: str = "",
+    actor: Any = None,
+) -> Metric:
+    metric = Metric(
+        code=code,
+        name=name,
+        unit=unit,
+        aggregation=aggregation,
+        billing_unit=billing_unit,
+        source=source,
+        aggregation_property=aggregation_property,
+        description=description,
+    )
+    metric.full_clean()
+    stamp(metric, actor=actor, reason="created")
+    metric.save()
+    return metric
+
+
+@transaction.atomic
+def metric_update(*, metric: Metric, data: dict[str, Any], actor: Any = None) -> Metric:
+    """Rename or describe a metric. How it is measured (code, source, aggregation, billing unit)
+    never changes: that would silently change every price attached to it."""
+    stamp(metric, actor=actor, reason="updated")
+    metric, _ = model_update(instance=metric, fields=METRIC_EDITABLE_FIELDS, data=data)
+    return metric

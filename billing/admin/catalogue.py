@@ -1,4 +1,4 @@
-"""The catalogue in the admin: metrics, plans, plan versions, charges and price tiers."""
+"""The catalogue in the admin: plans, plan versions, charges and price tiers (metrics are in usage's admin)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from billing.models import Metric, Plan, PlanCharge, PlanVersion, PriceTier
+from billing.models import Plan, PlanCharge, PlanVersion, PriceTier
 from billing.services.catalogue import (
-    METRIC_EDITABLE_FIELDS,
     PLAN_CHARGE_DRAFT_FIELDS,
     PLAN_EDITABLE_FIELDS,
     PLAN_VERSION_DRAFT_FIELDS,
     ChargeSpec,
     TierSpec,
-    metric_create,
-    metric_update,
     plan_charge_create,
     plan_charge_set_tiers,
     plan_charge_update,
@@ -36,52 +33,6 @@ from common.admin_utils import (
 )
 from common.errors import BillingError
 from common.money import format_money
-
-
-@admin.register(Metric)
-class MetricAdmin(ServiceAdmin):
-    list_display = (
-        "code",
-        "name",
-        "unit",
-        "source",
-        "aggregation",
-        "aggregation_property",
-        "billing_unit",
-        "is_active",
-    )
-    list_filter = ("source", "aggregation", "billing_unit", "is_active")
-    search_fields = ("code", "name")
-
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return ("created_at",)
-        return ("code", "source", "aggregation", "aggregation_property", "billing_unit", "created_at")
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # events refer to metrics by id for ever; retire a metric by deactivating it
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            saved = metric_update(
-                metric=Metric.objects.get(pk=obj.pk),
-                data=changed_data(form, METRIC_EDITABLE_FIELDS),
-                actor=request.user,
-            )
-        else:
-            data = form.cleaned_data
-            saved = metric_create(
-                code=data["code"],
-                name=data["name"],
-                unit=data["unit"],
-                aggregation=data["aggregation"],
-                billing_unit=data["billing_unit"],
-                source=data["source"],
-                aggregation_property=data["aggregation_property"],
-                description=data["description"],
-                actor=request.user,
-            )
-        adopt(obj, saved)
 
 
 class PlanVersionInline(admin.TabularInline):

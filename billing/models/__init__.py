@@ -1,4 +1,4 @@
-from billing.models.catalogue import Metric, Plan, PlanCharge, PlanVersion, PriceTier
+from billing.models.catalogue import Plan, PlanCharge, PlanVersion, PriceTier
 from billing.models.documents import Document, EmailDelivery
 from billing.models.invoice import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.models.subscription import Subscription
@@ -12,7 +12,6 @@ __all__ = [
     "EmailDelivery",
     "Invoice",
     "InvoiceLine",
-    "Metric",
     "Plan",
     "PlanCharge",
     "PlanVersion",

@@ -1,5 +1,5 @@
-"""The catalogue: what can be metered (``Metric``) and what it costs (``Plan`` → ``PlanVersion`` →
-``PlanCharge`` → ``PriceTier``).
+"""The catalogue's prices: ``Plan`` → ``PlanVersion`` → ``PlanCharge`` → ``PriceTier``, each charge for one
+``usage.Metric`` (what can be metered, owned by metering).
 
 Quantities: every included quantity, limit and tier bound is in the metric's *billed quantity*:
 requests for API requests, GB-months for storage (GB-hours ÷ hours in the period), users for active
@@ -27,8 +27,6 @@ from common.money import (
     UNIT_PRICE_MAX_DIGITS,
 )
 
-CODE_RE = r"^[a-z][a-z0-9_]{0,62}$"
-code_validator = RegexValidator(CODE_RE, "Use lower-case letters, digits and _ , starting with a letter.")
 plan_code_validator = RegexValidator(r"^[a-z][a-z0-9_-]{0,62}$", "Use lower-case letters, digits, - and _.")
 
 
@@ -42,88 +40,6 @@ def _amount(**kwargs):
 
 def _unit_price(**kwargs):
     return models.DecimalField(max_digits=UNIT_PRICE_MAX_DIGITS, decimal_places=UNIT_PRICE_DECIMAL_PLACES, **kwargs)
-
-
-class Metric(models.Model):
-    """A billable quantity and how it is measured over a period."""
-
-    class Source(models.TextChoices):
-        EVENTS = "events", "Usage events"
-        TENANTS = "tenants", "Active tenants (from tenant lifecycle)"
-        PARTNERS = "partners", "Active master partners (from partner lifecycle)"
-
-    class Aggregation(models.TextChoices):
-        SUM = "sum", "Sum of quantities"
-        COUNT = "count", "Count of events"
-        UNIQUE_COUNT = "unique_count", "Unique count of a property"
-        MAX = "max", "Maximum quantity"
-        TIME_WEIGHTED = "time_weighted", "Time-weighted gauge (e.g. GB held × hours)"
-
-    class BillingUnit(models.TextChoices):
-        PER_UNIT = "per_unit", "per 1"
-        PER_THOUSAND = "per_thousand", "per 1,000"
-        PER_GB_MONTH = "per_gb_month", "per GB-month"
-        PER_USER_MONTH = "per_user_month", "per user-month"
-        PER_FEATURE_MONTH = "per_feature_month", "per feature-month"
-        PER_TENANT_MONTH = "per_tenant_month", "per tenant-month"
-        PER_PARTNER_MONTH = "per_partner_month", "per partner-month"
-
-    code = models.CharField(
-        max_length=63, unique=True, validators=[code_validator], help_text="Code used by events' 'metric' field."
-    )
-    name = models.CharField(max_length=120)
-    description = models.TextField(blank=True)
-    unit = models.CharField(max_length=32, help_text="Unit of the reported quantity, e.g. 'request', 'GB'.")
-    source = models.CharField(max_length=16, choices=Source.choices, default=Source.EVENTS)
-    aggregation = models.CharField(
-        max_length=16,
-        choices=Aggregation.choices,
-        help_text="How a period's events become one quantity. Time-weighted reads each event's quantity "
-        "as the new gauge level from its timestamp on, giving unit-hours.",
-    )
-    aggregation_property = models.CharField(
-        max_length=63,
-        blank=True,
-        validators=[code_validator],
-        help_text="For unique counts: the event property counted, e.g. user_id or feature.",
-    )
-    billing_unit = models.CharField(
-        max_length=24,
-        choices=BillingUnit.choices,
-        help_text="What one price unit is. GB-months are GB-hours divided by the hours in the period.",
-    )
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    history = HistoricalRecords()
-
-    class Meta:
-        ordering = ["code"]
-        constraints = [
-            models.CheckConstraint(
-                name="metric_unique_count_has_property",
-                condition=~Q(source="events", aggregation="unique_count") | ~Q(aggregation_property=""),
-                violation_error_message="A unique count over events needs the property it counts.",
-            ),
-            models.CheckConstraint(
-                name="metric_property_only_for_unique_count",
-                condition=Q(aggregation="unique_count") | Q(aggregation_property=""),
-                violation_error_message="Only unique counts take an aggregation property.",
-            ),
-            models.CheckConstraint(
-                name="metric_lifecycle_sources_count_unique",
-                condition=Q(source="events") | Q(aggregation="unique_count", aggregation_property=""),
-                violation_error_message="Tenant and partner metrics count unique active resources.",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.code})"
-
-    @property
-    def price_unit_size(self) -> Decimal:
-        """Billed quantity that one unit price pays for."""
-        return Decimal(1000) if self.billing_unit == self.BillingUnit.PER_THOUSAND else Decimal(1)
 
 
 class Plan(models.Model):
@@ -261,7 +177,7 @@ class PlanCharge(models.Model):
         HOUR = "hour", "Per hour"
 
     plan_version = models.ForeignKey(PlanVersion, on_delete=models.CASCADE, related_name="charges")
-    metric = models.ForeignKey(Metric, on_delete=models.PROTECT, related_name="charges")
+    metric = models.ForeignKey("usage.Metric", on_delete=models.PROTECT, related_name="charges")
     included_quantity = _quantity(
         null=True,
         blank=True,

@@ -136,7 +136,7 @@ class InvoiceLine(models.Model):
     position = models.PositiveSmallIntegerField()
     kind = models.CharField(max_length=24, choices=Kind.choices)
     description = models.CharField(max_length=300)
-    metric = models.ForeignKey("billing.Metric", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    metric = models.ForeignKey("usage.Metric", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     plan_version = models.ForeignKey(
         "billing.PlanVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -32,10 +32,11 @@ from typing import Any
 from django.db.models import Q
 
 from accounts.models import Account
-from billing.models import Invoice, InvoiceLine, Metric, PlanCharge, PlanVersion, Subscription
+from billing.models import Invoice, InvoiceLine, PlanCharge, PlanVersion, Subscription
 from billing.rating.tiers import ChargeTerms, Tier, overage_amount, prorate
 from common.money import round_money
 from common.periods import Period
+from usage.models import Metric
 from usage.selectors import MetricUsage, period_usage_cuts_many, period_usage_many
 
 ZERO = Decimal(0)

@@ -1,4 +1,4 @@
-"""Writes for the metric catalogue and versioned plans.
+"""Writes for versioned plans (the metrics they charge for are written by ``usage.services``).
 
 Invariant: a published plan version is frozen; its charges and tiers are only ever created before
 publication. Tiers of a charge are contiguous from 0, never overlap, and only the last is open-ended.
@@ -15,10 +15,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from billing.models import Metric, Plan, PlanCharge, PlanVersion, PriceTier
+from billing.models import Plan, PlanCharge, PlanVersion, PriceTier
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import model_update
+from usage.models import Metric
 
 ERR_VERSION_PUBLISHED = "Plan version {version} is published and frozen; create a new version instead."
 ERR_TIERS_EMPTY = "A tiered charge needs at least one tier."
@@ -78,35 +79,6 @@ def _ensure_draft(plan_version: PlanVersion) -> None:
         raise BillingError(
             ERR_VERSION_PUBLISHED.format(version=plan_version), code="plan_version_published", status=409
         )
-
-
-@transaction.atomic
-def metric_create(
-    *,
-    code: str,
-    name: str,
-    unit: str,
-    aggregation: str,
-    billing_unit: str,
-    source: str = Metric.Source.EVENTS,
-    aggregation_property: str = "",
-    description: str = "",
-    actor: Any = None,
-) -> Metric:
-    metric = Metric(
-        code=code,
-        name=name,
-        unit=unit,
-        aggregation=aggregation,
-        billing_unit=billing_unit,
-        source=source,
-        aggregation_property=aggregation_property,
-        description=description,
-    )
-    metric.full_clean()
-    stamp(metric, actor=actor, reason="created")
-    metric.save()
-    return metric
 
 
 @transaction.atomic
@@ -255,7 +227,6 @@ def plan_version_publish(*, plan_version: PlanVersion, actor: Any = None) -> Pla
     return plan_version
 
 
-METRIC_EDITABLE_FIELDS = ("name", "description", "unit", "is_active")
 PLAN_EDITABLE_FIELDS = ("name", "description", "display_order", "is_active")
 PLAN_VERSION_DRAFT_FIELDS = (
     "currency",
@@ -278,15 +249,6 @@ PLAN_CHARGE_DRAFT_FIELDS = (
     "package_size",
     "package_price",
 )
-
-
-@transaction.atomic
-def metric_update(*, metric: Metric, data: dict[str, Any], actor: Any = None) -> Metric:
-    """Rename or describe a metric. How it is measured (code, source, aggregation, billing unit)
-    never changes: that would silently change every price attached to it."""
-    stamp(metric, actor=actor, reason="updated")
-    metric, _ = model_update(instance=metric, fields=METRIC_EDITABLE_FIELDS, data=data)
-    return metric
 
 
 @transaction.atomic

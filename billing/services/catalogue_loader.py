@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from billing.catalogue import METRICS, PLANS
-from billing.models import Metric, Plan
-from billing.services.catalogue import metric_create, plan_create, plan_version_create
+from billing.models import Plan
+from billing.services.catalogue import plan_create, plan_version_create
+from usage.models import Metric
+from usage.services import metric_create
 
 
 @dataclass

@@ -37,7 +37,7 @@ def test_billing_staff_work_accounts_and_disputes_but_only_view_the_catalogue(bi
         "billing.change_plan",
         "billing.add_plan",
         "billing.change_planversion",
-        "billing.add_metric",
+        "usage.add_metric",
         "billing.change_pricetier",
         "accounts.delete_account",
         "billing.delete_subscription",
@@ -51,7 +51,7 @@ def test_finance_admin_may_change_everything_including_the_catalogue(finance_adm
             "billing.change_plan",
             "billing.add_planversion",
             "billing.change_pricetier",
-            "billing.add_metric",
+            "usage.add_metric",
             "accounts.delete_budget",
             "disputes.change_dispute",
         ]

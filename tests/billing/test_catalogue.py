@@ -4,8 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import Metric, Plan, PlanCharge
+from billing.models import Plan, PlanCharge
 from billing.services.catalogue_loader import catalogue_load
+from usage.models import Metric
 
 pytestmark = pytest.mark.django_db
 

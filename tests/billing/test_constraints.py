@@ -7,12 +7,13 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account, Budget
-from billing.models import Metric, Plan, PlanCharge, PlanVersion, PriceTier, Subscription
+from billing.models import Plan, PlanCharge, PlanVersion, PriceTier, Subscription
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_charge_set_tiers, plan_version_create
 from common.errors import BillingError
 from tenants.models import Tenant
 from tests.accounts.factories import AccountFactory
 from tests.billing.factories import PlanFactory, PlanVersionFactory
+from usage.models import Metric
 
 pytestmark = pytest.mark.django_db
 

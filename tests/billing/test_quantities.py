@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.catalogue import METRICS
-from billing.models import Metric
 from billing.quantities import format_metric_quantity, format_parts, format_usage
+from usage.models import Metric
 
 CATALOGUE = {spec["code"]: Metric(**spec) for spec in METRICS}
 STORAGE, MESSAGES, TENANTS, USERS = (CATALOGUE[c] for c in ("storage_gb", "messages", "tenants", "active_users"))

@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import Account
-from billing.models import Metric, PlanVersion, Subscription
+from billing.models import PlanVersion, Subscription
 from billing.rating.engine import MONTHLY_COUNTS, plan_segments, rate
 from billing.rating.tiers import ChargeTerms, Tier, graduated_amount, overage_amount, prorate, volume_amount
 from common.money import round_money
 from tests.billing.cycle import NOVEMBER
+from usage.models import Metric
 from usage.selectors import MetricUsage
 
 pytestmark = pytest.mark.django_db

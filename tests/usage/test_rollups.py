@@ -10,10 +10,9 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.models import Metric
 from common.periods import month_period
 from tests.tenants.factories import TenantFactory
-from usage.models import UsageEvent, UsageRollup, UsageUniqueValue
+from usage.models import Metric, UsageEvent, UsageRollup, UsageUniqueValue
 from usage.selectors import gauge_unit_hours, period_usage
 from usage.services import events_ingest, period_close
 
