@@ -126,7 +126,7 @@ def _number(value: Decimal) -> str:
     return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
 
 
-def quotas_evaluate(*, account: Account, metric_ids: set[int], now: dt.datetime) -> list[OutboxEvent]:
+def quotas_evaluate(*, account: Account, metric_ids: set[int] | None, now: dt.datetime) -> list[OutboxEvent]:
     """Record threshold and limit-exceeded events newly reached by ``account``'s usage. Idempotent."""
     recorded = []
     for status in quota_statuses(account=account, now=now, metric_ids=metric_ids):
