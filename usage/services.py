@@ -331,7 +331,7 @@ def quotas_schedule(*, account: Account) -> None:
         return
     try:
         if cache.add(f"quotas-pending:{account.pk}", 1, timeout=QUOTA_WINDOW_SECONDS):
-            quotas_check_task.apply_async(args=[account.pk], countdown=QUOTA_WINDOW_SECONDS)
+            quotas_check_task.apply_async(args=(account.pk,), countdown=QUOTA_WINDOW_SECONDS)
             _queued_until[account.pk] = time.monotonic() + QUOTA_WINDOW_SECONDS - 0.1
     except Exception:  # the usage is committed and acknowledged; the next batch schedules again
         logger.exception("Could not queue the quota check of account %s", account.public_id)
