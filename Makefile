@@ -42,6 +42,9 @@ check: venv-dev
 	  BILLING_SELLER_NAME="Example Cloud Ltd" BILLING_SELLER_TAX_ID=IE1234567T BILLING_SELLER_PAYMENT_INSTRUCTIONS="IBAN IE29 AIBK 9311 5212 3456 78" \
 	  LEDGERLINE_BASE_URL=https://billing.example.com DJANGO_SETTINGS_MODULE=config.settings.production $(PY) manage.py check --deploy
 
+## lint: ruff (rules and formatting), then mypy on the files listed under [tool.mypy] in pyproject.toml
 lint: venv-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/mypy

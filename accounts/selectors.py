@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts import api_keys
 from accounts.models import Account, AccountUser, ApiKey
 
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
-def _email_logins(email: str):
+
+def _email_logins(email: str) -> QuerySet[AbstractBaseUser]:
     User = get_user_model()
     return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email))
 
@@ -78,6 +81,7 @@ def api_key_for(*, key: str, now: dt.datetime) -> ApiKey | None:
         return None
     prefix, secret = parts
     cached = _key_cache.get(prefix)
+    api_key: ApiKey | None
     if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
         api_key = cached[1]
     else:

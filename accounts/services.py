@@ -388,7 +388,7 @@ def api_key_create(
         raise BillingError(ERR_KEY_EXPORT_ACCOUNT, code="invalid_scopes", field="scopes")
     if "export" not in wanted and account is None:
         raise BillingError(ERR_KEY_NEEDS_ACCOUNT, code="account_required", field="account")
-    if tenant is not None and tenant.account_id != account.pk:
+    if tenant is not None and account is not None and tenant.account_id != account.pk:
         raise BillingError(
             ERR_KEY_TENANT_ACCOUNT.format(tenant=tenant.public_id, account=account.public_id),
             code="tenant_not_in_account",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
@@ -13,6 +13,10 @@ from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 WINDOW_SECONDS = 60
 
@@ -53,21 +57,21 @@ def rate_limit_wait(*, api_key: ApiKey) -> int | None:
 
 
 class ApiKeyRateThrottle(BaseThrottle):
-    def allow_request(self, request, view):
+    def allow_request(self, request: Request, view: APIView) -> bool:
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
         self._wait = rate_limit_wait(api_key=api_key)
         return self._wait is None
 
-    def wait(self):
+    def wait(self) -> int | None:
         return self._wait
 
 
-_redis_clients: dict[str, Any] = {}
+_redis_clients: dict[str, redis.Redis] = {}
 
 
-def _redis():
+def _redis() -> redis.Redis | None:
     """One Redis client per process (building a client per request costs more than the round trip)."""
     url = settings.REDIS_URL
     if not url:

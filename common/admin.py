@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from common.models import Counter, OutboxEvent
 
@@ -10,13 +11,13 @@ class CounterAdmin(admin.ModelAdmin):
     list_display = ("name", "value")
     search_fields = ("name",)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Counter | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Counter | None = None) -> bool:
         return False
 
 
@@ -30,11 +31,11 @@ class OutboxEventAdmin(admin.ModelAdmin):
     list_select_related = ("account",)
     readonly_fields = ("type", "account", "payload", "dedup_key", "created_at", "delivered_at", "attempts")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         return False

@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -112,7 +112,7 @@ class HistoryValues(HistoricalRecordContextHelper):
     without trailing zeros, times as ``2026-11-30 23:59 UTC``, nothing as "–", and JSON documents (the
     invoice snapshot) by their size rather than their text."""
 
-    def prepare_delta_change_value(self, change, value):
+    def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
         field = self.model._meta.get_field(change.field)
         if value is None or value == "":
             return "–"
@@ -144,20 +144,30 @@ class ServiceAdmin(SimpleHistoryAdmin):
 
     object_history_list_template = "admin/history_entries.html"
 
-    def revert_disabled(self, request, obj=None):
+    def revert_disabled(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return True
 
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         raise PermissionDenied
 
-    def get_historical_record_context_helper(self, request, historical_record):
+    def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> HistoryValues:
         return HistoryValues(self.model, historical_record)
 
-    def get_history_queryset(self, request, history_manager, pk_name, object_id):
+    def get_history_queryset(
+        self, request: HttpRequest, history_manager: Any, pk_name: str, object_id: str
+    ) -> models.QuerySet[Any]:
         # Written order: a test clock may have dated an earlier change later than a newer one.
         return super().get_history_queryset(request, history_manager, pk_name, object_id).order_by("-history_id")
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except BillingError as exc:
@@ -167,7 +177,7 @@ class ServiceAdmin(SimpleHistoryAdmin):
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
-    def response_action(self, request, queryset):
+    def response_action(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> HttpResponse | None:
         """An action of this admin that the user may not run (it is not offered to them, but it can still be
         posted) is refused with an error message naming it, instead of Django's "No action selected"."""
         names = request.POST.getlist("action")

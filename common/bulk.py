@@ -10,9 +10,10 @@ identical. Other databases (the SQLite demo) use ``bulk_update``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 
 def bulk_update_fields(objs: Sequence[Model], fields: Sequence[str]) -> None:
@@ -26,9 +27,11 @@ def bulk_update_fields(objs: Sequence[Model], fields: Sequence[str]) -> None:
         return
     meta = model._meta
     qn = connection.ops.quote_name
-    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    # Concrete fields only, as for bulk_update: each has an attname and a column (``get_field`` may also
+    # return a reverse relation or a generic key, which have neither).
+    columns = cast("list[Field[Any, Any]]", [meta.pk, *(meta.get_field(name) for name in fields)])
     arrays = [[column.get_db_prep_save(getattr(obj, column.attname), connection) for obj in objs] for column in columns]
-    names = [qn(column.column) for column in columns]
+    names = [qn(cast(str, column.column)) for column in columns]
     casts = ", ".join(f"%s::{column.rel_db_type(connection) if column.primary_key else column.db_type(connection)}[]"
                       for column in columns)  # fmt: skip
     assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])

@@ -35,7 +35,8 @@ class CommaSeparatedListField(forms.CharField):
     def parse_item(self, item: str) -> Any:
         return item
 
-    def to_python(self, value: Any) -> list[Any]:
+    # A CharField for its text handling (stripping, empty values) whose cleaned value is the list.
+    def to_python(self, value: Any) -> list[Any]:  # type: ignore[override]
         if isinstance(value, list):
             return value
         text = super().to_python(value)

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
@@ -17,6 +18,11 @@ from rest_framework.response import Response
 
 from common.api import error_response
 from common.models import IdempotencyRecord
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+    from accounts.models import ApiKey
 
 logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -31,7 +37,9 @@ STORED = range(200, 500)
 NOT_STORED = {409, 429}
 
 
-def _claim(api_key, key: str, digest: str, now) -> tuple[IdempotencyRecord | None, IdempotencyRecord | None]:
+def _claim(
+    api_key: ApiKey, key: str, digest: str, now: dt.datetime
+) -> tuple[IdempotencyRecord | None, IdempotencyRecord | None]:
     """Claim ``key`` for this request: ``(new record, None)``, or ``(None, the record that holds it)``."""
     for _attempt in range(3):
         try:
@@ -51,7 +59,7 @@ def _claim(api_key, key: str, digest: str, now) -> tuple[IdempotencyRecord | Non
     return None, None
 
 
-def idempotent(request, handler: Callable[[], Response]) -> Response:
+def idempotent(request: Request, handler: Callable[[], Response]) -> Response:
     key = request.headers.get(HEADER)
     if key is None:
         return handler()
@@ -61,8 +69,10 @@ def idempotent(request, handler: Callable[[], Response]) -> Response:
         body = request.body
     except RequestDataTooBig:
         return error_response([{"code": "payload_too_large", "field": None, "message": ERR_TOO_BIG}], 413)
+    assert request.method is not None  # a request the server parsed always has one
     digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + body).hexdigest()
-    record, existing = _claim(request.auth, key, digest, timezone.now())
+    # The idempotent endpoints authenticate with ApiKeyAuthentication, which sets ``request.auth`` to the key.
+    record, existing = _claim(cast("ApiKey", request.auth), key, digest, timezone.now())
     if record is None:
         if existing is not None and existing.request_hash != digest:
             return error_response([{"code": "idempotency_key_reused", "field": HEADER, "message": ERR_REUSED}], 409)

@@ -83,7 +83,9 @@ def format_money(amount: Decimal, currency: str, *, unit_price: bool = False) ->
     if not unit_price:
         return f"{currency} {round_money(amount, currency):,.{places}f}"
     value = to_decimal(amount).quantize(Decimal(1).scaleb(-UNIT_PRICE_DECIMAL_PLACES), rounding=ROUND_HALF_UP)
-    needed = max(-value.normalize().as_tuple().exponent, places)
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # "n", "N" and "F" mark NaN and infinity, which no unit price is
+    needed = max(-exponent, places)
     return f"{currency} {value:,.{needed}f}"
 
 

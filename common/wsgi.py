@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ class ChunkedRequestBodies:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    def __call__(self, environ: dict[str, Any], start_response: Any):
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get("CONTENT_LENGTH"):
             return self.app(environ, start_response)
         if not environ.get("wsgi.input_terminated"):
@@ -38,7 +39,7 @@ class ChunkedRequestBodies:
         return self.app(environ, start_response)
 
 
-def _length_required(environ: dict[str, Any], start_response: Any):
+def _length_required(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     if environ.get("PATH_INFO", "").startswith("/v1/"):
         content_type = "application/json"
         content = orjson.dumps({"error": {"code": "length_required", "field": None, "message": ERR_LENGTH_REQUIRED}})

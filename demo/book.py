@@ -18,7 +18,7 @@ from django.db import transaction
 from accounts.models import Account, AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from accounts.services import account_create, account_user_create, api_key_create, api_key_revoke, budget_create
-from billing.models import Plan, PlanCharge
+from billing.models import Plan, PlanCharge, PlanVersion
 from billing.services.budgets import budgets_evaluate
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
 from billing.services.catalogue_loader import catalogue_load
@@ -76,7 +76,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def _custom_plan(code: str, account: Account):
+def _custom_plan(code: str, account: Account) -> PlanVersion:
     """Negotiated plans: one EUR messaging contract with a commitment, one USD platform contract."""
     if code == "enterprise-eu":
         plan = plan_create(
@@ -168,7 +168,7 @@ def demo_load(*, today: dt.date) -> DemoResult:
     rng = random.Random(SEED)
     result = DemoResult(created=True)
     _staff_users(result)
-    plans = {p.code: p.versions.order_by("-version").first() for p in Plan.objects.filter(kind=Plan.Kind.PUBLIC)}
+    plans = {p.code: p.versions.latest("version") for p in Plan.objects.filter(kind=Plan.Kind.PUBLIC)}
     month_start = dt.datetime(today.year, today.month, 1, tzinfo=UTC)
     today_start = dt.datetime(today.year, today.month, today.day, tzinfo=UTC)
     for index, (name, plan_code, country, n_tenants, n_partners) in enumerate(BOOK):
@@ -246,7 +246,7 @@ DEMO_KEY_NAME = "Demo key (make demo)"
 def demo_portal_logins() -> tuple[Account, list[tuple[str, str]]]:
     """The portal users (e-mail, role) of the account that gets the demo API key: an owner and a member.
     Last month is closed for it, so its portal has invoices to open."""
-    account = Account.objects.order_by("public_id").first()
+    account = Account.objects.earliest("public_id")
     order = list(AccountUser.Role.values)
     members = sorted(
         AccountUser.objects.filter(account=account).select_related("user"),
@@ -259,7 +259,7 @@ def demo_portal_logins() -> tuple[Account, list[tuple[str, str]]]:
 def demo_api_key() -> tuple[Account, str]:
     """A fresh ingest+read key for the first demo account; earlier demo keys are revoked, since a
     secret can only be shown when it is made."""
-    account = Account.objects.order_by("public_id").first()
+    account = Account.objects.earliest("public_id")
     for old in account.api_keys.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True):
         api_key_revoke(api_key=old)
     _, secret = api_key_create(name=DEMO_KEY_NAME, scopes=["ingest", "read"], account=account)
@@ -278,8 +278,8 @@ def demo_usage(*, now: dt.datetime) -> int:
     start = (dt.datetime(now.year, now.month, 1, tzinfo=UTC) - dt.timedelta(days=1)).replace(day=1)
     accepted = 0
     for account in Account.objects.order_by("public_id").prefetch_related("tenants", "partners"):
-        plan = account.subscriptions.order_by("-started_at").first().plan_version.plan
-        partners = [p.public_id for p in account.partners.all()]
+        plan = account.subscriptions.latest("started_at").plan_version.plan
+        partners: list[str | None] = [p.public_id for p in account.partners.all()]
         events: list[dict] = []
         for tenant in account.tenants.all():
             size = rng.uniform(0.4, 2.5)  # how busy this tenant is

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, cast
 
-from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncMonth
 
@@ -66,15 +67,19 @@ def _hours_us(micros: int) -> Decimal:
 
 
 GaugeShape = tuple[int, int, int, int, int, Decimal, Decimal]
+# The gauge columns of a rollup are written together (``usage.writers``): a bucket with readings
+# (``gauge_first_at`` and ``gauge_last_at`` set) has none of them null, though each column is nullable.
+_GaugeRow = tuple[int, int, dt.datetime, dt.datetime, dt.datetime, Decimal, Decimal]
 
 
-def _gauge_shapes(buckets) -> Iterator[GaugeShape]:
+def _gauge_shapes(buckets: QuerySet[UsageRollup]) -> Iterator[GaugeShape]:
     """(account, tenant, hour, first reading, last reading (epoch microseconds), last value, inner area) of
     gauge buckets. PostgreSQL computes the microseconds, saving the parsing of timestamps per bucket."""
     from django.db import connection
 
     if connection.vendor == "postgresql":
-        yield from (
+        yield from cast(
+            "Iterator[GaugeShape]",
             buckets.annotate(
                 hour_us=RawSQL("(extract(epoch FROM hour) * 1000000)::bigint", ()),
                 first_us=RawSQL("(extract(epoch FROM gauge_first_at) * 1000000)::bigint", ()),
@@ -83,12 +88,13 @@ def _gauge_shapes(buckets) -> Iterator[GaugeShape]:
             .values_list(
                 "account_id", "tenant_id", "hour_us", "first_us", "last_us", "gauge_last_value", "gauge_inner_area"
             )
-            .iterator(chunk_size=5000)
+            .iterator(chunk_size=5000),
         )
         return
-    for account_id, tenant_id, hour, first_at, last_at, last_value, inner in buckets.values_list(
+    rows = buckets.values_list(
         "account_id", "tenant_id", "hour", "gauge_first_at", "gauge_last_at", "gauge_last_value", "gauge_inner_area"
-    ).iterator(chunk_size=5000):
+    ).iterator(chunk_size=5000)
+    for account_id, tenant_id, hour, first_at, last_at, last_value, inner in cast("Iterator[_GaugeRow]", rows):
         yield (
             account_id, tenant_id, _epoch_micros(hour), _epoch_micros(first_at), _epoch_micros(last_at), last_value,
             inner,
@@ -232,7 +238,7 @@ def _lifecycle_upto(period: Period, now: dt.datetime) -> dt.datetime:
     return min(period.end, max(now, period.start + dt.timedelta(microseconds=1)))
 
 
-def tenants_live_in_period(*, account_ids: list[int], period: Period, now: dt.datetime):
+def tenants_live_in_period(*, account_ids: list[int], period: Period, now: dt.datetime) -> QuerySet[Tenant]:
     """Tenants live at any moment of ``period`` up to ``now``: ``[activated_at, archived_at)`` overlaps it.
     This is the count billed as tenant-months, and the count the tenant limit measures: a tenant archived
     during the month still counts for that month."""
@@ -241,14 +247,16 @@ def tenants_live_in_period(*, account_ids: list[int], period: Period, now: dt.da
     )
 
 
-def partners_live_in_period(*, account_ids: list[int], period: Period, now: dt.datetime):
+def partners_live_in_period(*, account_ids: list[int], period: Period, now: dt.datetime) -> QuerySet[MasterPartner]:
     """Master partners live at any moment of ``period`` up to ``now`` (billed and limited alike)."""
     return MasterPartner.objects.filter(
         account_id__in=account_ids, activated_at__lt=_lifecycle_upto(period, now)
     ).filter(Q(deactivated_at__isnull=True) | Q(deactivated_at__gt=period.start))
 
 
-def _add_additive_rows(result: dict[int, dict[str, MetricUsage]], rows: list[dict], by_id: dict[int, Metric]) -> None:
+def _add_additive_rows(
+    result: dict[int, dict[str, MetricUsage]], rows: Sequence[Mapping[str, Any]], by_id: dict[int, Metric]
+) -> None:
     """Add rollup (or partial-hour event) aggregates per (account, metric, tenant, partner) to ``result``."""
     for row in rows:
         metric = by_id[row["metric_id"]]
@@ -382,7 +390,7 @@ def gauge_unit_hours_many(
     return _integrate_gauge(_gauge_shapes(_gauge_buckets(account_ids, metric, period, end)), level, metric, period, end)
 
 
-def _gauge_buckets(account_ids: list[int], metric: Metric, period: Period, end: dt.datetime):
+def _gauge_buckets(account_ids: list[int], metric: Metric, period: Period, end: dt.datetime) -> QuerySet[UsageRollup]:
     return UsageRollup.objects.filter(
         account_id__in=account_ids,
         metric=metric,
@@ -394,7 +402,11 @@ def _gauge_buckets(account_ids: list[int], metric: Metric, period: Period, end: 
 
 
 def _integrate_gauge(
-    shapes, level: dict[tuple[int, int], Decimal], metric: Metric, period: Period, end: dt.datetime
+    shapes: Iterable[GaugeShape],
+    level: dict[tuple[int, int], Decimal],
+    metric: Metric,
+    period: Period,
+    end: dt.datetime,
 ) -> dict[int, dict[int, Decimal]]:
     """Unit-hours per account and tenant up to ``end`` from buckets' shapes (in account, tenant, hour
     order) and each tenant's level carried into the period (``level`` is updated)."""
@@ -462,7 +474,7 @@ def _gauge_unit_hours_ends(
     return result
 
 
-def _last_levels_many(account_ids: list[int], metric: Metric, **hours) -> dict[tuple[int, int], Decimal]:
+def _last_levels_many(account_ids: list[int], metric: Metric, **hours: Any) -> dict[tuple[int, int], Decimal]:
     """Each (account, tenant)'s last gauge reading in the hours selected by ``hours``."""
     from django.db import connection
 
@@ -475,11 +487,13 @@ def _last_levels_many(account_ids: list[int], metric: Metric, **hours) -> dict[t
             .distinct("account_id", "tenant_id")
             .values_list("account_id", "tenant_id", "gauge_last_value")
         )
-        return {(a, t): v for a, t, v in rows}
+        # ``gauge_last_value`` is set wherever ``gauge_last_at`` is (``_GaugeRow``).
+        return {(a, t): v for a, t, v in cast("Iterable[tuple[int, int, Decimal]]", rows)}
     latest: dict[tuple[int, int], Decimal] = {}
-    for a, t, value in buckets.order_by("account_id", "tenant_id", "hour").values_list(
+    ordered = buckets.order_by("account_id", "tenant_id", "hour").values_list(
         "account_id", "tenant_id", "gauge_last_value"
-    ):
+    )
+    for a, t, value in cast("Iterable[tuple[int, int, Decimal]]", ordered):
         latest[(a, t)] = value
     return latest
 
