@@ -9,6 +9,7 @@ The per-metric overage rates of the tenant platform plans are this catalogue's l
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import Any
 
 from billing.models import Plan, PlanCharge
 from billing.services.catalogue import ChargeSpec
@@ -20,7 +21,7 @@ PER_UNIT = PlanCharge.PricingModel.PER_UNIT
 INCLUDED_ONLY = PlanCharge.PricingModel.INCLUDED_ONLY
 HOUR = PlanCharge.LimitWindow.HOUR
 
-METRICS = [
+METRICS: list[dict[str, Any]] = [
     dict(
         code="api_requests",
         name="API requests",
@@ -117,7 +118,7 @@ def _messaging(tenants, tenant_rate, partners, messages, message_rate, storage, 
     ]
 
 
-PLANS = [
+PLANS: list[dict[str, Any]] = [
     # Tenant platform
     dict(
         code="platform-basic",

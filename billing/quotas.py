@@ -142,7 +142,7 @@ def quotas_evaluate(*, account: Account, metric_ids: set[int] | None, now: dt.da
         if status.limit <= 0:
             continue
         reached = [t for t in THRESHOLDS if status.current * 100 >= status.limit * t]
-        events = [
+        events: list[tuple[str, int | None, str]] = [
             (
                 "billing.usage_threshold",
                 t,

@@ -16,7 +16,7 @@ from usage.models import UsageEvent
 ZERO = Decimal(0)
 
 
-def invoice_line_events(line: InvoiceLine):
+def invoice_line_events(line: InvoiceLine) -> QuerySet[UsageEvent]:
     """The events an invoice line billed: the month's events of its metric inside the span it covers, or
     for a late-usage line, the late events accepted into this month. Gauge readings are billed by the
     time they cover, so a storage line lists the readings taken in its span."""
@@ -40,7 +40,7 @@ CUSTOMER_VISIBLE_STATUSES = (
 )
 
 
-def customer_invoices(*, account: Account):
+def customer_invoices(*, account: Account) -> QuerySet[Invoice]:
     """``account``'s issued invoices, newest month first (drafts are not the customer's to see yet)."""
     return (
         Invoice.objects.filter(account=account, status__in=CUSTOMER_VISIBLE_STATUSES, number__isnull=False)
@@ -49,7 +49,7 @@ def customer_invoices(*, account: Account):
     )
 
 
-def customer_credit_notes(*, account: Account):
+def customer_credit_notes(*, account: Account) -> QuerySet[CreditNote]:
     """``account``'s credit notes, newest first, with the invoice each corrects."""
     return (
         CreditNote.objects.filter(account=account, invoice__account=account)

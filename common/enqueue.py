@@ -10,15 +10,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import current_app
+from celery import Task, current_app
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
 
+def _send(task: Task, args: tuple[Any, ...], countdown: float | None) -> None:
+    if countdown is None:
+        task.apply_async(args=args)
+    else:
+        task.apply_async(args=args, countdown=countdown)
+
+
 def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:
     """Queue task ``name`` now (outside a transaction, or when the work must not wait for its commit)."""
-    current_app.tasks[name].apply_async(args=args, countdown=countdown)
+    _send(current_app.tasks[name], args, countdown)
 
 
 def enqueue_on_commit(name: str, *args: Any, countdown: float | None = None) -> None:
@@ -27,4 +34,4 @@ def enqueue_on_commit(name: str, *args: Any, countdown: float | None = None) -> 
     Robust: if the broker cannot be reached the change stays committed and the error is logged; every
     caller has a sweep or a schedule that queues the work again."""
     task = current_app.tasks[name]  # an unknown name fails here, in the caller's transaction
-    transaction.on_commit(lambda: task.apply_async(args=args, countdown=countdown), robust=True)
+    transaction.on_commit(lambda: _send(task, args, countdown), robust=True)

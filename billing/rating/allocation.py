@@ -46,7 +46,7 @@ def tenant_breakdown(estimate: Estimate, only_tenant_id: int | None = None) -> l
     shares: dict[int, dict[str, Decimal]] = {t: {} for t in tenants}
     costs: dict[int, Decimal] = {t: ZERO for t in tenants}
     for line in estimate.lines:
-        if line.kind != "usage":
+        if line.kind != "usage" or line.metric_code is None:
             continue
         metric_usage = estimate.usage.get(line.metric_code)
         for tenant_id, quantity in (metric_usage.by_tenant if metric_usage else {}).items():

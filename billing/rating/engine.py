@@ -368,19 +368,23 @@ def _prior_lines(account_ids: list[int], months: set[dt.date]) -> dict[tuple[int
         .select_related("invoice", "metric")
         .order_by("invoice__period_start", "invoice_id", "position")
     )
-    charges = {
+    charges: dict[tuple[int | None, int | None], PlanCharge] = {
         (c.plan_version_id, c.metric_id): c
         for c in PlanCharge.objects.filter(
             plan_version_id__in={line.plan_version_id for line in lines if line.plan_version_id}
         ).prefetch_related("tiers", "metric", "plan_version")
     }
     for line in lines:
+        metric = line.metric
+        assert metric is not None  # filtered above: metric__isnull=False
         late = line.kind == InvoiceLine.Kind.LATE_USAGE
         month = line.usage_month if late else line.invoice.period_start.date()
-        key = (line.invoice.account_id, month, line.metric.code)
+        if month is None:  # a late line always names its month; nothing to add up without one
+            continue
+        key = (line.invoice.account_id, month, metric.code)
         billed, charge = result.get(key, (ZERO, None))
         quantity = line.quantity or ZERO
-        monthly = line.metric.source != "events" or line.metric.aggregation in MONTHLY_COUNTS
+        monthly = metric.source != "events" or metric.aggregation in MONTHLY_COUNTS
         # A monthly count is the whole month's on every segment's line: counted once, not per segment.
         billed = billed + quantity if late or not monthly else max(billed, quantity)
         result[key] = (billed, charges.get((line.plan_version_id, line.metric_id)) or charge)

@@ -77,6 +77,8 @@ def overage_amount(terms: ChargeTerms, quantity: Decimal) -> Decimal:
     if model == "per_unit":
         return billable / terms.price_unit_size * (terms.unit_price or ZERO)
     if model == "package":
+        if not terms.package_size:
+            raise ValueError("A package-priced charge needs a package size.")
         packages = (billable / terms.package_size).to_integral_value(rounding=ROUND_CEILING)
         return packages * (terms.package_price or ZERO)
     if model == "graduated":

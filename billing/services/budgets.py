@@ -127,6 +127,8 @@ def budget_statuses(*, budgets: Iterable[Budget], now: dt.datetime, with_alerts:
             type=ALERT_TYPE, account_id__in=[a.pk for a in accounts], dedup_key__startswith="budget_alert:"
         ).values_list("dedup_key", flat=True)
         for key in keys:
+            if key is None:  # excluded by the filter; the column itself is nullable
+                continue
             prefix, _, threshold = key.rpartition(":")
             status = prefixes.get(f"{prefix}:")
             if status is not None:

@@ -79,7 +79,7 @@ def _render(template: str, context: dict, identifier: str) -> tuple[bytes, int]:
 
 def _file_exists(document: Document) -> bool:
     """The row names a file and the storage still has it (a restore without media, a manual clean-up)."""
-    return bool(document.file) and document.file.storage.exists(document.file.name)
+    return bool(document.file.name) and document.file.storage.exists(document.file.name or "")
 
 
 def _is_ready(document: Document) -> bool:
@@ -104,6 +104,8 @@ def _render_document(document: Document) -> tuple[bytes, int]:
     if document.invoice_id:
         invoice = Invoice.objects.select_related("account").get(pk=document.invoice_id)
         return _render("billing/pdf/invoice.html", invoice_context(invoice), str(invoice))
+    if document.credit_note_id is None:
+        raise BillingError("The document belongs to no invoice or credit note.", code="document_orphaned")
     note = CreditNote.objects.select_related("invoice", "invoice__account", "account").get(pk=document.credit_note_id)
     return _render("billing/pdf/credit_note.html", credit_note_context(note), str(note))
 

@@ -96,7 +96,7 @@ def _breakdown(line: ChargeLine, estimate: Estimate, tenant_ids: dict[int, str],
     usage = estimate.usage.get(line.metric_code or "")
     costs = line_tenant_costs(line, usage, estimate.currency)
     quantities = line.by_tenant or (usage.by_tenant if usage else {})
-    result: dict[str, list] = {
+    result: dict[str, Any] = {
         "tenants": [
             {
                 "tenant": tenant_ids.get(t, str(t)),
@@ -157,7 +157,7 @@ def _late_transaction_ids(invoice_rows: list[tuple[Invoice, list[InvoiceLine]]],
     if not late:
         return
     accounts = {inv.account_id for inv, _ in late}
-    ids: dict[tuple[int, int], list[str]] = {}
+    ids: dict[tuple[int, int | None], list[str]] = {}
     for account_id, metric_id, txn in (
         UsageEvent.objects.filter(account_id__in=accounts, billing_month=month, is_late=True)
         .order_by("timestamp", "transaction_id")
@@ -322,7 +322,7 @@ def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None
                     "tax": money_string(invoice.tax),
                     "total": money_string(invoice.total),
                     "amount_due": money_string(invoice.amount_due),
-                    "due_at": iso_utc(invoice.due_at),
+                    "due_at": iso_utc(invoice.due_at) if invoice.due_at else None,
                     "period": {"start": iso_utc(invoice.period_start), "end": iso_utc(invoice.period_end)},
                 },
             )
@@ -387,7 +387,7 @@ def invoice_finalize(*, invoice: Invoice, actor: Any = None, now: dt.datetime | 
     invoice.tax_rate = ZERO if account.tax_reverse_charge else account.tax_rate
     invoice.tax_reverse_charge = account.tax_reverse_charge
     # No history row of its own: the re-rated money is recorded with the finalization below, in one row.
-    invoice.save_without_historical_record(
+    invoice.save_without_historical_record(  # type: ignore[attr-defined]  # added by simple_history
         update_fields=[
             "subtotal",
             "discount_total",

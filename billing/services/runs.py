@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -147,7 +148,7 @@ def billing_run_start(
     BillingRunItem.objects.filter(run=run, account_id__in=pending).exclude(status=BillingRunItem.Status.PENDING).update(
         status=BillingRunItem.Status.PENDING, error=""
     )
-    book_fields = {}
+    book_fields: dict[str, Any] = {}
     if account_ids is None:  # the whole book: say which accounts the run leaves out, and why
         in_run = set(BillingRunItem.objects.filter(run=run).values_list("account_id", flat=True))
         book_fields["accounts_in_book"], book_fields["not_in_run"] = _not_in_run(period, in_run)
@@ -160,7 +161,7 @@ def billing_run_start(
 def pending_chunks(
     *, run: BillingRun, account_ids: list[int] | None = None, size: int | None = None
 ) -> Iterator[list[int]]:
-    size = size or getattr(settings, "BILLING_RUN_CHUNK", 200)
+    size = size or int(getattr(settings, "BILLING_RUN_CHUNK", 200))
     items = BillingRunItem.objects.filter(run=run, status=BillingRunItem.Status.PENDING)
     if account_ids is not None:
         items = items.filter(account_id__in=account_ids)

@@ -71,7 +71,7 @@ def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) ->
     """The e-mail of a delivery: plain text and HTML bodies, the PDF attached, a fresh Message-ID."""
     now = now or clock.now()
     context = _context(delivery, now)
-    if delivery.credit_note_id:
+    if delivery.credit_note is not None:
         document = document_ready(credit_note=delivery.credit_note)
         filename = f"{delivery.credit_note.number}.pdf"
     else:

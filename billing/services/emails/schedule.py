@@ -57,6 +57,8 @@ def reminders_queue(*, now: dt.datetime | None = None) -> list[int]:
     invoices = list(invoices_awaiting_payment(due_before=horizon))
     chosen: list[tuple[Invoice, Step]] = []
     for invoice in invoices:
+        # Awaiting payment means finalized: both dates are set.
+        assert invoice.due_at is not None and invoice.finalized_at is not None
         step = reminder_step(
             due=invoice.due_at.date(), finalized=invoice.finalized_at.date(), today=today, before=before, after=after
         )

@@ -62,7 +62,7 @@ def _classify(exc: Exception) -> Exception:
     return exc
 
 
-_WHAT = {
+_WHAT: dict[str, str] = {
     Kind.INVOICE: "invoice e-mail",
     Kind.REMINDER: "reminder",
     Kind.OVERDUE: "overdue notice",
