@@ -23,7 +23,7 @@ class CounterAdmin(admin.ModelAdmin):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
-    """Domain events waiting for (or past) webhook delivery. Written by services only."""
+    """Domain events recorded in the outbox by services (read-only here)."""
 
     list_display = ("type", "account", "created_at", "delivered_at", "attempts")
     list_filter = ("type", ("delivered_at", admin.EmptyFieldListFilter))

@@ -21,15 +21,16 @@ class Counter(models.Model):
 
 
 class OutboxEvent(models.Model):
-    """A domain event waiting to be delivered to webhooks, written in the same transaction as the change
-    it reports (transactional outbox). ``dedup_key`` makes "once per account, metric, period and
-    threshold" events exactly-once: a second insert with the same key is a no-op."""
+    """A domain event, written in the same transaction as the change it reports (transactional outbox);
+    ``delivered_at`` and ``attempts`` stay empty until something delivers events. ``dedup_key`` makes
+    "once per account, metric, period and threshold" events exactly-once: a second insert with the same key
+    is a no-op."""
 
     type = models.CharField(max_length=64, help_text="e.g. billing.usage_threshold, billing.limit_exceeded.")
     account = models.ForeignKey(
         "accounts.Account", on_delete=models.CASCADE, null=True, blank=True, related_name="outbox_events"
     )
-    payload = models.JSONField(help_text='The webhook body: {"type": ..., "data": {...}}.')
+    payload = models.JSONField(help_text='The event: {"type": ..., "data": {...}}.')
     dedup_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
     created_at = models.DateTimeField()
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -274,7 +274,6 @@ class BillingRunItem(models.Model):
         PENDING = "pending", "Pending"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped (nothing to bill)"
 
     run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="items")
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")

@@ -28,7 +28,7 @@ class Subscription(models.Model):
         "billing.PlanVersion",
         on_delete=models.PROTECT,
         related_name="subscriptions",
-        help_text="The prices in force. Change plans with the plan-change action, never by editing this.",
+        help_text="The prices in force. Read-only: a plan change ends this subscription and starts another.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     started_at = models.DateTimeField(help_text="When the subscription began (UTC).")

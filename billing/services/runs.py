@@ -7,7 +7,7 @@ Steps, per chunk of accounts (``BILLING_RUN_CHUNK``, one transaction each, so me
    shows), check lines add up to the totals;
 3. generate invoices: drafts, finalized at once when ``BILLING_REVIEW_HOURS`` is 0, else by
    ``invoices_finalize_due`` once the review window has passed (held invoices wait);
-4. hand off to payment collection (``invoice_ready_for_collection`` signal, after commit);
+4. signal invoices with money due (``invoice_ready_for_collection``, after commit; no receiver yet);
 5. update subscriptions and account status (``billing.services.lifecycle``).
 
 Exactly once: one run per month (re-running resumes it); within a chunk the accounts' period locks are

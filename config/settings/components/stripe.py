@@ -1,5 +1,5 @@
-"""Stripe through dj-stripe. Payments by Stripe are on when a secret key is configured;
-the manual/offline payment method works without it."""
+"""dj-stripe's settings, from the environment. No Ledgerline code collects through Stripe yet; payments are
+recorded against invoices (``billing.services.payments``) without it."""
 
 from config.env import env_bool, env_str
 
