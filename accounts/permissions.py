@@ -16,6 +16,8 @@ migrations as models are added) through ``staff_groups_sync``.
 
 from __future__ import annotations
 
+from django.contrib.auth.management import create_permissions
+
 BILLING_STAFF = "Billing staff"
 FINANCE_ADMIN = "Finance admin"
 
@@ -58,8 +60,6 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
 
     Works with historical models (``apps`` from a migration) as well as the live registry.
     """
-    from django.contrib.auth.management import create_permissions
-
     for app_config in apps.get_app_configs():
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)

@@ -6,6 +6,7 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        # Imported here: receivers, checks and tasks need the app registry, which is ready only now.
         from billing import (
             checks,  # noqa: F401 - registers the deployment checks
             tasks,  # noqa: F401 - registers the tasks services queue by name

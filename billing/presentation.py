@@ -26,6 +26,7 @@ from django.conf import settings
 from billing.models import CreditNote, Invoice, InvoiceLine
 from billing.quantities import format_metric_quantity, format_parts, format_usage
 from common.money import format_money
+from tenants.models import Tenant
 
 ZERO = Decimal(0)
 ACCOUNT_GROUP = "Account"
@@ -127,8 +128,6 @@ def tenant_names(invoice: Invoice) -> dict[str, str]:
     names = (invoice.snapshot or {}).get("tenants")
     if names:
         return names
-    from tenants.models import Tenant
-
     return dict(Tenant.objects.filter(account_id=invoice.account_id).values_list("public_id", "name"))
 
 

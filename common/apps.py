@@ -7,6 +7,7 @@ class CommonConfig(AppConfig):
     verbose_name = "Common"
 
     def ready(self) -> None:
+        # Imported here: receivers, checks and tasks need the app registry, which is ready only now.
         from common.schedule import schedule_install_after_migrate
 
         post_migrate.connect(schedule_install_after_migrate, sender=self, dispatch_uid="ledgerline-schedule")

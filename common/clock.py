@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.errors import BillingError
+from common.models import Clock
 
 ERR_DISABLED = "The test clock is off in these settings (LEDGERLINE_TEST_CLOCK); production runs on real time."
 ERR_BACKWARDS = "A test clock only moves forward: it is at {at}, you asked for {to}."
@@ -27,8 +28,6 @@ def frozen_at() -> dt.datetime | None:
     """The time the test clock is frozen at, or None on real time (always None with the clock off)."""
     if not enabled():
         return None
-    from common.models import Clock
-
     return Clock.objects.filter(pk=1).values_list("frozen_at", flat=True).first()
 
 
@@ -38,8 +37,6 @@ def now() -> dt.datetime:
 
 def clock_set(*, at: dt.datetime, allow_backwards: bool = False) -> dt.datetime:
     """Freeze the clock at ``at`` (aware). Moving backwards is refused unless ``allow_backwards``."""
-    from common.models import Clock
-
     if not enabled():
         raise BillingError(ERR_DISABLED, code="test_clock_disabled")
     if timezone.is_naive(at):
@@ -59,7 +56,5 @@ def clock_advance(*, by: dt.timedelta) -> dt.datetime:
 
 def clock_reset() -> None:
     """Back to real time."""
-    from common.models import Clock
-
     if enabled():
         Clock.objects.filter(pk=1).update(frozen_at=None)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 
 def schedule_install(*, schedule: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Create the periodic tasks of ``schedule`` (default: ``LEDGERLINE_SCHEDULE``) that do not exist yet.
     Returns the names created."""
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
     schedule = settings.LEDGERLINE_SCHEDULE if schedule is None else schedule
     existing = set(PeriodicTask.objects.filter(name__in=list(schedule)).values_list("name", flat=True))
     created = []
@@ -36,7 +36,5 @@ def schedule_install(*, schedule: dict[str, dict[str, Any]] | None = None) -> li
 
 def schedule_install_after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
     """``post_migrate`` receiver (connected once, for this app): the schedule exists once migrations ran."""
-    from django.db import connections
-
     if "django_celery_beat_periodictask" in connections[using].introspection.table_names():
         schedule_install()

@@ -18,13 +18,19 @@ from django.db import transaction
 from accounts.models import Account, AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from accounts.services import account_create, account_user_create, api_key_create, api_key_revoke, budget_create
-from billing.models import Plan, PlanCharge, PlanVersion
+from billing.models import Invoice, Plan, PlanCharge, PlanVersion
 from billing.services.budgets import budgets_evaluate
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
 from billing.services.catalogue_loader import catalogue_load
+from billing.services.runs import bill_period
 from billing.services.subscriptions import subscription_create
+from billing.tasks import invoices_finalize_due_task
+from common import clock
 from common.money import round_money
+from common.periods import month_containing, previous_month
 from tenants.services import partner_create, tenant_archive, tenant_create
+from usage.models import UsageEvent
+from usage.services import events_ingest
 
 UTC = dt.UTC
 SEED = 20261001
@@ -269,8 +275,6 @@ def demo_api_key() -> tuple[Account, str]:
 def demo_usage(*, now: dt.datetime) -> int:
     """Realistic usage from the start of last month up to ``now`` for every demo tenant, reported
     through the ingest service. Deterministic transaction ids, so running it again adds nothing."""
-    from usage.models import UsageEvent
-    from usage.services import events_ingest
 
     if UsageEvent.objects.exists():
         return 0
@@ -362,11 +366,6 @@ def demo_billing(*, now: dt.datetime) -> int:
     """Close last month as the schedule would have: the run at 00:05 UTC on the 1st writes drafts, the
     review window passes, the drafts are finalized. Uses the test clock, then gives the real time back.
     Returns the number of invoices finalized (0 when last month is already billed)."""
-    from billing.models import Invoice
-    from billing.services.runs import bill_period
-    from billing.tasks import invoices_finalize_due_task
-    from common import clock
-    from common.periods import month_containing, previous_month
 
     last_month = previous_month(month_containing(now))
     if Invoice.objects.filter(period_start=last_month.start).exists():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
+from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncMonth
@@ -75,8 +76,6 @@ _GaugeRow = tuple[int, int, dt.datetime, dt.datetime, dt.datetime, Decimal, Deci
 def _gauge_shapes(buckets: QuerySet[UsageRollup]) -> Iterator[GaugeShape]:
     """(account, tenant, hour, first reading, last reading (epoch microseconds), last value, inner area) of
     gauge buckets. PostgreSQL computes the microseconds, saving the parsing of timestamps per bucket."""
-    from django.db import connection
-
     if connection.vendor == "postgresql":
         yield from cast(
             "Iterator[GaugeShape]",
@@ -301,8 +300,6 @@ def period_usage_cuts_many(
     """``{moment: period_usage_many(account_ids=ids, period=period, now=now, until=moment)}`` for every
     ``moment: ids`` of ``cuts`` (plan changes and trial ends inside the period, each account its own moment),
     in a fixed number of queries however many moments there are."""
-    from django.db import connection
-
     if connection.vendor != "postgresql" or len(cuts) <= 1:
         return {
             moment: period_usage_many(account_ids=ids, period=period, now=now, until=moment)
@@ -476,8 +473,6 @@ def _gauge_unit_hours_ends(
 
 def _last_levels_many(account_ids: list[int], metric: Metric, **hours: Any) -> dict[tuple[int, int], Decimal]:
     """Each (account, tenant)'s last gauge reading in the hours selected by ``hours``."""
-    from django.db import connection
-
     buckets = UsageRollup.objects.filter(
         account_id__in=account_ids, metric=metric, partner__isnull=True, gauge_last_at__isnull=False, **hours
     )

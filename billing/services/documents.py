@@ -69,7 +69,7 @@ def document_request(
 def _render(template: str, context: dict, identifier: str) -> tuple[bytes, int]:
     """HTML to PDF bytes and page count. No network: the templates carry their own styles and fonts
     come from the system (DejaVu). The PDF's dates and identifier come from the document, never the clock."""
-    from weasyprint import HTML
+    from weasyprint import HTML  # here, not at the top: importing WeasyPrint takes about a second
 
     html = render_to_string(template, context)
     rendered = HTML(string=html, base_url=None).render()
