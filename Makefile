@@ -1,4 +1,5 @@
-# Ledgerline: `make demo` runs the product locally; `make test` runs the whole suite on PostgreSQL.
+# Ledgerline: `make demo` runs the product locally; `make test` runs the whole suite on PostgreSQL, then the demo's
+# path on SQLite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
@@ -29,11 +30,13 @@ demo: venv
 	@echo "Stop with Ctrl-C. Start again with 'make demo' (data is kept in db.sqlite3; delete it to start over)."
 	@LEDGERLINE_BASE_URL=$(DEMO_BASE_URL) HOST=$(HOST) PORT=$(PORT) scripts/demo-serve.sh
 
-## test: installs what tests need, makes sure PostgreSQL and Redis answer, runs the suite
+## test: installs what tests need, makes sure PostgreSQL and Redis answer, runs the suite on PostgreSQL, then
+## tests/sqlite on the demo's database (SQLite: its event writers, triggers and month close)
 test: venv-dev
 	@scripts/system-deps.sh test
 	@scripts/test-services.sh
 	@$(PY) -m pytest
+	@$(PY) -m pytest tests/sqlite --ds=config.settings.test_sqlite
 
 ## check: migrations in sync and production settings pass Django's deployment checks
 check: venv-dev

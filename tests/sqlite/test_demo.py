@@ -1,0 +1,155 @@
+"""``make demo`` on SQLite: ``load_demo`` loads the book of business and its usage, closes last month on the
+test clock and finalizes its invoices, each with its PDF and its e-mail; then the API key it prints works.
+
+The figures are those PostgreSQL gives for the same demo (the demo is deterministic for a given day)."""
+
+import datetime as dt
+import io
+import re
+from decimal import Decimal as D
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.management import call_command
+from django.db import transaction
+from django.db.models import Sum
+from django.test import TestCase, override_settings
+from rest_framework.test import APIClient
+
+from accounts.models import Account
+from billing.models import Invoice
+from usage.models import UsageEvent
+
+pytestmark = pytest.mark.django_db
+TODAY_NOON = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
+OCTOBER = (dt.datetime(2026, 10, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+
+# October 2026, closed by the demo on the test clock: (number, account, currency, total).
+OCTOBER_INVOICES = [
+    ("INV-2026-000001", "Northwind Logistics", "USD", "569.76"),
+    ("INV-2026-000002", "Acme Retail Group", "USD", "480.05"),
+    ("INV-2026-000003", "Globex Health", "USD", "999.00"),
+    ("INV-2026-000004", "Initech Software", "USD", "93.39"),
+    ("INV-2026-000005", "Umbrella Pharma", "EUR", "3000.00"),
+    ("INV-2026-000006", "Stark Freight", "USD", "355.71"),
+    ("INV-2026-000007", "Wayne Hospitality", "USD", "378.65"),
+    ("INV-2026-000008", "Hooli Cloud", "USD", "1500.00"),
+    ("INV-2026-000009", "Vandelay Imports", "USD", "299.00"),
+    ("INV-2026-000010", "Soylent Foods", "USD", "632.57"),
+    ("INV-2026-000011", "Tyrell Robotics", "USD", "438.65"),
+    ("INV-2026-000012", "Cyberdyne Systems", "USD", "102.57"),
+    ("INV-2026-000013", "Oceanic Airlines", "USD", "999.00"),
+    ("INV-2026-000014", "Pied Piper", "USD", "307.39"),
+    ("INV-2026-000015", "Gringotts Exchange", "USD", "358.80"),
+    ("INV-2026-000016", "Monarch Media", "USD", "220.85"),
+    ("INV-2026-000017", "Massive Dynamic", "USD", "200.00"),
+    ("INV-2026-000018", "Aperture Labs", "USD", "258.24"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo_media(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo-media")
+
+
+@pytest.fixture(scope="module")
+def demo(django_db_setup, django_db_blocker, demo_media) -> dict:
+    """``load_demo`` run once for the module, at noon on 26 November 2026: what it printed and the e-mails it
+    sent. It runs in a transaction that each test of the module runs inside and that is rolled back after
+    them; the PDF renders and e-mails it queues for after its commits run when it returns."""
+    out = io.StringIO()
+    mail.outbox = []
+    with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=demo_media), transaction.atomic():
+        with time_machine.travel(TODAY_NOON, tick=False), TestCase.captureOnCommitCallbacks(execute=True):
+            call_command("load_demo", stdout=out)
+        yield {"output": out.getvalue(), "mails": list(mail.outbox)}
+        transaction.set_rollback(True)
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, demo_media):
+    """The demo's PDFs, for every test of the module (instead of a folder per test)."""
+    settings.MEDIA_ROOT = demo_media
+
+
+def test_the_demo_closes_october_with_an_invoice_for_every_account_past_its_trial(demo):
+    assert "Demo loaded: 20 accounts, 67 tenants, 211 master partners." in demo["output"]
+    assert "Last month closed on the test clock: 18 invoices finalized" in demo["output"]
+    invoices = Invoice.objects.select_related("account").order_by("number")
+    assert [(i.number, i.account.name, i.currency, f"{i.total:.2f}") for i in invoices] == OCTOBER_INVOICES
+    assert {(i.status, i.period_start, i.period_end, i.amount_due == i.total) for i in invoices} == {
+        ("finalized", *OCTOBER, True)
+    }
+    # The two newest customers are still in their trial: nothing to bill.
+    assert set(Account.objects.filter(invoices__isnull=True).values_list("name", "status")) == {
+        ("Blue Sun Mining", "trialing"),
+        ("Dunder Mifflin Paper", "trialing"),
+    }
+
+
+def test_northwind_logistics_october_invoice_to_the_cent(demo):
+    invoice = Invoice.objects.get(account__name="Northwind Logistics")
+    messages = UsageEvent.objects.filter(
+        account=invoice.account, metric__code="messages", timestamp__gte=OCTOBER[0], timestamp__lt=OCTOBER[1]
+    ).aggregate(total=Sum("quantity"))["total"]
+    assert messages == D("31526")
+    # Business plan, 12 tenants, 14 master partners, no tax (US):
+    #   base fee                                                  $299.00
+    #   tenants   (12 − 10 included) × $19.00                     $ 38.00
+    #   messages  (31,526 − 25,000 included) × $0.03             $195.78
+    #   storage   (34.65016756 − 10 included) GB-months × $1.50   $ 36.98  (36.9752…)
+    #   partners  included                                        $  0.00
+    #                                                             $569.76
+    assert [(line.description, line.quantity, line.amount) for line in invoice.lines.order_by("position")] == [
+        ("Business base fee", D("1"), D("299.00")),
+        ("Master partners", D("14"), D("0.00")),
+        ("Messages", D("31526"), D("195.78")),
+        ("Storage", D("34.65016756"), D("36.98")),
+        ("Active tenants", D("12"), D("38.00")),
+    ]
+    assert (invoice.subtotal, invoice.tax, invoice.total) == (D("569.76"), D("0.00"), D("569.76"))
+
+
+def test_umbrella_pharma_is_topped_up_to_its_minimum_commitment(demo):
+    # EUR contract: €2,500.00 base fee, usage within what is included, minimum commitment €3,000.00.
+    invoice = Invoice.objects.get(account__name="Umbrella Pharma")
+    charged = [(line.kind, line.amount) for line in invoice.lines.order_by("position") if line.amount]
+    assert charged == [("base_fee", D("2500.00")), ("minimum_commitment", D("500.00"))]
+    assert (invoice.currency, invoice.tax_reverse_charge, invoice.total) == ("EUR", True, D("3000.00"))
+
+
+def test_every_demo_invoice_has_its_pdf_and_was_mailed_with_it(demo):
+    invoices = list(Invoice.objects.select_related("document").order_by("number"))
+    for invoice in invoices:
+        assert invoice.document.status == "ready", invoice.number
+        with invoice.document.file.open("rb") as pdf:
+            assert pdf.read(5) == b"%PDF-", invoice.number
+        assert list(invoice.email_deliveries.values_list("kind", "status")) == [("invoice", "sent")], invoice.number
+    attached = sorted(name for message in demo["mails"] for name, _content, _type in message.attachments)
+    assert attached == [f"{invoice.number}.pdf" for invoice in invoices]
+
+
+def test_the_demo_gives_the_clock_back_and_its_api_key_ingests(demo):
+    assert "(real time)" in _command("test_clock", "show")
+    secret = re.search(r"scopes ingest\+read:\n\s+(ll_\S+)", demo["output"]).group(1)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    event = {
+        "transaction_id": "from-the-readme",
+        "tenant": "ten_northwind_logistics_us_east_1",
+        "metric": "messages",
+        "quantity": 25,
+        "timestamp": "2026-11-26T11:55:00Z",
+    }
+    with time_machine.travel(TODAY_NOON, tick=False):
+        response = client.post("/v1/events", event, format="json")
+    assert (response.status_code, response.json()) == (202, {"accepted": 1, "duplicates": 0})
+    stored = UsageEvent.objects.get(transaction_id="from-the-readme")
+    assert (stored.account.name, stored.quantity) == ("Northwind Logistics", D("25"))
+
+
+def _command(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
