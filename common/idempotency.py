@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 from rest_framework.response import Response
 
@@ -21,8 +21,6 @@ from common.models import IdempotencyRecord
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
-
-    from accounts.models import ApiKey
 
 logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -38,21 +36,21 @@ NOT_STORED = {409, 429}
 
 
 def _claim(
-    api_key: ApiKey, key: str, digest: str, now: dt.datetime
+    api_key_id: int, key: str, digest: str, now: dt.datetime
 ) -> tuple[IdempotencyRecord | None, IdempotencyRecord | None]:
     """Claim ``key`` for this request: ``(new record, None)``, or ``(None, the record that holds it)``."""
     for _attempt in range(3):
         try:
             with transaction.atomic():
                 # Expired records, and in-progress ones whose request died with its process, give way.
-                IdempotencyRecord.objects.filter(api_key=api_key, key=key).filter(
+                IdempotencyRecord.objects.filter(api_key_id=api_key_id, key=key).filter(
                     Q(created_at__lt=now - RETENTION) | Q(status_code__isnull=True, created_at__lt=now - ABANDONED)
                 ).delete()
                 return IdempotencyRecord.objects.create(
-                    api_key=api_key, key=key, request_hash=digest, created_at=now
+                    api_key_id=api_key_id, key=key, request_hash=digest, created_at=now
                 ), None
         except IntegrityError:
-            existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+            existing = IdempotencyRecord.objects.filter(api_key_id=api_key_id, key=key).first()
             if existing is not None:
                 return None, existing
             # The holder finished with an error and gave the key back: try again.
@@ -71,8 +69,9 @@ def idempotent(request: Request, handler: Callable[[], Response]) -> Response:
         return error_response([{"code": "payload_too_large", "field": None, "message": ERR_TOO_BIG}], 413)
     assert request.method is not None  # a request the server parsed always has one
     digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + body).hexdigest()
-    # The idempotent endpoints authenticate with ApiKeyAuthentication, which sets ``request.auth`` to the key.
-    record, existing = _claim(cast("ApiKey", request.auth), key, digest, timezone.now())
+    # The idempotent endpoints authenticate with ApiKeyAuthentication, which sets ``request.auth`` to the key
+    # (an ``accounts.ApiKey`` row; common imports no app, so only its id is used here).
+    record, existing = _claim(cast(Model, request.auth).pk, key, digest, timezone.now())
     if record is None:
         if existing is not None and existing.request_hash != digest:
             return error_response([{"code": "idempotency_key_reused", "field": HEADER, "message": ERR_REUSED}], 409)
