@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from accounts.models import ApiKey
 from accounts.selectors import api_key_for
 from accounts.services import api_key_touch
+from common import clock
 
 ERR_NO_KEY = "Send an API key as 'Authorization: Bearer <key>'."
 ERR_BAD_KEY = "The API key is not valid: unknown, revoked or expired."
@@ -59,7 +59,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request):
         api_key = api_key_authenticate(
-            header=authentication.get_authorization_header(request).decode("latin-1"), now=timezone.now()
+            header=authentication.get_authorization_header(request).decode("latin-1"), now=clock.now()
         )
         return None if api_key is None else (ApiClient(api_key), api_key)
 

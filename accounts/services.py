@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
 
 from accounts import api_keys
 from accounts.models import Account, AccountUser, ApiKey, Budget, default_alert_thresholds
@@ -83,7 +82,7 @@ def account_create(
         timezone=timezone_name,
         payment_terms_days=payment_terms_days,
         status=status,
-        status_changed_at=timezone.now(),
+        status_changed_at=clock.now(),
     )
     account.public_id = public_id_next(prefix="acc")
     account.full_clean()
@@ -113,7 +112,7 @@ def account_set_status(*, account: Account, status: str, reason: str, actor: Any
     if account.status == status:
         return account
     account.status = status
-    account.status_changed_at = timezone.now()
+    account.status_changed_at = clock.now()
     stamp(account, actor=actor, reason=reason)
     account.save(update_fields=["status", "status_changed_at", "updated_at"])
     return account
@@ -418,7 +417,7 @@ def api_key_create(
 def api_key_revoke(*, api_key: ApiKey, actor: Any = None) -> ApiKey:
     if api_key.revoked_at is not None:
         raise BillingError(ERR_KEY_REVOKED.format(prefix=api_key.prefix), code="already_revoked")
-    api_key.revoked_at = timezone.now()
+    api_key.revoked_at = clock.now()
     stamp(api_key, actor=actor, reason="revoked")
     api_key.save(update_fields=["revoked_at"])
     # This process forgets the key at once; other processes within KEY_CACHE_SECONDS.

@@ -26,6 +26,7 @@ from django.conf import settings
 from billing.models import CreditNote, Invoice, InvoiceLine
 from billing.quantities import format_metric_quantity, format_parts, format_usage
 from common.money import format_money
+from common.periods import Period
 from tenants.models import Tenant
 
 ZERO = Decimal(0)
@@ -50,7 +51,7 @@ def day(moment: dt.datetime | dt.date | None) -> str:
 def period_label(start: dt.datetime, end: dt.datetime) -> str:
     """A half-open period ``[start, end)`` as its first and last day: ``1–30 November 2026``."""
     first = start.astimezone(dt.UTC).date()
-    last = (end.astimezone(dt.UTC) - dt.timedelta(microseconds=1)).date()
+    last = Period(start, end).last_day
     if first == last:
         return day(first)
     if (first.year, first.month) == (last.year, last.month):

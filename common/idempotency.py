@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, cast
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.db.models import Model, Q
-from django.utils import timezone
 from rest_framework.response import Response
 
+from common import clock
 from common.api import error_response
 from common.models import IdempotencyRecord
 
@@ -71,7 +71,7 @@ def idempotent(request: Request, handler: Callable[[], Response]) -> Response:
     digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + body).hexdigest()
     # The idempotent endpoints authenticate with ApiKeyAuthentication, which sets ``request.auth`` to the key
     # (an ``accounts.ApiKey`` row; common imports no app, so only its id is used here).
-    record, existing = _claim(cast(Model, request.auth).pk, key, digest, timezone.now())
+    record, existing = _claim(cast(Model, request.auth).pk, key, digest, clock.now())
     if record is None:
         if existing is not None and existing.request_hash != digest:
             return error_response([{"code": "idempotency_key_reused", "field": HEADER, "message": ERR_REUSED}], 409)

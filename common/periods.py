@@ -55,27 +55,66 @@ class Period:
         return Fraction(_micros(part.duration), _micros(self.duration))
 
     @property
+    def last_day(self) -> dt.date:
+        """The UTC day of the period's last instant: for a period ending at midnight (a month, a quarter,
+        a year), the day before ``end``."""
+        return (self.end - _ONE_MICROSECOND).astimezone(UTC).date()
+
+    @property
     def label(self) -> str:
         if self == month_period(self.start.year, self.start.month):
             return f"{self.start:%Y-%m}"
         return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
 
 
+_ONE_MICROSECOND = dt.timedelta(microseconds=1)
+
+
 def _micros(delta: dt.timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def _calendar_months(year: int, month: int, count: int) -> Period:
+    """``count`` whole calendar months (UTC) from the first of ``month``."""
+    years_on, end_month_index = divmod(month - 1 + count, 12)
+    return Period(
+        dt.datetime(year, month, 1, tzinfo=UTC), dt.datetime(year + years_on, end_month_index + 1, 1, tzinfo=UTC)
+    )
+
+
 def month_period(year: int, month: int) -> Period:
-    start = dt.datetime(year, month, 1, tzinfo=UTC)
-    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return Period(start, end)
+    return _calendar_months(year, month, 1)
+
+
+def quarter_period(year: int, quarter: int) -> Period:
+    """Calendar quarter ``quarter`` (1 to 4) of ``year``: January–March is the first."""
+    if not 1 <= quarter <= 4:
+        raise ValueError(f"A quarter is 1 to 4, got {quarter!r}.")
+    return _calendar_months(year, 3 * quarter - 2, 3)
+
+
+def year_period(year: int) -> Period:
+    return _calendar_months(year, 1, 12)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is None:
+        raise ValueError(ERR_NAIVE)
+    return moment.astimezone(UTC)
 
 
 def month_containing(moment: dt.datetime) -> Period:
-    if moment.tzinfo is None:
-        raise ValueError(ERR_NAIVE)
-    moment = moment.astimezone(UTC)
+    moment = _utc(moment)
     return month_period(moment.year, moment.month)
+
+
+def quarter_containing(moment: dt.datetime) -> Period:
+    moment = _utc(moment)
+    return quarter_period(moment.year, (moment.month + 2) // 3)
+
+
+def year_containing(moment: dt.datetime) -> Period:
+    return year_period(_utc(moment).year)
 
 
 def next_month(period: Period) -> Period:

@@ -27,7 +27,7 @@ from billing.services.subscriptions import subscription_create
 from billing.tasks import invoices_finalize_due_task
 from common import clock
 from common.money import round_money
-from common.periods import month_containing, previous_month
+from common.periods import month_containing, month_period, previous_month
 from tenants.services import partner_create, tenant_archive, tenant_create
 from usage.models import UsageEvent
 from usage.services import events_ingest
@@ -175,7 +175,7 @@ def demo_load(*, today: dt.date) -> DemoResult:
     result = DemoResult(created=True)
     _staff_users(result)
     plans = {p.code: p.versions.latest("version") for p in Plan.objects.filter(kind=Plan.Kind.PUBLIC)}
-    month_start = dt.datetime(today.year, today.month, 1, tzinfo=UTC)
+    month_start = month_period(today.year, today.month).start
     today_start = dt.datetime(today.year, today.month, today.day, tzinfo=UTC)
     for index, (name, plan_code, country, n_tenants, n_partners) in enumerate(BOOK):
         eu = country == "DE"
@@ -279,7 +279,7 @@ def demo_usage(*, now: dt.datetime) -> int:
     if UsageEvent.objects.exists():
         return 0
     rng = random.Random(SEED + 1)
-    start = (dt.datetime(now.year, now.month, 1, tzinfo=UTC) - dt.timedelta(days=1)).replace(day=1)
+    start = previous_month(month_containing(now)).start
     accepted = 0
     for account in Account.objects.order_by("public_id").prefetch_related("tenants", "partners"):
         plan = account.subscriptions.latest("started_at").plan_version.plan

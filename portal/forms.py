@@ -14,7 +14,7 @@ from accounts.models import Account, AccountUser, Budget, validate_thresholds
 from common import clock
 from common.errors import BillingError
 from common.forms import PercentListField
-from common.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, minor_unit
+from common.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, minor_unit, round_money
 from tenants.models import Tenant
 
 ERR_BUDGET_NAME_TAKEN = "You already have a budget called “{name}”. Pick another name."
@@ -74,7 +74,7 @@ class BudgetForm(PortalForm):
                 "initial",
                 {
                     "name": budget.name,
-                    "amount": budget.amount.quantize(Decimal(1).scaleb(-minor_unit(budget.currency))),
+                    "amount": round_money(budget.amount, budget.currency),
                     "period": budget.period,
                     "alert_thresholds": budget.alert_thresholds,
                     "is_active": budget.is_active,

@@ -208,7 +208,7 @@ def dashboard(*, account: Account, now: dt.datetime) -> Dashboard:
     }
     board = Dashboard(
         period=period,
-        last_day=(period.end - dt.timedelta(days=1)).date(),
+        last_day=period.last_day,
         days_left=(period.end.date() - now.date()).days,
         now=now,
         estimate=estimate,

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.utils import timezone
 
+from common import clock
 from common.admin_utils import ServiceAdmin, adopt, changed_data, run_action, truncated
 from tenants.models import MasterPartner, Tenant
 from tenants.services import (
@@ -41,7 +41,7 @@ class TenantAdmin(ServiceAdmin):
         return ("account", "public_id", "activated_at", "archived_at", "created_at", "updated_at")
 
     def get_changeform_initial_data(self, request):
-        return {"activated_at": timezone.now(), **super().get_changeform_initial_data(request)}
+        return {"activated_at": clock.now(), **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -90,7 +90,7 @@ class MasterPartnerAdmin(ServiceAdmin):
         return ("account", "public_id", "activated_at", "deactivated_at", "created_at")
 
     def get_changeform_initial_data(self, request):
-        return {"activated_at": timezone.now(), **super().get_changeform_initial_data(request)}
+        return {"activated_at": clock.now(), **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data

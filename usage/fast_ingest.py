@@ -39,6 +39,7 @@ from accounts.authentication import WWW_AUTHENTICATE, HasIngestScope, NotAuthent
 from accounts.throttling import RateLimited
 from common import clock
 from common.api import exception_handler
+from common.periods import month_containing
 from usage.apis import rejected_body
 from usage.ingest import EventError, parse_timestamp
 from usage.services import IngestRejected, events_ingest_grouped
@@ -183,7 +184,7 @@ def _single_event_of_this_month(body: bytes, now: dt.datetime) -> dict[str, Any]
         moment = parse_timestamp(payload.get("timestamp"), now)
     except EventError:
         return payload  # refused by validation, here as there
-    if (moment.year, moment.month) != (now.year, now.month):
+    if moment not in month_containing(now):
         return None
     return payload
 

@@ -20,7 +20,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncMonth
 
 from accounts.models import Account
-from common.periods import Period
+from common.periods import Period, month_containing
 from tenants.models import MasterPartner, Tenant
 from usage.models import Metric, UsageEvent, UsageRollup, UsageUniqueValue
 
@@ -40,7 +40,7 @@ class MetricUsage:
 
 
 def _month(period: Period) -> dt.date:
-    return period.start.date().replace(day=1)
+    return month_containing(period.start).start.date()
 
 
 def _micros(delta: dt.timedelta) -> int:

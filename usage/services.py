@@ -48,6 +48,10 @@ class IngestRejected(Exception):
 
 
 def _month(moment: dt.datetime) -> dt.date:
+    """The first day of the UTC month of ``moment`` (a parsed event timestamp, already in UTC).
+
+    Called for every event of a batch: a tenth of the cost of ``month_containing(moment).start.date()``,
+    which gives the same day."""
     return dt.date(moment.year, moment.month, 1)
 
 

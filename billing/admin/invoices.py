@@ -8,7 +8,6 @@ database.
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -39,6 +38,7 @@ from common.admin_utils import (
     truncated,
 )
 from common.money import format_money
+from common.periods import Period
 
 
 def _money(amount, currency) -> str:
@@ -248,7 +248,7 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
 
     @admin.display(description="Period")
     def period(self, invoice):
-        last_day = invoice.period_end - dt.timedelta(days=1)  # periods end at midnight, exclusive
+        last_day = Period(invoice.period_start, invoice.period_end).last_day  # the end is exclusive
         return f"{invoice.period_start:%Y-%m} ({invoice.period_start:%Y-%m-%d} – {last_day:%Y-%m-%d}, UTC)"
 
     @admin.display(description="Tax")

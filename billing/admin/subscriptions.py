@@ -5,12 +5,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from accounts.admin import AccountAdmin
 from accounts.models import Account
 from billing.models import PlanVersion, Subscription
 from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
+from common import clock
 from common.admin_utils import (
     ServiceAdmin,
     adopt,
@@ -89,7 +89,7 @@ class SubscriptionAdmin(ServiceAdmin):
         return self.get_fields(request, obj) if obj else ()
 
     def get_changeform_initial_data(self, request):
-        return {"started_at": timezone.now(), **super().get_changeform_initial_data(request)}
+        return {"started_at": clock.now(), **super().get_changeform_initial_data(request)}
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "plan_version":

@@ -35,7 +35,7 @@ from accounts.models import Account
 from billing.models import Invoice, InvoiceLine, PlanCharge, PlanVersion, Subscription
 from billing.rating.tiers import ChargeTerms, Tier, overage_amount, prorate
 from common.money import round_money
-from common.periods import Period
+from common.periods import Period, month_period
 from usage.models import Metric
 from usage.selectors import MetricUsage, period_usage_cuts_many, period_usage_many
 
@@ -179,14 +179,14 @@ def _regular(usage: MetricUsage) -> MetricUsage:
     )
 
 
-def _day(moment: dt.datetime) -> str:
+def _day(moment: dt.date) -> str:
     return f"{moment:%b} {moment.day}"
 
 
 def _span_label(segment: Segment, period: Period) -> str:
     if segment.start == period.start and segment.end == period.end:
         return ""
-    last = segment.end - dt.timedelta(microseconds=1)
+    last = Period(segment.start, segment.end).last_day
     return f" ({_day(segment.start)}–{_day(last)})"
 
 
@@ -327,7 +327,7 @@ def rate(
             if charge is not None:
                 terms = terms_of(charge)
                 amount = round_money(overage_amount(terms, billed + late) - overage_amount(terms, billed), currency)
-            month_start = dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
+            month_start = month_period(month.year, month.month).start
             lines.append(
                 ChargeLine(
                     kind="late_usage",
@@ -357,7 +357,7 @@ def _prior_lines(account_ids: list[int], months: set[dt.date]) -> dict[tuple[int
     result: dict[tuple[int, dt.date, str], tuple[Decimal, Any]] = {}
     if not months:
         return result
-    starts = [dt.datetime(m.year, m.month, 1, tzinfo=dt.UTC) for m in months]
+    starts = [month_period(m.year, m.month).start for m in months]
     lines = list(
         InvoiceLine.objects.filter(invoice__account_id__in=account_ids, metric__isnull=False)
         .filter(

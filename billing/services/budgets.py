@@ -30,7 +30,7 @@ from common.formats import iso_utc, money_string
 from common.models import OutboxEvent
 from common.money import round_money
 from common.outbox import outbox_emit
-from common.periods import UTC, Period, month_containing
+from common.periods import Period, month_containing, quarter_containing, year_containing
 
 ALERT_TYPE = "billing.budget_alert"
 ZERO = Decimal(0)
@@ -40,17 +40,12 @@ ACCOUNTS_PER_BATCH = 200
 
 def budget_period(*, kind: str, now: dt.datetime) -> Period:
     """The calendar month, quarter or year (UTC) containing ``now``."""
-    month = month_containing(now)
     if kind == Budget.Period.MONTHLY:
-        return month
-    year = month.start.year
+        return month_containing(now)
     if kind == Budget.Period.QUARTERLY:
-        first = (month.start.month - 1) // 3 * 3 + 1
-        start = dt.datetime(year, first, 1, tzinfo=UTC)
-        end = dt.datetime(year + (first == 10), (first + 2) % 12 + 1, 1, tzinfo=UTC)
-        return Period(start, end)
+        return quarter_containing(now)
     if kind == Budget.Period.YEARLY:
-        return Period(dt.datetime(year, 1, 1, tzinfo=UTC), dt.datetime(year + 1, 1, 1, tzinfo=UTC))
+        return year_containing(now)
     raise ValueError(f"Unknown budget period {kind!r}.")
 
 

@@ -12,10 +12,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import Account
 from billing.models import Plan, PlanCharge, PlanVersion, PriceTier
+from common import clock
 from common.audit import stamp
 from common.errors import BillingError
 from common.services import model_update
@@ -221,7 +221,7 @@ def plan_version_publish(*, plan_version: PlanVersion, actor: Any = None) -> Pla
                 validate_tiers(tiers)
             except BillingError as exc:
                 raise BillingError(f"{charge.metric.code}: {exc.message}", code=exc.code, field="tiers") from exc
-    plan_version.published_at = timezone.now()
+    plan_version.published_at = clock.now()
     stamp(plan_version, actor=actor, reason="published")
     plan_version.save(update_fields=["published_at"])
     return plan_version

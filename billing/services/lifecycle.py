@@ -62,6 +62,8 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
         .iterator(chunk_size=ROLL_BATCH)
     ):
         sub.current_period_start, sub.current_period_end = max(current.start, sub.started_at), current.end
+        # ``updated_at`` is ``auto_now``: the wall-clock time of the write, as ``save()`` would set it, not
+        # the billing clock (that time goes on the history row through ``stamp``).
         sub.updated_at = timezone.now()
         stamp(sub, reason=f"period {current.label}", at=now)
         batch.append(sub)

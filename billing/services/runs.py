@@ -38,7 +38,7 @@ from common import clock
 from common.bulk import bulk_update_fields
 from common.errors import BillingError
 from common.money import round_money
-from common.periods import Period, previous_month
+from common.periods import Period, month_period, previous_month
 from usage.models import UsageRollup, UsageUniqueValue
 
 logger = logging.getLogger(__name__)
@@ -217,10 +217,7 @@ def billing_run_chunk(*, run: BillingRun, account_ids: list[int], now: dt.dateti
     """Bill one chunk of accounts in one transaction; an account that fails is recorded and skipped.
     Returns the number of invoices written."""
     now = now or clock.now()
-    period = Period(
-        dt.datetime(run.month.year, run.month.month, 1, tzinfo=dt.UTC),
-        (dt.datetime(run.month.year, run.month.month, 1, tzinfo=dt.UTC) + dt.timedelta(days=32)).replace(day=1),
-    )
+    period = month_period(run.month.year, run.month.month)
     finalize_now = getattr(settings, "BILLING_REVIEW_HOURS", 24) == 0
     with transaction.atomic():
         if not run.dry_run:

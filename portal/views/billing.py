@@ -3,8 +3,6 @@
 Every invoice and credit note is looked up through ``request.account``: another account's document, or a
 draft, is a 404."""
 
-import datetime as dt
-
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -17,6 +15,7 @@ from billing.selectors import (
 )
 from billing.services.documents import document_for_download
 from common import clock
+from common.periods import Period
 from portal.access import portal_view
 from portal.selectors import dashboard as dashboard_data
 
@@ -44,7 +43,7 @@ def invoice_detail(request, number):
         "portal/invoice.html",
         {
             "invoice": invoice,
-            "last_day": (invoice.period_end - dt.timedelta(days=1)).date(),
+            "last_day": Period(invoice.period_start, invoice.period_end).last_day,
             "buyer": (invoice.snapshot or {}).get("account", {}),
             "seller": invoice_seller(invoice),
             "lines": lines,

@@ -73,7 +73,7 @@ def budget_list(request):
                 "thresholds": ", ".join(f"{t}%" for t in budget.alert_thresholds),
                 "alerts_sent": ", ".join(f"{t}%" for t in status.alerts_sent),
                 # Periods are half-open; people read the last day that counts.
-                "last_day": status.period.end - dt.timedelta(microseconds=1),
+                "last_day": status.period.last_day,
             }
         )
     return render(request, "portal/budgets.html", {"rows": rows, "can_manage": _can(request, MANAGE_BUDGETS)})

@@ -11,6 +11,7 @@ answered.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import io
 import json
 import threading
@@ -26,6 +27,7 @@ from django.db.models import Sum
 from accounts.models import ApiKey
 from accounts.services import api_key_create, api_key_revoke
 from billing.services.subscriptions import subscription_create
+from common.clock import clock_set
 from common.models import OutboxEvent
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
@@ -238,6 +240,43 @@ def test_a_revoked_key_is_401_alike(servers, northwind):
     assert _same_answer(servers, event(), secret)[0] == 401
 
 
+def _get(port: int, path: str, secret: str) -> int:
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {secret}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_the_lean_handler_and_the_full_views_expire_a_key_by_the_same_test_clock(servers, northwind):
+    """Both authentication paths read the billing clock, not the wall clock: a key expiring between
+    two settings of the test clock works before and is refused after, by the lean handler of
+    ``POST /v1/events`` and by a REST framework view alike."""
+    _, secret = api_key_create(
+        name="expiring",
+        scopes=["ingest", "read"],
+        account=northwind["account"],
+        expires_at=NOW + dt.timedelta(days=1),
+    )
+    clock_set(at=NOW + dt.timedelta(hours=1))
+    assert servers.post("fast", event("before"), secret)[0] == 202
+    assert _get(servers.plain, "/v1/billing/usage/current", secret) == 200
+
+    clock_set(at=NOW + dt.timedelta(days=2))  # past the expiry on the test clock; the wall clock is not
+    status, sent, body = servers.post("fast", event("after"), secret)
+    assert (status, sent["WWW-Authenticate"], json.loads(body)["error"]["code"]) == (
+        401,
+        'Bearer realm="ledgerline"',
+        "authentication_failed",
+    )
+    assert _get(servers.plain, "/v1/billing/usage/current", secret) == 401
+    assert servers.reached_django == []  # the lean handler answered both events
+    assert list(UsageEvent.objects.values_list("transaction_id", flat=True)) == ["before"]
+
+
 def test_a_key_without_ingest_scope_is_403_alike(servers, northwind):
     _, secret = api_key_create(name="reader", scopes=["read"], account=northwind["account"])
     status, body = _same_answer(servers, event(), secret)
@@ -390,8 +429,6 @@ def test_limits_are_checked_after_events_from_the_lean_handler(servers, plan):
 
 
 def test_a_database_connection_dropped_between_requests_is_replaced_and_the_event_stored(servers, northwind, settings):
-    import http.client
-
     from django.db import connection
 
     # As in production: no test clock, so the write is the request's first use of the database.

@@ -18,6 +18,7 @@ from billing.presentation import invoice_seller
 from billing.services.documents import document_ready
 from common import clock
 from common.money import format_money
+from common.periods import Period
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
         "period": invoice.month_label,
         # The period is half-open [start, end); customers read the first and the last day it covers.
         "period_first_day": invoice.period_start.date(),
-        "period_last_day": (invoice.period_end - dt.timedelta(microseconds=1)).date(),
+        "period_last_day": Period(invoice.period_start, invoice.period_end).last_day,
         "total": format_money(invoice.total, invoice.currency),
         "amount_due": format_money(invoice.amount_due, invoice.currency),
         "credit_total": format_money(note.total, note.currency) if note else "",
