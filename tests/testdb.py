@@ -97,7 +97,7 @@ def session_database_create(*, run_id: str | None, force_rebuild: bool, serializ
     run_id = run_id or uuid.uuid4().hex
 
     with creation._nodb_cursor() as cursor:
-        lock = zlib.crc32(template.encode())
+        lock = zlib.crc32(template.encode()) & 0x7FFF_FFFF  # the two-key form takes two int4s
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, lock])
         try:
             comment = _template_comment(cursor, template) or ""
