@@ -36,7 +36,7 @@ test: venv-dev
 	@scripts/system-deps.sh test
 	@scripts/test-services.sh
 	@$(PY) -m pytest
-	@$(PY) -m pytest tests/sqlite --ds=config.settings.test_sqlite
+	@$(PY) -m pytest tests/sqlite --ds=config.settings.test_sqlite -n 0
 
 ## check: migrations in sync and production settings pass Django's deployment checks
 check: venv-dev

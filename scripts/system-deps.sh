@@ -10,6 +10,11 @@ if ! "$VENV/bin/python" -c "import weasyprint" >/dev/null 2>&1; then
   apt_install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
     || echo "!! WeasyPrint needs Pango: install libpango-1.0-0 and libpangoft2-1.0-0." >&2
 fi
+# Without HarfBuzz-Subset WeasyPrint subsets fonts with fontTools, whose output changes with PYTHONHASHSEED:
+# the same invoice would render to different bytes from one process to the next.
+if ! "$VENV/bin/python" -c "import sys; from weasyprint.text.ffi import harfbuzz_subset; sys.exit(harfbuzz_subset is None)" >/dev/null 2>&1; then
+  apt_install libharfbuzz-subset0 || echo "!! PDFs need HarfBuzz-Subset to render reproducibly: install libharfbuzz-subset0." >&2
+fi
 # The PDF stylesheet asks for DejaVu Sans; without it Pango substitutes another font silently.
 if ! fc-list 2>/dev/null | grep -q "DejaVu Sans"; then
   apt_install fonts-dejavu-core fontconfig || echo "!! PDFs need the DejaVu fonts: install fonts-dejavu-core." >&2

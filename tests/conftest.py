@@ -10,9 +10,33 @@ from billing.models import PlanVersion
 from billing.services.catalogue_loader import catalogue_load
 from billing.services.subscriptions import subscription_create
 from tenants.selectors import tenant_cache_clear
+from tests import testdb
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 from usage import catalogue_cache
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request, django_test_environment, django_db_blocker, django_db_createdb, django_db_modify_db_settings
+):
+    """Each session works on its own copy of a migrated template database (tests/testdb.py)."""
+    from pytest_django.fixtures import _get_databases_for_setup
+
+    aliases, serialized_aliases = _get_databases_for_setup(request.session.items)
+    if not aliases:
+        yield
+        return
+    with django_db_blocker.unblock():
+        original_name = testdb.session_database_create(
+            run_id=getattr(request.config, "workerinput", {}).get("testrunuid"),
+            force_rebuild=django_db_createdb,
+            serialize=bool(serialized_aliases),
+            verbosity=request.config.option.verbose,
+        )
+    yield
+    with django_db_blocker.unblock():
+        testdb.session_database_drop(original_name=original_name)
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,25 @@
 """Test suite: PostgreSQL (DATABASE_URL, default the local server), fast hashing, tasks eager."""
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/ledgerline")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url_for_worker(url: str, worker: str) -> str:
+    """pytest-xdist worker ``gwN`` uses the Redis database N below the configured one (wrapping within
+    Redis's 16): tests clear their database (``cache.clear()`` is FLUSHDB), so workers must not share one.
+    The environment variable changes too, so servers the tests start use the worker's database."""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base - int(worker.removeprefix('gw'))) % 16}"))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Kept aside so that importing these settings again (a subprocess of a worker) picks the same database.
+    _configured_redis_url = os.environ.setdefault("LEDGERLINE_TEST_REDIS_URL", os.environ["REDIS_URL"])
+    os.environ["REDIS_URL"] = _redis_url_for_worker(_configured_redis_url, os.environ["PYTEST_XDIST_WORKER"])
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("LEDGERLINE_TEST_CLOCK", "1")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")

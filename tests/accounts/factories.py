@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils.text import slugify
 
 from accounts.models import Account, AccountUser
 from accounts.services import account_create, account_user_create
@@ -15,7 +16,8 @@ class AccountFactory(factory.Factory):
 
     name = factory.Sequence(lambda n: f"Customer {n}")
     currency = "USD"
-    billing_emails = factory.LazyAttribute(lambda o: [f"ap{abs(hash(o.name)) % 10_000}@example.com"])
+    # Derived from the name, not hash(): str hashes change with PYTHONHASHSEED, i.e. from run to run.
+    billing_emails = factory.LazyAttribute(lambda o: [f"ap-{slugify(o.name) or 'customer'}@example.com"])
     tax_country = "US"
 
     @classmethod

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import time_machine
 from django.test import override_settings
 
-from billing.models import Invoice
 from billing.services.runs import bill_period
 from billing.services.subscriptions import subscription_create
 from common.periods import month_period
-from tests.accounts.factories import AccountFactory
-from tests.tenants.factories import TenantFactory
-from usage.services import events_ingest
+from tests.usage.factories import usage_event, usage_ingest
 
 UTC = dt.UTC
 NOVEMBER = month_period(2026, 11)
@@ -32,31 +28,14 @@ def subscribe(account, version, started_at=JAN_1, at=SETUP_AT):
 
 
 def ingest(account, items, now=INGEST_AT):
-    with time_machine.travel(now, tick=False):
-        return events_ingest(account=account, items=items, now=now)
+    return usage_ingest(account=account, items=items, now=now)
 
 
 def event(txn, tenant, metric, quantity, at, **properties):
-    item = {"transaction_id": txn, "tenant": tenant, "metric": metric, "quantity": quantity, "timestamp": at}
-    if properties:
-        item["properties"] = properties
-    return item
+    return usage_event(transaction_id=txn, tenant=tenant, metric=metric, quantity=quantity, at=at, **properties)
 
 
 def close(period=NOVEMBER, now=CLOSE_AT, review_hours=0, **kwargs):
     """Run the cycle for ``period`` at ``now``; with ``review_hours=0`` invoices are finalized at once."""
     with override_settings(BILLING_REVIEW_HOURS=review_hours), time_machine.travel(now, tick=False):
         return bill_period(period=period, now=now, **kwargs)
-
-
-def business_invoice(plan, *, name="Northwind", tax_rate="0", tenant_name=None):
-    """Northwind on Business with 31,000 messages in November, closed and finalized:
-    $299 + (31,000 − 25,000) × $0.03 = $479.00 before tax ($574.80 at 20 %)."""
-    account = AccountFactory(name=name, tax_rate=Decimal(tax_rate))
-    subscribe(account, plan("messaging-business"))
-    TenantFactory(
-        account=account, public_id="ten_nw", activated_at=JAN_1, **({"name": tenant_name} if tenant_name else {})
-    )
-    ingest(account, [event("m1", "ten_nw", "messages", 31_000, "2026-11-10T10:00:00Z")])
-    close()
-    return Invoice.objects.get(account=account)

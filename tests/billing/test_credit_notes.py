@@ -5,12 +5,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from billing.models import CreditNote, Invoice
+from billing.models import CreditNote
 from billing.services.credit_notes import credit_note_issue
 from common.errors import BillingError
-from tests.accounts.factories import AccountFactory
-from tests.billing.cycle import JAN_1, UTC, close, event, ingest, subscribe
-from tests.tenants.factories import TenantFactory
+from tests.billing.cycle import UTC
+from tests.billing.factories import business_invoice
 
 pytestmark = pytest.mark.django_db
 DEC_5 = dt.datetime(2026, 12, 5, tzinfo=UTC)
@@ -19,12 +18,7 @@ DEC_5 = dt.datetime(2026, 12, 5, tzinfo=UTC)
 @pytest.fixture
 def invoice(plan):
     """$479.00 with 20 % tax: $574.80."""
-    account = AccountFactory(name="Northwind", tax_rate=D("20"))
-    subscribe(account, plan("messaging-business"))
-    TenantFactory(account=account, public_id="ten_nw", activated_at=JAN_1)
-    ingest(account, [event("m1", "ten_nw", "messages", 31_000, "2026-11-10T10:00:00Z")])
-    close()
-    invoice = Invoice.objects.get(account=account)
+    invoice = business_invoice(plan, tax_rate="20")
     # $299 + 6,000 × $0.03 = $479.00; tax 20 % = $95.80
     assert (invoice.subtotal, invoice.tax, invoice.total) == (D("479.00"), D("95.80"), D("574.80"))
     return invoice

@@ -16,7 +16,8 @@ from billing.models import CreditNote, Document, Invoice
 from billing.services.credit_notes import credit_note_issue
 from billing.services.documents import document_ready
 from tests.accounts.factories import AccountFactory, StaffUserFactory
-from tests.billing.cycle import JAN_1, UTC, business_invoice, close, subscribe
+from tests.billing.cycle import JAN_1, UTC, close, subscribe
+from tests.billing.factories import business_invoice
 from tests.tenants.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db

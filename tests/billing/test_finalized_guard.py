@@ -9,19 +9,15 @@ from billing.models import Invoice, InvoiceLine
 from billing.services.invoices import ERR_NOT_DRAFT, invoice_finalize, invoice_hold
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory
-from tests.billing.cycle import JAN_1, NOVEMBER, close, subscribe
-from tests.tenants.factories import TenantFactory
+from tests.billing.cycle import NOVEMBER
+from tests.billing.factories import finalized_invoice
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def finalized(plan):
-    account = AccountFactory(name="Northwind")
-    subscribe(account, plan("platform-basic"))
-    TenantFactory(account=account, public_id="ten_nw", activated_at=JAN_1)
-    close()
-    invoice = Invoice.objects.get(account=account)
+    invoice = finalized_invoice(plan("platform-basic"), account=AccountFactory(name="Northwind"))
     assert (invoice.status, invoice.total) == ("finalized", D("50.00"))
     return invoice
 

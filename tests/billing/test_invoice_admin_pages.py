@@ -12,7 +12,8 @@ from billing.models import Invoice
 from billing.services.credit_notes import credit_note_issue
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.admin_html import table_header, table_rows
-from tests.billing.cycle import JAN_1, business_invoice, close, subscribe
+from tests.billing.cycle import JAN_1, close, subscribe
+from tests.billing.factories import business_invoice
 from tests.tenants.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db

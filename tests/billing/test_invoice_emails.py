@@ -35,8 +35,9 @@ from billing.services.invoices import invoice_void
 from billing.services.payments import invoice_payment_record
 from billing.tasks import emails_send_task, invoice_reminders_task
 from tests.accounts.factories import AccountFactory, StaffUserFactory
-from tests.billing.cycle import CLOSE_AT, JAN_1, UTC, close, event, ingest, subscribe
-from tests.tenants.factories import TenantFactory
+from tests.billing.cycle import CLOSE_AT, UTC
+from tests.billing.factories import finalized_invoice
+from tests.usage.factories import usage_event
 
 pytestmark = pytest.mark.django_db
 ADDRESSES = ["ap@northwind.example", "cfo@northwind.example"]
@@ -108,11 +109,8 @@ def account():
 
 def _bill_november(account, plan) -> Invoice:
     """$479.00 with 20 % tax: $574.80, finalized on 1 December at 00:05 UTC, due 30 days later."""
-    subscribe(account, plan("messaging-business"))
-    TenantFactory(account=account, public_id="ten_nw", activated_at=JAN_1)
-    ingest(account, [event("m1", "ten_nw", "messages", 31_000, "2026-11-10T10:00:00Z")])
-    close()
-    return Invoice.objects.get(account=account)
+    messages = usage_event(transaction_id="m1", tenant="ten_nw", quantity=31_000, at="2026-11-10T10:00:00Z")
+    return finalized_invoice(plan("messaging-business"), account=account, usage=[messages])
 
 
 def _pdf_text(part) -> str:

@@ -15,6 +15,7 @@ from common.periods import month_containing
 from tenants.services import tenant_archive
 from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import TenantFactory
+from tests.usage.factories import usage_event, usage_ingest
 from usage.services import events_ingest
 
 pytestmark = pytest.mark.django_db
@@ -34,20 +35,10 @@ def startup(plan):
 
 
 def send(api_key, txn, quantity, metric="messages"):
-    with time_machine.travel(NOW, tick=False):
-        return events_ingest(
-            account=api_key.account,
-            items=[
-                {
-                    "transaction_id": txn,
-                    "tenant": "ten_startup",
-                    "metric": metric,
-                    "quantity": quantity,
-                    "timestamp": "2026-11-26T10:00:00Z",
-                }
-            ],
-            now=NOW,
-        )
+    item = usage_event(
+        transaction_id=txn, tenant="ten_startup", metric=metric, quantity=quantity, at="2026-11-26T10:00:00Z"
+    )
+    return usage_ingest(account=api_key.account, items=[item], now=NOW)
 
 
 def alerts(account):

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
@@ -60,7 +61,7 @@ class Server:
             DJANGO_SECURE_SSL_REDIRECT="0",
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
             DATABASE_URL=f"postgres://postgres:postgres@127.0.0.1:{db.get('PORT') or 5432}/{db['NAME']}",
-            REDIS_URL="redis://127.0.0.1:6379/15",
+            REDIS_URL=settings.REDIS_URL,
             GUNICORN_BIND=f"{HOST}:{self.port}",
             GUNICORN_WORKERS="2",
             # Names the server's database sessions, so the test can wait for exactly these to end.
