@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.test.utils import setup_databases, teardown_databases
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
@@ -16,6 +17,19 @@ if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     )
 
 UTC = dt.UTC
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker):
+    """The standard test database, created and migrated for the session (so the guard triggers come from the
+    migrations), instead of the PostgreSQL template copy the rest of the suite uses (tests/testdb.py)."""
+    with django_db_blocker.unblock():
+        databases = setup_databases(verbosity=request.config.option.verbose, interactive=False)
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(databases, verbosity=request.config.option.verbose)
+
+
 JAN_1 = dt.datetime(2026, 1, 1, tzinfo=UTC)
 
 
