@@ -30,14 +30,9 @@ def _event(message: OutboxMessage, now: dt.datetime) -> OutboxEvent:
 
 
 def outbox_emit(
-    *, type: str, account_id: int | None, data: dict[str, Any], now: dt.datetime, dedup_key: str | None = None
+    *, type: str, account_id: int | None, data: dict[str, Any], now: dt.datetime, dedup_key: str
 ) -> OutboxEvent | None:
     """Record one event; returns it, or None when an event with the same ``dedup_key`` already exists."""
-    message = OutboxMessage(type=type, account_id=account_id, data=data, dedup_key=dedup_key)
-    if dedup_key is None:
-        event = _event(message, now)
-        event.save()
-        return event
     defaults = {"type": type, "account_id": account_id, "created_at": now, "payload": {"type": type, "data": data}}
     event, created = OutboxEvent.objects.get_or_create(dedup_key=dedup_key, defaults=defaults)
     return event if created else None

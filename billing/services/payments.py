@@ -1,5 +1,6 @@
-"""Payments against invoices: recording one (a bank transfer entered by staff, or a payment the provider
-confirmed), and the hand-off to collection when an invoice is issued with money due."""
+"""Payments against invoices: ``invoice_payment_record`` applies a payment to a finalized invoice's balance
+(no admin action, API endpoint or payment provider calls it yet), and the signal sent when an invoice is
+issued with money due."""
 
 from __future__ import annotations
 
