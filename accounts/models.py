@@ -111,6 +111,13 @@ class Account(models.Model):
         help_text="Lifecycle state. Changed by the billing cycle and by staff actions, always audited.",
     )
     status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    status_reason = models.CharField(max_length=200, blank=True, editable=False, help_text="Why the status last changed.")
+    status_automatic = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="The status was last set by the billing cycle (collection, overdue invoices), not by staff. "
+        "Only such a past-due or suspended status is lifted by a payment that settles what is overdue.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -6,6 +6,9 @@ migrations as models are added) through ``staff_groups_sync``.
   drafts in review, and view everything else (the catalogue included) without changing it, except the
   internal tables (number series, outbox events, idempotency records, the test clock), which they do not
   see at all. They delete nothing and cannot create platform-wide export keys.
+- Payments: billing staff see the payments ledger and the dunning state of every open invoice, and may pause,
+  resume or retry collection; recording, refunding and reversing payments, importing bank statements and
+  resolving reconciliation mismatches are Finance admin's (``billing.add_payment``, ``billing.refund_payment``).
 - Finance admin may do everything in Ledgerline's apps, including the catalogue and credits, edit the
   periodic task schedule, and see failed sign-in attempts, lifting a sign-in lock by deleting its attempt
   (django-axes, ``accounts.sign_in``). Only they take money back off an issued invoice: voiding a finalized
@@ -38,6 +41,7 @@ BILLING_STAFF_EDITABLE = {
     ("billing", "subscription"),
     ("billing", "invoice"),  # hold, release, finalize and void drafts in review
     ("disputes", "dispute"),
+    ("billing", "collection"),  # pause and resume dunning, retry a payment now
 }
 # Internal tables: kept by services for services (numbering, webhooks, idempotent replays, the test
 # clock). Billing staff have no view permission on them, so the admin neither lists nor opens them.
@@ -52,6 +56,7 @@ BILLING_STAFF_HIDDEN = {
 FINANCE_ONLY = {
     ("billing", "void_issued_invoice"),
     ("billing", "write_off_invoice"),
+    ("billing", "refund_payment"),
 }
 
 

@@ -113,8 +113,11 @@ def account_set_status(*, account: Account, status: str, reason: str, actor: Any
         return account
     account.status = status
     account.status_changed_at = clock.now()
+    account.status_reason = reason[:200]
+    # Set by the system (no acting user): the billing cycle may lift it again; set by staff, only staff do.
+    account.status_automatic = not getattr(actor, "is_authenticated", False)
     stamp(account, actor=actor, reason=reason)
-    account.save(update_fields=["status", "status_changed_at", "updated_at"])
+    account.save(update_fields=["status", "status_changed_at", "status_reason", "status_automatic", "updated_at"])
     return account
 
 

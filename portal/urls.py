@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.views import auth, billing, settings
+from portal.views import auth, billing, payments, settings
 
 app_name = "portal"
 
@@ -21,6 +21,8 @@ urlpatterns = [
     path("invoices/<str:number>/pdf", billing.invoice_pdf, name="invoice_pdf"),
     path("credit-notes/", billing.credit_note_list, name="credit_notes"),
     path("credit-notes/<str:number>/pdf", billing.credit_note_pdf, name="credit_note_pdf"),
+    # Payment method, automatic collection, balance, payments (payments)
+    path("billing/", payments.billing_page, name="billing"),
     # Budgets, API keys, users (settings)
     path("budgets/", settings.budget_list, name="budgets"),
     path("budgets/new/", settings.budget_create, name="budget_create"),

@@ -58,13 +58,19 @@ class Document(models.Model):
 
 
 class EmailDelivery(models.Model):
-    """One e-mail about an invoice or a credit note, with its fate."""
+    """One e-mail about an invoice (a credit note, a payment or the account's status because of it), with its
+    fate."""
 
     class Kind(models.TextChoices):
         INVOICE = "invoice", "New invoice"
         REMINDER = "reminder", "Reminder before the due date"
         OVERDUE = "overdue", "Overdue notice"
         CREDIT_NOTE = "credit_note", "Credit note"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+        RECEIPT = "receipt", "Payment receipt"
+        PAST_DUE = "past_due", "Account past due"
+        SUSPENDED = "suspended", "Account suspended"
+        REACTIVATED = "reactivated", "Account reactivated"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -75,6 +81,14 @@ class EmailDelivery(models.Model):
     invoice = models.ForeignKey("billing.Invoice", on_delete=models.CASCADE, related_name="email_deliveries")
     credit_note = models.ForeignKey(
         "billing.CreditNote", on_delete=models.CASCADE, null=True, blank=True, related_name="email_deliveries"
+    )
+    payment = models.ForeignKey(
+        "billing.Payment",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="email_deliveries",
+        help_text="The payment a receipt or a failed-payment e-mail is about.",
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     recipients = models.JSONField(default=list, help_text="The addresses it went to.")

@@ -14,6 +14,7 @@ from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.documents import document_request
 from billing.services.emails.queueing import email_queue_credit_note
 from billing.services.numbering import document_numbers
+from billing.services.payments import invoice_release_payments
 from common import clock
 from common.audit import stamp
 from common.errors import BillingError
@@ -87,11 +88,14 @@ def credit_note_issue(
         [CreditNoteLine(credit_note=note, invoice_line=line, description=d[:300], amount=a) for line, d, a in clean]
     )
     invoice.amount_credited += total
-    refund_due = max(total - invoice.amount_due, ZERO)  # credit beyond what is owed: refund or account credit
+    # Credit beyond what is owed: that much of the money that paid the invoice is released from it and becomes
+    # the account's credit balance (applied to its next invoice, or refunded by finance).
+    refund_due = max(total - invoice.amount_due, ZERO)
+    if refund_due:
+        invoice_release_payments(
+            invoice=invoice, amount=refund_due, reason=f"credited by {note.number}", actor=actor, now=now
+        )
     invoice.amount_due = invoice.total - invoice.amount_paid - invoice.amount_credited
-    if invoice.amount_due < 0:
-        invoice.amount_paid += invoice.amount_due  # the overpaid part is owed back to the customer
-        invoice.amount_due = ZERO
     fields = ["amount_credited", "amount_due", "amount_paid", "updated_at"]
     if invoice.amount_due == 0 and invoice.status == Invoice.Status.FINALIZED:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, now
@@ -99,7 +103,7 @@ def credit_note_issue(
     stamp(
         invoice,
         actor=actor,
-        reason=f"credited {note.number}" + (f" (refund {refund_due})" if refund_due else ""),
+        reason=f"credited {note.number}" + (f" ({refund_due} to the credit balance)" if refund_due else ""),
         at=now,
     )
     invoice.save(update_fields=fields)

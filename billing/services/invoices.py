@@ -22,7 +22,7 @@ from billing.rating.engine import ChargeLine, Estimate, charges_estimate
 from billing.services.documents import document_request, documents_request_for_invoices
 from billing.services.emails.queueing import emails_queue_for_invoices
 from billing.services.numbering import document_numbers
-from billing.services.payments import invoice_ready_for_collection
+from billing.services.payments import invoice_ready_for_collection, invoices_apply_balance
 from common import clock, locks
 from common.audit import stamp
 from common.bulk import bulk_update_fields
@@ -302,6 +302,8 @@ def _finalize_write(invoices: list[Invoice], now: dt.datetime, actor: Any = None
         default_user=actor if getattr(actor, "is_authenticated", False) else None,
         default_date=now,
     )
+    # The account's credit balance (overpayments, released credits) pays what it can of the new invoice.
+    invoices_apply_balance(invoices=invoices, now=now)
     month = invoices[0].period_start.date()
     ClosedPeriod.objects.bulk_create(
         [ClosedPeriod(account_id=i.account_id, month=month, closed_at=now) for i in invoices], ignore_conflicts=True

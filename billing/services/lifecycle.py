@@ -1,4 +1,5 @@
-"""Step 5 of the cycle: subscriptions roll into the new month, trials end, unpaid accounts fall past due.
+"""Step 5 of the cycle: subscriptions roll into the new month, trials end, unpaid accounts fall past due and
+then suspended, and settled ones are active again (``billing.services.account_status``).
 
 Runs after every billing run and daily (``billing.tasks.lifecycle_update_task``); every change is
 audited with its reason. Idempotent: running it twice changes nothing the second time.
@@ -14,7 +15,8 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.services import account_set_status
-from billing.models import Invoice, Subscription
+from billing.models import Subscription
+from billing.services.account_status import account_statuses_update
 from common import clock
 from common.audit import stamp
 from common.bulk import bulk_update_fields
@@ -37,7 +39,7 @@ def _save_rolled(subscriptions: list[Subscription]) -> None:
 def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = None) -> dict[str, int]:
     """Apply what the time ``now`` implies. Returns how many of each change were made."""
     now = now or clock.now()
-    changes = {"cancelled": 0, "rolled": 0, "trials_ended": 0, "past_due": 0, "recovered": 0}
+    changes = {"cancelled": 0, "rolled": 0, "trials_ended": 0}
     current = month_containing(now)
 
     # Cancellations requested for the period end take effect; the period was billed in full.
@@ -87,18 +89,8 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
             account_set_status(account=sub.account, status=Account.Status.ACTIVE, reason="trial ended")
         changes["trials_ended"] += 1
 
-    # Unpaid past the due date: past due. Settled again: active.
-    overdue = set(
-        Invoice.objects.filter(status=Invoice.Status.FINALIZED, due_at__lt=now, amount_due__gt=0).values_list(
-            "account_id", flat=True
-        )
-    )
-    for account in Account.objects.select_for_update().filter(pk__in=overdue, status=Account.Status.ACTIVE):
-        account_set_status(account=account, status=Account.Status.PAST_DUE, reason="invoice unpaid past its due date")
-        changes["past_due"] += 1
-    for account in Account.objects.select_for_update().filter(status=Account.Status.PAST_DUE).exclude(pk__in=overdue):
-        account_set_status(account=account, status=Account.Status.ACTIVE, reason="overdue invoices settled")
-        changes["recovered"] += 1
+    # Unpaid past the due date: past due; long overdue or out of retries: suspended; settled again: active.
+    changes.update(account_statuses_update(now=now))
     if any(changes.values()):
         logger.info("Lifecycle at %s: %s", now.isoformat(), changes)
     return changes

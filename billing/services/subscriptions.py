@@ -102,12 +102,16 @@ def subscription_create(
             code="already_subscribed",
             status=409,
         ) from None
-    account_set_status(
-        account=account,
-        status=Account.Status.TRIALING if in_trial else Account.Status.ACTIVE,
-        reason=f"subscribed to {plan_version}",
-        actor=actor,
-    )
+    # A plan change (or a new subscription) never lifts a collection status: a past-due or suspended account
+    # stays so until what is overdue is paid (billing.services.account_status) or staff reactivate it.
+    account.refresh_from_db(fields=["status"])
+    if account.status not in (Account.Status.PAST_DUE, Account.Status.SUSPENDED):
+        account_set_status(
+            account=account,
+            status=Account.Status.TRIALING if in_trial else Account.Status.ACTIVE,
+            reason=f"subscribed to {plan_version}",
+            actor=actor,
+        )
     return subscription
 
 

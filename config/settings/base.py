@@ -198,6 +198,11 @@ BILLING_EMAIL_RETRY_SECONDS = env_int("BILLING_EMAIL_RETRY_SECONDS", 60)
 # Days before the due date a reminder goes out, and days after it an overdue notice goes out.
 BILLING_REMINDER_DAYS_BEFORE_DUE = [int(d) for d in env_list("BILLING_REMINDER_DAYS_BEFORE_DUE", ["7", "1"])]
 BILLING_OVERDUE_DAYS = [int(d) for d in env_list("BILLING_OVERDUE_DAYS", ["1", "7", "14"])]
+# Dunning: automatic collection charges the payment method when an invoice is finalized (day 0) and, after a
+# failure, again on these days counted from the first failure. After the last one fails, the account is
+# suspended; so is an account with an invoice this many days past its due date.
+BILLING_DUNNING_RETRY_DAYS = [int(d) for d in env_list("BILLING_DUNNING_RETRY_DAYS", ["3", "5", "7"])]
+BILLING_SUSPEND_AFTER_DAYS_OVERDUE = env_int("BILLING_SUSPEND_AFTER_DAYS_OVERDUE", 30)
 # Absolute links in e-mails (the customer portal) start with this.
 LEDGERLINE_BASE_URL = env_str("LEDGERLINE_BASE_URL", "http://127.0.0.1:8000")
 # The settable test clock (common.clock): on for the demo and tests only.

@@ -13,7 +13,7 @@ from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from billing.models import EmailDelivery, Invoice
+from billing.models import Collection, EmailDelivery, Invoice
 from billing.presentation import invoice_seller
 from billing.services.documents import document_ready
 from common import clock
@@ -32,6 +32,30 @@ class TemporaryFailure(Exception):
 
 def _portal_url(invoice: Invoice) -> str:
     return settings.LEDGERLINE_BASE_URL.rstrip("/") + reverse("portal:invoice", args=[invoice.number])
+
+
+def _billing_url() -> str:
+    return settings.LEDGERLINE_BASE_URL.rstrip("/") + reverse("portal:billing")
+
+
+# E-mails about money and the account's status: the invoice is named, its PDF is not attached again.
+WITHOUT_PDF = {Kind.PAYMENT_FAILED, Kind.RECEIPT, Kind.PAST_DUE, Kind.SUSPENDED, Kind.REACTIVATED}
+
+
+def _payment_context(delivery: EmailDelivery) -> dict[str, Any]:
+    payment = delivery.payment
+    if payment is None:
+        return {}
+    collection = Collection.objects.filter(invoice_id=delivery.invoice_id).first()
+    retry = collection.next_attempt_at if collection and collection.state == Collection.State.RETRYING else None
+    return {
+        "payment": payment,
+        "payment_amount": format_money(payment.amount, payment.currency),
+        "payment_method": payment.payment_method.replace("_", " ") or payment.get_provider_display(),
+        "paid_at": payment.received_at,
+        "failure_reason": payment.failure_message or payment.failure_code,
+        "retry_date": retry.date() if retry else None,
+    }
 
 
 def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
@@ -57,6 +81,9 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
         "days_to_due": (due_date - today).days if due_date else None,
         "days_overdue": (today - due_date).days if due_date else None,
         "portal_url": _portal_url(invoice),
+        "billing_url": _billing_url(),
+        "account_status": invoice.account.get_status_display().lower(),
+        **_payment_context(delivery),
         # Signed by the seller as snapshotted on the invoice, like its PDF.
         "seller_name": seller.get("name", ""),
         "contact_email": seller.get("email", ""),
@@ -69,19 +96,11 @@ def email_subject(delivery: EmailDelivery, now: dt.datetime) -> str:
 
 
 def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) -> EmailMultiAlternatives:
-    """The e-mail of a delivery: plain text and HTML bodies, the PDF attached, a fresh Message-ID."""
+    """The e-mail of a delivery: plain text and HTML bodies, the PDF attached (not to e-mails about payments
+    and the account's status), a fresh Message-ID."""
     now = now or clock.now()
     context = _context(delivery, now)
-    if delivery.credit_note is not None:
-        document = document_ready(credit_note=delivery.credit_note)
-        filename = f"{delivery.credit_note.number}.pdf"
-    else:
-        document = document_ready(invoice=delivery.invoice)
-        filename = f"{delivery.invoice.number}.pdf"
-    if not document.file:
-        raise TemporaryFailure(ERR_NO_PDF.format(error=document.error or "still rendering"))
-    with document.file.open("rb") as pdf:
-        content = pdf.read()
+    attachment = None if delivery.kind in WITHOUT_PDF else _pdf_attachment(delivery)
     message = EmailMultiAlternatives(
         subject=delivery.subject or email_subject(delivery, now),
         body=render_to_string(f"billing/email/{delivery.kind}.txt", context),
@@ -91,5 +110,19 @@ def email_message(*, delivery: EmailDelivery, now: dt.datetime | None = None) ->
         headers={"Message-ID": make_msgid(domain=DNS_NAME)},
     )
     message.attach_alternative(render_to_string(f"billing/email/{delivery.kind}.html", context), "text/html")
-    message.attach(filename, content, "application/pdf")
+    if attachment is not None:
+        message.attach(*attachment, "application/pdf")
     return message
+
+
+def _pdf_attachment(delivery: EmailDelivery) -> tuple[str, bytes]:
+    if delivery.credit_note is not None:
+        document = document_ready(credit_note=delivery.credit_note)
+        filename = f"{delivery.credit_note.number}.pdf"
+    else:
+        document = document_ready(invoice=delivery.invoice)
+        filename = f"{delivery.invoice.number}.pdf"
+    if not document.file:
+        raise TemporaryFailure(ERR_NO_PDF.format(error=document.error or "still rendering"))
+    with document.file.open("rb") as pdf:
+        return filename, pdf.read()

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from accounts.models import Account
-from billing.models import CreditNote, EmailDelivery, Invoice
+from billing.models import CreditNote, EmailDelivery, Invoice, Payment
 from billing.services.documents import STALE_AFTER
 from billing.services.emails.content import email_subject
 from common import clock
@@ -85,12 +85,14 @@ def delivery_build(
     recipients: list[str],
     now: dt.datetime,
     credit_note: CreditNote | None = None,
+    payment: Payment | None = None,
     dedup_key: str | None = None,
     requested_by: Any = None,
 ) -> EmailDelivery:
     delivery = EmailDelivery(
         invoice=invoice,
         credit_note=credit_note,
+        payment=payment,
         kind=kind,
         recipients=list(recipients),
         dedup_key=dedup_key,
@@ -134,6 +136,29 @@ def email_queue_credit_note(*, credit_note: CreditNote, now: dt.datetime) -> lis
         recipients=recipients,
         now=now,
         dedup_key=f"credit_note:{credit_note.pk}",
+    )
+    return deliveries_create([row])
+
+
+def email_queue_payment(*, payment: Payment, invoice: Invoice, kind: str, now: dt.datetime) -> list[int]:
+    """A receipt for a payment that went to ``invoice``, or the notice that an automatic attempt to collect it
+    failed (with the next retry date and where to update the card); once per payment and kind."""
+    recipients = Account.objects.values_list("billing_emails", flat=True).get(pk=payment.account_id)
+    row = delivery_build(
+        invoice=invoice, payment=payment, kind=kind, recipients=recipients, now=now, dedup_key=f"{kind}:{payment.pk}"
+    )
+    return deliveries_create([row])
+
+
+def email_queue_account_status(*, account: Account, invoice: Invoice, kind: str, now: dt.datetime) -> list[int]:
+    """The account's billing addresses learn that it is past due, suspended or active again (``invoice``: the
+    one that caused it, or that settled it); once per account, kind and moment."""
+    row = delivery_build(
+        invoice=invoice,
+        kind=kind,
+        recipients=account.billing_emails,
+        now=now,
+        dedup_key=f"{kind}:{account.pk}:{now.isoformat()}"[:120],
     )
     return deliveries_create([row])
 

@@ -67,6 +67,7 @@ _WHAT: dict[str, str] = {
     Kind.REMINDER: "reminder",
     Kind.OVERDUE: "overdue notice",
     Kind.CREDIT_NOTE: "e-mail",
+    Kind.PAYMENT_FAILED: "failed-payment notice",
 }
 
 
@@ -84,7 +85,7 @@ def _lapsed_reason(delivery: EmailDelivery, now: dt.datetime) -> str | None:
         return None
     if invoice.status == Invoice.Status.VOID:
         return ERR_LAPSED_VOID.format(number=invoice.number, what=what)
-    if delivery.kind not in (Kind.REMINDER, Kind.OVERDUE):
+    if delivery.kind not in (Kind.REMINDER, Kind.OVERDUE, Kind.PAYMENT_FAILED):
         return None
     if invoice.status == Invoice.Status.PAID:
         return ERR_LAPSED_PAID.format(number=invoice.number, what=what)
