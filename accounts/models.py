@@ -111,7 +111,9 @@ class Account(models.Model):
         help_text="Lifecycle state. Changed by the billing cycle and by staff actions, always audited.",
     )
     status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    status_reason = models.CharField(max_length=200, blank=True, editable=False, help_text="Why the status last changed.")
+    status_reason = models.CharField(
+        max_length=200, blank=True, editable=False, help_text="Why the status last changed."
+    )
     status_automatic = models.BooleanField(
         default=False,
         editable=False,

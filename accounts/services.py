@@ -23,6 +23,7 @@ from accounts.selectors import (
     account_user_removed_login,
     api_key_cache_clear,
 )
+from accounts.signals import account_status_changed
 from common import clock
 from common.audit import stamp
 from common.enqueue import enqueue_on_commit
@@ -105,8 +106,11 @@ def account_update(*, account: Account, data: dict[str, Any], actor: Any = None)
 
 
 @transaction.atomic
-def account_set_status(*, account: Account, status: str, reason: str, actor: Any = None) -> Account:
-    """Move an account to ``status``; the history row records who, when, old and new, and why."""
+def account_set_status(
+    *, account: Account, status: str, reason: str, actor: Any = None, cause: dict[str, Any] | None = None
+) -> Account:
+    """Move an account to ``status``; the history row records who, when, old and new, and why. Sends
+    ``accounts.signals.account_status_changed`` (``cause``: what the caller knows of why, e.g. the invoice)."""
     if status not in Account.Status.values:
         raise BillingError(f"Unknown account status {status!r}.", code="invalid_status", field="status")
     if account.status == status:
@@ -116,8 +120,12 @@ def account_set_status(*, account: Account, status: str, reason: str, actor: Any
     account.status_reason = reason[:200]
     # Set by the system (no acting user): the billing cycle may lift it again; set by staff, only staff do.
     account.status_automatic = not getattr(actor, "is_authenticated", False)
+    previous = Account.objects.filter(pk=account.pk).values_list("status", flat=True).first()
     stamp(account, actor=actor, reason=reason)
     account.save(update_fields=["status", "status_changed_at", "status_reason", "status_automatic", "updated_at"])
+    account_status_changed.send(
+        sender=Account, account=account, previous=previous, reason=reason, actor=actor, cause=cause or {}
+    )
     return account
 
 

@@ -250,6 +250,7 @@ class TenantQuotaApi(APIView):
                 "tenant_id": found.public_id,
                 "account_id": found.account.public_id,
                 "scope": "tenant" if pinned else "account",
+                "account_status": found.account.status,
                 "as_of": now.isoformat().replace("+00:00", "Z"),
                 "limits": limits,
             }

@@ -39,6 +39,10 @@ month ends. Usage beyond a limit is not blocked; it is alerted
 (`billing.usage_threshold` at 75/90/100 %, `billing.limit_exceeded`) and billed as overage where the plan
 prices it.
 
+`account_status` is the account's billing status: `past_due` (an invoice is unpaid after its due date),
+`suspended` (the last payment retry failed, or an invoice is long overdue). Ingestion keeps accepting and
+storing a suspended account's events; an application that should block a suspended customer reads it here.
+
 `scope` says whose usage the figures are. `account` (every key not pinned to a tenant): the whole account's
 usage, with `remaining` and `exceeded`. `tenant` (a key pinned to the tenant, which reads no other tenant):
 only the limits the tenant's own events count towards (not `tenants` or `master_partners`, counted from the
@@ -86,6 +90,11 @@ QuotaDocument = inline_serializer(
         "scope": serializers.ChoiceField(
             choices=["account", "tenant"],
             help_text="Whose usage the figures are: the account's, or (for a tenant-pinned key) the tenant's own.",
+        ),
+        "account_status": serializers.ChoiceField(
+            choices=["trialing", "active", "past_due", "suspended", "cancelled"],
+            help_text="The account's billing status. A suspended account's events are still accepted and "
+            "stored (usage is never lost); applications decide whether to block its users.",
         ),
         "as_of": serializers.DateTimeField(),
         "limits": serializers.ListField(child=serializers.DictField()),
@@ -141,6 +150,7 @@ QUOTA_EXAMPLE = OpenApiExample(
         "tenant_id": "ten_acme_eu",
         "account_id": "acc_000001",
         "scope": "account",
+        "account_status": "active",
         "as_of": "2026-11-26T10:12:00Z",
         "limits": [
             {

@@ -18,7 +18,7 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from billing.models.catalogue import _amount
-from common.money import CURRENCY_CHOICES
+from common.money import CURRENCY_CHOICES, format_money
 
 
 class Payment(models.Model):
@@ -134,7 +134,7 @@ class PaymentAllocation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.payment_id} → {self.invoice_id}: {self.amount}"
+        return f"{self.get_kind_display()}: {format_money(self.amount, self.currency)}"
 
 
 class Refund(models.Model):

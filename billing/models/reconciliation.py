@@ -21,8 +21,10 @@ class BankStatementLine(models.Model):
         IGNORED = "ignored", "Ignored by staff"
 
     line_key = models.CharField(
-        max_length=64, unique=True, help_text="Digest of date, amount, currency, reference and occurrence: "
-        "importing the same statement twice records nothing twice."
+        max_length=64,
+        unique=True,
+        help_text="Digest of date, amount, currency, reference and occurrence: "
+        "importing the same statement twice records nothing twice.",
     )
     booked_on = models.DateField(help_text="The date on the statement.")
     amount = _amount()

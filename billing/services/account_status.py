@@ -77,8 +77,9 @@ def account_status_change(
     actor: Any = None,
     now: dt.datetime | None = None,
 ) -> Account:
-    """Move an account to ``status`` as the billing cycle (or staff) decided: the audited transition, the
-    ``billing.subscription_updated`` event and the e-mail to its billing addresses. No-op when unchanged."""
+    """Move an account to ``status`` as the billing cycle (or staff) decided: the audited transition (whose
+    ``billing.subscription_updated`` event ``account_status_event`` records) and the e-mail to its billing
+    addresses about ``invoice``. No-op when unchanged."""
     from billing.services.emails.queueing import email_queue_account_status  # e-mails read account statuses
 
     now = now or clock.now()
@@ -86,27 +87,40 @@ def account_status_change(
     previous = account.status
     if previous == status:
         return account
-    account_set_status(account=account, status=status, reason=reason, actor=actor)
-    subscription = account.subscriptions.exclude(status=Subscription.Status.CANCELLED).order_by("-started_at").first()
-    outbox_emit(
-        type="billing.subscription_updated",
-        account_id=account.pk,
-        dedup_key=f"account_status:{account.pk}:{account.history.latest().pk}",
-        data={
-            "account_id": account.public_id,
-            "subscription_id": subscription.public_id if subscription else None,
-            "account_status": status,
-            "previous_status": previous,
-            "reason": reason,
-            "invoice_id": invoice.number if invoice else None,
-            "changed_at": iso_utc(now),
-        },
-        now=now,
-    )
-    kind = KIND_FOR_STATUS.get(status)
+    account_set_status(account=account, status=status, reason=reason, actor=actor, cause={"invoice": invoice})
+    kind = KIND_FOR_STATUS.get(Account.Status(status))
     if kind is not None and invoice is not None:
         email_queue_account_status(account=account, invoice=invoice, kind=kind, now=now)
     return account
+
+
+def account_status_event(
+    sender: Any, *, account: Account, previous: str, reason: str, cause: dict[str, Any], **kwargs: Any
+) -> None:
+    """``accounts.signals.account_status_changed`` receiver (connected in ``billing.apps``): every status change,
+    by the billing cycle or by staff, is recorded as ``billing.subscription_updated``."""
+    now = clock.now()
+    # The history row just written (the account row is locked): its id, not its date, names this change. On a
+    # frozen test clock two changes share a date, and ``latest()`` could return the earlier row, whose key
+    # would swallow this change's event.
+    change = account.history.order_by("-history_id").values_list("history_id", flat=True).first()
+    subscription = account.subscriptions.exclude(status=Subscription.Status.CANCELLED).order_by("-started_at").first()
+    invoice = cause.get("invoice")
+    outbox_emit(
+        type="billing.subscription_updated",
+        account_id=account.pk,
+        dedup_key=f"account_status:{account.pk}:{change}",
+        data={
+            "account_id": account.public_id,
+            "subscription_id": subscription.public_id if subscription else None,
+            "account_status": account.status,
+            "previous_status": previous,
+            "reason": reason,
+            "invoice_id": invoice.number if invoice is not None else None,
+            "changed_at": iso_utc(account.status_changed_at or now),
+        },
+        now=now,
+    )
 
 
 def account_status_after_payment(*, account_id: int, now: dt.datetime | None = None) -> Account | None:
@@ -150,8 +164,9 @@ def account_statuses_update(*, now: dt.datetime | None = None) -> dict[str, int]
         )
         changes["past_due"] += 1
     exhausted_accounts = set(
-        Collection.objects.filter(state=Collection.State.EXHAUSTED, invoice__status=Invoice.Status.FINALIZED)
-        .values_list("account_id", flat=True)
+        Collection.objects.filter(
+            state=Collection.State.EXHAUSTED, invoice__status=Invoice.Status.FINALIZED
+        ).values_list("account_id", flat=True)
     )
     candidates = Account.objects.filter(
         pk__in=set(overdue) | exhausted_accounts,

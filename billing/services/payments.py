@@ -54,7 +54,8 @@ ERR_RECORD_DENIED = "Only Finance admins may record payments."
 # Sent after commit with ``invoice_ids`` when invoices are finalized with money due: where automatic
 # collection starts (``billing.services.collection`` connects to it).
 invoice_ready_for_collection = Signal()
-# Sent after commit with ``account_id`` when money came in: the account's status may recover.
+# Sent after commit with ``account_id`` and ``now`` (the time the payment was recorded at) when money came in:
+# the account's status may recover.
 payment_received = Signal()
 
 
@@ -145,6 +146,9 @@ def _apply(
     now: dt.datetime,
 ) -> PaymentAllocation:
     """Move ``amount`` of ``payment`` onto (positive) or off (negative) ``invoice``, which the caller locked."""
+    # Amounts read back from the database carry the columns' four places: the invoice's amounts in memory
+    # (which the caller may put into events and e-mails) stay in the currency's minor unit.
+    amount = round_money(amount, invoice.currency)
     allocation = PaymentAllocation.objects.create(
         payment=payment,
         invoice=invoice,
@@ -156,27 +160,43 @@ def _apply(
         created_by=_user(actor),
         reason=reason[:500],
     )
-    invoice.amount_paid += amount
-    invoice.amount_due -= amount
+    reopened = False
+    invoice.amount_paid = round_money(invoice.amount_paid + amount, invoice.currency)
+    # A written-off invoice owes nothing whatever is taken back off it (its amount due was set to zero):
+    # the money reversed or refunded adds to what was written off.
+    if invoice.status != Invoice.Status.UNCOLLECTIBLE:
+        invoice.amount_due = round_money(invoice.amount_due - amount, invoice.currency)
     fields = ["amount_paid", "amount_due", "updated_at"]
     if invoice.status == Invoice.Status.FINALIZED and invoice.amount_due == 0:
         invoice.status, invoice.paid_at = Invoice.Status.PAID, now
         fields += ["status", "paid_at"]
     elif invoice.status == Invoice.Status.PAID and invoice.amount_due > 0:
-        invoice.status, invoice.paid_at = Invoice.Status.FINALIZED, None
+        invoice.status, invoice.paid_at, reopened = Invoice.Status.FINALIZED, None, True
         fields += ["status", "paid_at"]
     verb = "applied" if amount > 0 else "taken back"
-    stamp(invoice, actor=actor, reason=f"{payment.public_id} {verb}: {money_string(abs(amount))} ({reason})"[:100])
+    stamp(
+        invoice,
+        actor=actor,
+        reason=f"{payment.public_id} {verb}: {money_string(abs(amount), invoice.currency)} ({reason})"[:100],
+        at=now,
+    )
     invoice.save(update_fields=fields)
     if invoice.status == Invoice.Status.PAID:
         Collection.objects.filter(invoice=invoice).update(state=Collection.State.SUCCEEDED, next_attempt_at=None)
+    elif reopened:
+        # It owes again: its collection is open again (staff may retry or write it off), not "paid".
+        Collection.objects.filter(invoice=invoice, state=Collection.State.SUCCEEDED).update(
+            state=Collection.State.MANUAL, next_attempt_at=None
+        )
     document_request(invoice=invoice, now=now)  # the PDF shows the balance as it stands
     return allocation
 
 
 def _check_payable(invoice: Invoice, account: Account) -> None:
     if invoice.account_id != account.pk:
-        raise BillingError(ERR_ALLOCATION_ACCOUNT.format(number=invoice.number), code="invalid_invoice", field="invoices")
+        raise BillingError(
+            ERR_ALLOCATION_ACCOUNT.format(number=invoice.number), code="invalid_invoice", field="invoices"
+        )
     if invoice.status != Invoice.Status.FINALIZED or invoice.amount_due <= 0:
         raise BillingError(
             ERR_NOT_PAYABLE.format(number=invoice.number or invoice.pk, status=invoice.get_status_display().lower()),
@@ -210,13 +230,13 @@ def _emit_succeeded(payment: Payment, applied: list[Applied], now: dt.datetime) 
             dedup_key=f"payment_succeeded:{payment.pk}:{invoice.pk if invoice else '-'}",
             data={
                 "invoice_id": invoice.number if invoice else None,
-                "amount_paid": money_string(target.amount if target else payment.amount),
+                "amount_paid": money_string(target.amount if target else payment.amount, payment.currency),
                 "currency": payment.currency,
                 "payment_id": payment.public_id,
                 "payment_method": payment.payment_method or payment.provider,
                 "paid_at": iso_utc(payment.received_at),
                 "invoice_status": invoice.status if invoice else None,
-                "amount_due": money_string(invoice.amount_due) if invoice else None,
+                "amount_due": money_string(invoice.amount_due, payment.currency) if invoice else None,
             },
             now=now,
         )
@@ -229,7 +249,7 @@ def _after_money_in(payment: Payment, applied: list[Applied], now: dt.datetime) 
     if applied:
         email_queue_payment(payment=payment, invoice=applied[0].invoice, kind="receipt", now=now)
     account_id = payment.account_id
-    transaction.on_commit(lambda: payment_received.send(sender=Payment, account_id=account_id))
+    transaction.on_commit(lambda: payment_received.send(sender=Payment, account_id=account_id, now=now))
 
 
 @transaction.atomic
@@ -265,7 +285,9 @@ def payment_record(
     if amount <= 0:
         raise BillingError(ERR_AMOUNT, code="invalid_amount", field="amount")
     if received_at > now + dt.timedelta(days=1):
-        raise BillingError(ERR_FUTURE.format(received_at=iso_utc(received_at)), code="invalid_date", field="received_at")
+        raise BillingError(
+            ERR_FUTURE.format(received_at=iso_utc(received_at)), code="invalid_date", field="received_at"
+        )
     if provider not in Payment.Provider.values:
         raise BillingError(f"Unknown payment method {provider!r}.", code="invalid_provider", field="provider")
     if external_id:
@@ -278,15 +300,22 @@ def payment_record(
     else:
         locked = _locked_invoices([invoice.pk for invoice, _ in allocations])
         plan = []
+        # Per invoice: two allocations to one invoice together may not exceed what it owes.
+        planned: dict[int, Decimal] = {}
         for invoice, share in allocations:
             invoice = locked[invoice.pk]
             share = round_money(share, currency)
             if share <= 0:
                 raise BillingError(ERR_ALLOCATION_AMOUNT, code="invalid_amount", field="invoices")
             _check_payable(invoice, account)
-            if share > invoice.amount_due:
+            planned[invoice.pk] = planned.get(invoice.pk, ZERO) + share
+            if planned[invoice.pk] > invoice.amount_due:
                 raise BillingError(
-                    ERR_ALLOCATION_TOO_MUCH.format(amount=share, number=invoice.number, due=invoice.amount_due),
+                    ERR_ALLOCATION_TOO_MUCH.format(
+                        amount=money_string(planned[invoice.pk], currency),
+                        number=invoice.number,
+                        due=money_string(invoice.amount_due, currency),
+                    ),
                     code="allocation_exceeds_due",
                     field="invoices",
                 )
@@ -294,7 +323,9 @@ def payment_record(
         applied_total = sum((a.amount for a in plan), ZERO)
         if applied_total > amount:
             raise BillingError(
-                ERR_ALLOCATIONS_EXCEED.format(applied=applied_total, amount=amount),
+                ERR_ALLOCATIONS_EXCEED.format(
+                    applied=money_string(applied_total, currency), amount=money_string(amount, currency)
+                ),
                 code="allocation_exceeds_payment",
                 field="invoices",
             )
@@ -423,7 +454,7 @@ def invoice_release_payments(*, invoice: Invoice, amount: Decimal, reason: str, 
             created_by=_user(actor),
             reason=reason[:500],
         )
-        invoice.amount_paid -= share
+        invoice.amount_paid = round_money(invoice.amount_paid - share, invoice.currency)
         left -= share
 
 
@@ -437,7 +468,9 @@ def _net_by_payment(invoice: Invoice, *, newest_first: bool) -> list[tuple[int, 
     )
     order: dict[int, int] = {}
     for position, payment_id in enumerate(
-        PaymentAllocation.objects.filter(invoice=invoice).order_by("created_at", "pk").values_list("payment_id", flat=True)
+        PaymentAllocation.objects.filter(invoice=invoice)
+        .order_by("created_at", "pk")
+        .values_list("payment_id", flat=True)
     ):
         order[payment_id] = position  # the payment's latest allocation to the invoice
     return sorted(rows, key=lambda row: order.get(row[0], 0), reverse=newest_first)
@@ -523,7 +556,11 @@ def payment_refund(
     if amount > unapplied:
         if not release_invoices:
             raise BillingError(
-                ERR_REFUND_TOO_MUCH.format(amount=amount, payment=payment.public_id, left=unapplied),
+                ERR_REFUND_TOO_MUCH.format(
+                    amount=money_string(amount, payment.currency),
+                    payment=payment.public_id,
+                    left=money_string(unapplied, payment.currency),
+                ),
                 code="refund_exceeds_unapplied",
                 field="amount",
             )
@@ -552,7 +589,11 @@ def payment_refund(
             left -= share
         if left > 0:
             raise BillingError(
-                ERR_REFUND_TOO_MUCH.format(amount=amount, payment=payment.public_id, left=amount - left),
+                ERR_REFUND_TOO_MUCH.format(
+                    amount=money_string(amount, payment.currency),
+                    payment=payment.public_id,
+                    left=money_string(amount - left, payment.currency),
+                ),
                 code="refund_exceeds_payment",
                 field="amount",
             )
@@ -572,7 +613,7 @@ def payment_refund(
     refunded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(t=Sum("amount", default=ZERO))["t"]
     if refunded >= payment.amount:
         payment.status = Payment.Status.REFUNDED
-    stamp(payment, actor=actor, reason=f"refunded {money_string(amount)}: {reason}"[:100], at=now)
+    stamp(payment, actor=actor, reason=f"refunded {money_string(amount, payment.currency)}: {reason}"[:100], at=now)
     payment.save()
     outbox_emit(
         type="billing.payment_refunded",
@@ -581,7 +622,7 @@ def payment_refund(
         data={
             "payment_id": payment.public_id,
             "refund_id": refund.public_id,
-            "amount": money_string(amount),
+            "amount": money_string(amount, payment.currency),
             "currency": payment.currency,
             "reason": refund.reason,
             "refunded_at": iso_utc(refund.refunded_at),
@@ -605,7 +646,11 @@ def account_balance_refund(
     balance = credit_balance(account)
     if amount > balance:
         raise BillingError(
-            ERR_BALANCE_TOO_LOW.format(amount=amount, balance=balance), code="refund_exceeds_balance", field="amount"
+            ERR_BALANCE_TOO_LOW.format(
+                amount=money_string(amount, account.currency), balance=money_string(balance, account.currency)
+            ),
+            code="refund_exceeds_balance",
+            field="amount",
         )
     refunds = []
     left = amount

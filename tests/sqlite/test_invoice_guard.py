@@ -1,6 +1,7 @@
 """The SQLite triggers that keep an issued invoice as it was issued (billing migration 0004, put back by 0006
 after it rebuilt the table): statements that change its money or identity, or its lines, are refused by the
-database itself; paying it still goes through."""
+database itself; paying it still goes through, and so does opening a paid invoice again (billing migration
+0013: the money that paid it was refunded or reversed)."""
 
 import datetime as dt
 import io
@@ -85,7 +86,7 @@ def test_the_orm_is_refused_as_well(issued):
     assert Invoice.objects.get(pk=issued.pk).total == D("299.00")
 
 
-def test_an_issued_invoice_may_still_be_paid_but_never_reopened(issued):
+def test_an_issued_invoice_may_be_paid_and_opened_again_but_never_made_a_draft(issued):
     paid_at = dt.datetime(2026, 12, 10, tzinfo=UTC)
     Invoice.objects.filter(pk=issued.pk).update(status="paid", amount_paid=F("total"), amount_due=0, paid_at=paid_at)
     issued.refresh_from_db()
@@ -95,7 +96,20 @@ def test_an_issued_invoice_may_still_be_paid_but_never_reopened(issued):
         D("0.00"),
         paid_at,
     )
+    # A paid invoice never goes back to draft, and its total stays as issued.
     with pytest.raises(IntegrityError, match=IMMUTABLE), transaction.atomic():
-        Invoice.objects.filter(pk=issued.pk).update(status="finalized", amount_paid=0, amount_due=F("total"))
+        Invoice.objects.filter(pk=issued.pk).update(status="draft", amount_paid=0, amount_due=F("total"))
+    with pytest.raises(IntegrityError, match=IMMUTABLE), transaction.atomic():
+        Invoice.objects.filter(pk=issued.pk).update(total=D("1.00"))
     issued.refresh_from_db()
-    assert (issued.status, issued.amount_due) == ("paid", D("0.00"))
+    assert (issued.status, issued.total, issued.amount_due) == ("paid", D("299.00"), D("0.00"))
+
+    # The money that paid it was refunded (or the payment reversed): it owes the amount again.
+    Invoice.objects.filter(pk=issued.pk).update(status="finalized", amount_paid=0, amount_due=F("total"), paid_at=None)
+    issued.refresh_from_db()
+    assert (issued.status, issued.amount_paid, issued.amount_due, issued.paid_at) == (
+        "finalized",
+        D("0.00"),
+        D("299.00"),
+        None,
+    )
