@@ -7,8 +7,10 @@ Steps, per chunk of accounts (``BILLING_RUN_CHUNK``, one transaction each, so me
    shows), check lines add up to the totals;
 3. generate invoices: drafts, finalized at once when ``BILLING_REVIEW_HOURS`` is 0, else by
    ``invoices_finalize_due`` once the review window has passed (held invoices wait);
-4. signal invoices with money due (``invoice_ready_for_collection``, after commit; no receiver yet);
-5. update subscriptions and account status (``billing.services.lifecycle``).
+4. collect payment: finalization applies the account's credit balance, then signals the invoices still owing
+   money (``invoice_ready_for_collection``, after commit), where ``billing.services.collection`` charges the
+   payment method on file or awaits a manual payment, with retries (dunning);
+5. update subscriptions and account status (``billing.services.lifecycle``, ``billing.services.account_status``).
 
 Exactly once: one run per month (re-running resumes it); within a chunk the accounts' period locks are
 taken first, and accounts that already have a (non-void) invoice for the month are skipped, so two runs
