@@ -1,9 +1,14 @@
 from django.urls import path
 
-from billing import apis
+from billing import apis, apis_ledger
 
 urlpatterns = [
     path("billing/usage/current", apis.CurrentUsageApi.as_view(), name="usage-current"),
     path("billing/usage", apis.MonthUsageApi.as_view(), name="usage-month"),
     path("tenants/<str:tenant>/quota", apis.TenantQuotaApi.as_view(), name="tenant-quota"),
+    path("accounts/<str:account>/billing", apis_ledger.AccountBillingApi.as_view(), name="account-billing"),
+    path("invoices", apis_ledger.InvoiceListApi.as_view(), name="invoice-list"),
+    path("invoices/<str:number>", apis_ledger.InvoiceDetailApi.as_view(), name="invoice-detail"),
+    path("invoices/<str:number>/pdf", apis_ledger.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path("payments", apis_ledger.PaymentListApi.as_view(), name="payment-list"),
 ]

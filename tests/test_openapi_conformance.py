@@ -7,6 +7,7 @@ schema."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 import schemathesis
@@ -21,16 +22,26 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from accounts.models import Account
 from accounts.services import api_key_create
+from billing.models import Invoice, Payment
+from billing.services.payments import payment_record
 from billing.services.subscriptions import subscription_create
+from common.periods import month_period
 from tests.accounts.factories import AccountFactory
+from tests.billing.cycle import close
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 OPERATIONS = [
+    "GET /v1/accounts/{account}/billing",
     "GET /v1/billing/usage",
     "GET /v1/billing/usage/current",
+    "GET /v1/invoices",
+    "GET /v1/invoices/{number}",
+    "GET /v1/invoices/{number}/pdf",
+    "GET /v1/payments",
     "GET /v1/tenants/{tenant}/quota",
     "POST /v1/events",
 ]
@@ -60,6 +71,10 @@ def keys(plan) -> dict[str, str | None]:
     MasterPartnerFactory(
         account=account, public_id="prt_supplier_001", activated_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
     )
+    # An October invoice, partly paid, for the invoice and payment endpoints to find.
+    close(period=month_period(2026, 10), now=dt.datetime(2026, 11, 1, 0, 5, tzinfo=UTC))
+    with time_machine.travel(dt.datetime(2026, 11, 5, tzinfo=UTC), tick=False):
+        payment_record(account=account, amount=Decimal("100.00"), provider=Payment.Provider.BANK_TRANSFER)
     kinds = {
         "ingest": (["ingest"], account, None),
         "read": (["read"], account, None),
@@ -83,6 +98,8 @@ def test_every_answer_is_documented_by_the_schema(keys):
         schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
         operations = [result.ok() for result in schema.get_all_operations()]
         assert sorted(f"{op.method.upper()} {op.path}" for op in operations) == OPERATIONS
+        (account_id,) = Account.objects.values_list("public_id", flat=True)
+        (invoice_number,) = Invoice.objects.exclude(number=None).values_list("number", flat=True)
         for operation in operations:
             for name, secret in keys.items():
                 headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
@@ -92,11 +109,20 @@ def test_every_answer_is_documented_by_the_schema(keys):
                     for tenant in ("ten_acme_eu", "ten_acme_us")
                     if "{tenant}" in operation.path
                 ]
+                # Likewise the account's own billing and invoices, and (export keys) its lists.
+                own_ledger = [
+                    operation.as_strategy(headers=headers, path_parameters={parameter: value})
+                    for parameter, value in (("account", account_id), ("number", invoice_number))
+                    if f"{{{parameter}}}" in operation.path
+                ]
+                if operation.path in ("/v1/invoices", "/v1/payments"):
+                    own_ledger.append(operation.as_strategy(headers=headers, query={"account": account_id}))
                 strategy = st.one_of(
                     operation.as_strategy(GenerationMode.POSITIVE, headers=headers),
                     operation.as_strategy(GenerationMode.NEGATIVE, headers=headers),
                     *schema.get_strategies_from_examples(operation),
                     *own_tenants,
+                    *own_ledger,
                 )
 
                 @HYPOTHESIS
