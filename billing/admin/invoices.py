@@ -18,6 +18,7 @@ from django.utils.safestring import mark_safe
 
 from billing.admin.documents import DocumentAdminMixin
 from billing.admin.emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
+from billing.admin.payments import InvoicePaymentsMixin
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.invoices import (
     PERM_VOID_ISSUED,
@@ -137,7 +138,7 @@ def _snapshot_rows(snapshot: dict) -> list[tuple[str, str]]:
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, ServiceAdmin):
+class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, InvoicePaymentsMixin, ServiceAdmin):
     document_kind = "invoice"
     # Fits a 1366 px screen: the number links to the page; held drafts say so in their status.
     list_display = (
