@@ -1,8 +1,10 @@
 """How billing documents read: the context of invoice and credit-note PDFs, and the seller block, tenant names
 and dates that the portal pages and the e-mails show the same way. Read from the stored rows.
 
-The invoice is printed with its balance as it stands (amount paid, credited and due, and a PAID or VOID
-mark): the PDF is rendered again whenever the balance or the status changes.
+The invoice is printed with its balance as it stands (what the credit balance paid, the payments applied,
+the amount credited and due, and a PAID or VOID mark): the PDF is rendered again whenever the balance or the
+status changes. The payment part (``invoice_balance``, ``payment_method_text``, ``collection_text``,
+``invoice_payment_status``) reads the same on the invoice PDF and the portal's pages.
 
 Every figure printed is a stored amount (a line's ``amount``, a tenant's or partner's share in its
 ``breakdown``, the invoice's totals) formatted with ``common.money.format_money``; nothing is re-computed
@@ -17,13 +19,14 @@ to 2 decimals, counts as whole numbers; a line's tenant and partner quantities a
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
-from billing.models import CreditNote, Invoice, InvoiceLine
+from billing.models import Collection, CreditNote, Invoice, InvoiceLine, Payment, PaymentAllocation, PaymentProfile
 from billing.quantities import format_metric_quantity, format_parts, format_usage
 from common.money import format_money
 from common.periods import Period
@@ -240,6 +243,196 @@ def _watermark(invoice: Invoice) -> str:
     }.get(invoice.status, "")
 
 
+# Payments: how an invoice's balance, a payment and the collection of an open invoice read.
+
+BALANCE_APPLIED_LABEL = "Applied from credit balance"
+_METHOD_RE = re.compile(r"^(?P<kind>[a-z_]+?)_ending_(?P<last4>\w+)$")
+
+
+def short_day(moment: dt.datetime | dt.date | None) -> str:
+    """``3 Dec`` (UTC date), as the collection of an open invoice is told."""
+    if moment is None:
+        return ""
+    if isinstance(moment, dt.datetime):
+        moment = moment.astimezone(dt.UTC).date()
+    return f"{moment.day} {moment:%b}"
+
+
+def current_seller() -> dict[str, Any]:
+    """The seller as configured now (a payment receipt that paid no invoice has no snapshot to read)."""
+    return _current_seller()
+
+
+def _method_kind_label(kind: str) -> str:
+    if kind in PaymentProfile.MethodType.values:
+        return str(PaymentProfile.MethodType(kind).label)
+    return kind.replace("_", " ").capitalize()
+
+
+def payment_method_text(payment: Payment) -> str:
+    """How a payment was made, as customers read it: ``Card ending 4242``, ``SEPA Direct Debit ending 3000``,
+    ``Bank transfer`` (the provider when the payment names no method)."""
+    method = payment.payment_method
+    match = _METHOD_RE.match(method) if method else None
+    if match:
+        return f"{_method_kind_label(match['kind'])} ending {match['last4']}"
+    if method:
+        return _method_kind_label(method)
+    return payment.get_provider_display()
+
+
+def profile_method_text(profile: PaymentProfile | None) -> str:
+    """The payment method on file: ``Visa ending 4242, expires 08/2028``; "" when there is none."""
+    if profile is None or not profile.has_payment_method:
+        return ""
+    if profile.payment_method_type == PaymentProfile.MethodType.CARD or not profile.payment_method_type:
+        name = profile.payment_method_brand.replace("_", " ").title() if profile.payment_method_brand else "Card"
+    else:
+        name = profile.get_payment_method_type_display()
+    text = f"{name} ending {profile.payment_method_last4}" if profile.payment_method_last4 else name
+    if profile.payment_method_exp_month and profile.payment_method_exp_year:
+        text += f", expires {profile.payment_method_exp_month:02d}/{profile.payment_method_exp_year}"
+    return text
+
+
+@dataclass
+class AppliedPayment:
+    """A payment's share of an invoice, net of what was taken back off it again."""
+
+    payment: Payment
+    date: str
+    method: str
+    amount: Decimal
+    amount_text: str
+
+
+@dataclass
+class InvoiceBalance:
+    """What paid an invoice: the account's credit balance (applied at finalization, like Stripe's customer
+    balance) apart from the payments made for it. ``balance_applied`` + ``paid`` = ``invoice.amount_paid``."""
+
+    balance_applied: Decimal
+    balance_applied_text: str
+    balance_applied_date: str
+    paid: Decimal
+    paid_text: str
+    payments: list[AppliedPayment]
+
+
+def invoice_balance(invoice: Invoice) -> InvoiceBalance:
+    """Split ``invoice.amount_paid`` into the credit balance applied and the payments, from its allocations.
+
+    Per payment, money taken back off the invoice (a credit note's release, a refund, a reversal) comes off
+    the payment's own share first and off the balance applied last: releases take the newest money first,
+    and the balance is applied at finalization, before any payment is made for the invoice."""
+    currency = invoice.currency
+    per_payment: dict[int, dict[str, Any]] = {}
+    balance_dates: list[dt.datetime] = []
+    allocations = (
+        PaymentAllocation.objects.filter(invoice=invoice).select_related("payment").order_by("created_at", "pk")
+    )
+    for allocation in allocations:
+        entry = per_payment.setdefault(
+            allocation.payment_id, {"payment": allocation.payment, "net": ZERO, "balance": ZERO}
+        )
+        entry["net"] += allocation.amount
+        if allocation.kind == PaymentAllocation.Kind.BALANCE:
+            entry["balance"] += allocation.amount
+            balance_dates.append(allocation.created_at)
+    balance_applied = ZERO
+    payments = []
+    for entry in per_payment.values():
+        own = max(entry["net"] - entry["balance"], ZERO)
+        balance_applied += max(entry["net"] - own, ZERO)
+        if own > 0:
+            payment = entry["payment"]
+            payments.append(
+                AppliedPayment(
+                    payment=payment,
+                    date=day(payment.received_at),
+                    method=payment_method_text(payment),
+                    amount=own,
+                    amount_text=format_money(own, currency),
+                )
+            )
+    payments.sort(key=lambda row: (row.payment.received_at, row.payment.pk))
+    paid = invoice.amount_paid - balance_applied
+    return InvoiceBalance(
+        balance_applied=balance_applied,
+        balance_applied_text=format_money(balance_applied, currency) if balance_applied else "",
+        balance_applied_date=day(min(balance_dates)) if balance_applied and balance_dates else "",
+        paid=paid,
+        paid_text=format_money(paid, currency) if paid else "",
+        payments=payments,
+    )
+
+
+def invoice_payment_status(invoice: Invoice, now: dt.datetime) -> tuple[str, str]:
+    """The invoice's status as the invoices list shows it, and its badge class: Paid, Partly paid, Open,
+    Overdue (unpaid after its due date, whether partly paid or not), Void, Written off."""
+    if invoice.status == Invoice.Status.PAID:
+        return "Paid", "paid"
+    if invoice.status == Invoice.Status.VOID:
+        return "Void", "void"
+    if invoice.status == Invoice.Status.UNCOLLECTIBLE:
+        return "Written off", "uncollectible"
+    if invoice.status != Invoice.Status.FINALIZED:
+        return invoice.get_status_display(), invoice.status
+    if invoice.amount_due <= 0:
+        return "Paid", "paid"
+    if invoice.due_at is not None and invoice.due_at < now:
+        return "Overdue", "failed"
+    if invoice.amount_paid > 0:
+        return "Partly paid", "finalized"
+    return "Open", "finalized"
+
+
+def _charge_words(profile: PaymentProfile | None) -> tuple[str, str, str]:
+    """(what an attempt is called, how we collect, what to update) for the payment method on file."""
+    if profile is None or not profile.has_payment_method or profile.payment_method_type in ("", "card"):
+        ending = f" ending {profile.payment_method_last4}" if profile and profile.payment_method_last4 else ""
+        return "Card payment", f"charge your card{ending}", "your card"
+    label = profile.get_payment_method_type_display()
+    return f"{label} payment", f"collect by {label}", "your payment method"
+
+
+def _in_brackets(message: str) -> str:
+    """A provider's sentence as an aside: "Your card was declined." → "your card was declined"."""
+    message = message.strip().rstrip(".")
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    return message
+
+
+def collection_text(
+    invoice: Invoice, collection: Collection | None, *, profile: PaymentProfile | None, now: dt.datetime
+) -> str:
+    """Where collecting an open invoice stands, in plain words for the customer:
+    "Card payment failed on 3 Dec (card declined). We will try again on 6 Dec."."""
+    attempt, collect, update = _charge_words(profile)
+    due = short_day(invoice.due_at)
+    overdue = invoice.due_at is not None and invoice.due_at < now
+    when_due = (f"overdue since {due}" if overdue else f"due {due}") if due else ""
+    state = collection.state if collection is not None else None
+    if state == Collection.State.SCHEDULED:
+        return f"We will {collect} on {short_day(collection.next_attempt_at)}."
+    if state == Collection.State.RETRYING:
+        failed_on = short_day(collection.last_attempt_at or collection.first_failed_at)
+        reason = f" ({_in_brackets(collection.last_failure)})" if collection.last_failure else ""
+        return f"{attempt} failed on {failed_on}{reason}. We will try again on {short_day(collection.next_attempt_at)}."
+    if state == Collection.State.PAUSED:
+        return "Paused by our billing team."
+    if state == Collection.State.EXHAUSTED:
+        return f"All retries failed: please pay now or update {update}."
+    if state == Collection.State.SUCCEEDED:
+        return "Paid."
+    if state == Collection.State.WRITTEN_OFF:
+        return "Written off by our billing team."
+    if state == Collection.State.MANUAL:
+        return f"Awaiting your bank transfer, {when_due}." if when_due else "Awaiting your bank transfer."
+    return f"Awaiting your payment, {when_due}." if when_due else "Awaiting your payment."
+
+
 def invoice_context(invoice: Invoice) -> dict[str, Any]:
     lines = list(invoice.lines.select_related("metric").order_by("position"))
     snapshot = invoice.snapshot or {}
@@ -266,6 +459,7 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
     groups = tenant_groups(invoice, lines, tenant_names(invoice))
     title = f"Invoice {invoice.number}" if invoice.number else "Draft invoice"
     seller = snapshot.get("seller") or _current_seller()
+    balance = invoice_balance(invoice) if not is_draft else None
     return {
         "invoice": invoice,
         "title": title,
@@ -285,7 +479,11 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
         "tax": money(invoice.tax),
         "reverse_charge": REVERSE_CHARGE_WORDING if invoice.tax_reverse_charge else "",
         "total": money(invoice.total),
-        "amount_paid": money(invoice.amount_paid) if invoice.amount_paid else "",
+        # Under the total, like Stripe's customer balance: the credit balance applied, then the payments.
+        "balance_applied": balance.balance_applied_text if balance else "",
+        "balance_applied_label": BALANCE_APPLIED_LABEL,
+        "amount_paid": balance.paid_text if balance else "",
+        "payments": balance.payments if balance else [],
         "amount_credited": money(invoice.amount_credited) if invoice.amount_credited else "",
         "amount_due": money(invoice.amount_due),
         # Only an invoice still being collected asks for payment (not a paid, void, written-off or zero one).

@@ -5,7 +5,9 @@ the month closes at 00:05 UTC on the 1st (billing periods are UTC months for eve
 drafts past their review window are finalized every 15 minutes; the lifecycle runs daily; budgets are
 evaluated hourly (and right after a budget is created or changed); reminders before the due date and
 overdue notices go out daily at 08:00 UTC (``billing.invoice_reminders``); every 10 minutes
-``billing.deliveries_sweep`` queues again renders and e-mails whose task was lost.
+``billing.deliveries_sweep`` queues again renders and e-mails whose task was lost; daily at 02:15 UTC
+``billing.reconcile`` reconciles the month so far and the month before; every 15 minutes
+``billing.collections_due`` queues the automatic collection attempts that are due (``billing.collection_attempt``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from accounts.models import Account
 from billing.models import BillingRun, BillingRunItem, Invoice
 from billing.quotas import quotas_check
 from billing.services.budgets import budgets_evaluate
+from billing.services.collection import collection_attempt, collections_run_due
 from billing.services.documents import document_render, documents_requeue_stale
 from billing.services.emails.queueing import emails_requeue_stale
 from billing.services.emails.schedule import reminders_queue
 from billing.services.emails.sending import email_send
 from billing.services.invoices import invoice_finalize, invoice_hold
 from billing.services.lifecycle import lifecycle_update
+from billing.services.reconciliation import reconciliation_daily
 from billing.services.runs import (
     billing_run_chunk,
     billing_run_chunk_failed,
@@ -32,6 +36,7 @@ from billing.services.runs import (
     billing_run_start,
     pending_chunks,
 )
+from billing.services.stripe_gateway import StripeUnavailable
 from common import clock
 from common.errors import BillingError
 from common.periods import month_containing, parse_month, previous_month
@@ -188,3 +193,29 @@ def quotas_check_task(account_id: int) -> None:
     account = Account.objects.filter(pk=account_id).first()
     if account is not None:
         quotas_check(account=account, now=clock.now())
+
+
+@shared_task(name="billing.reconcile")
+def reconcile_task() -> dict:
+    """Reconcile yesterday's month so far and the month before it; mismatches become reconciliation issues."""
+    return {summary.period.label: summary.open for summary in reconciliation_daily(now=clock.now())}
+
+
+@shared_task(
+    name="billing.collection_attempt",
+    acks_late=True,
+    autoretry_for=(StripeUnavailable,),
+    max_retries=5,
+    retry_backoff=60,
+)
+def collection_attempt_task(collection_id: int) -> str | None:
+    """One automatic collection attempt (safe to run twice: the attempt's payment row and Stripe's
+    idempotency key make it one charge). Stripe unreachable: retried; the 15-minute sweep queues it again."""
+    payment = collection_attempt(collection_id=collection_id, now=clock.now())
+    return payment.status if payment else None
+
+
+@shared_task(name="billing.collections_due")
+def collections_due_task() -> int:
+    """Queue the automatic collection attempts that are due (every 15 minutes)."""
+    return collections_run_due(now=clock.now())

@@ -169,3 +169,11 @@ class InviteForm(PortalForm):
 
 class RoleForm(PortalForm):
     role = forms.ChoiceField(choices=AccountUser.Role.choices)
+
+
+class AutoCollectionForm(PortalForm):
+    """The Billing page's switch: ``enabled=on`` turns automatic collection on, ``off`` turns it off."""
+
+    enabled = forms.TypedChoiceField(
+        choices=[("on", "On"), ("off", "Off")], coerce=lambda value: value == "on", label="Automatic collection"
+    )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.views import auth, billing, payments, settings
+from portal.views import auth, billing, payments, settings, stripe_checkout
 
 app_name = "portal"
 
@@ -23,6 +23,11 @@ urlpatterns = [
     path("credit-notes/<str:number>/pdf", billing.credit_note_pdf, name="credit_note_pdf"),
     # Payment method, automatic collection, balance, payments (payments)
     path("billing/", payments.billing_page, name="billing"),
+    path("billing/card/", stripe_checkout.card_setup, name="card_setup"),
+    path("billing/card/saved/", stripe_checkout.card_setup_return, name="card_setup_return"),
+    path("invoices/<str:number>/pay/", stripe_checkout.invoice_pay, name="invoice_pay"),
+    path("billing/auto-collection/", payments.auto_collection_set, name="auto_collection"),
+    path("billing/payments/<str:public_id>/", payments.payment_receipt_page, name="payment_receipt"),
     # Budgets, API keys, users (settings)
     path("budgets/", settings.budget_list, name="budgets"),
     path("budgets/new/", settings.budget_create, name="budget_create"),

@@ -49,4 +49,14 @@ LEDGERLINE_SCHEDULE = {
         "schedule": crontab(minute="*/10"),
         "description": "Queues again PDF renders and e-mails whose task was lost.",
     },
+    "collection-attempts": {
+        "task": "billing.collections_due",
+        "schedule": crontab(minute="*/15"),
+        "description": "Charges the payment method of invoices whose automatic collection attempt is due.",
+    },
+    "reconcile-payments": {
+        "task": "billing.reconcile",
+        "schedule": crontab(minute=15, hour=2),
+        "description": "Reconciles the month so far and the month before: invoices, payments, Stripe, bank lines.",
+    },
 }
