@@ -18,16 +18,23 @@ from django.db import transaction
 from accounts.models import Account, AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from accounts.services import account_create, account_user_create, api_key_create, api_key_revoke, budget_create
-from billing.models import Invoice, Plan, PlanCharge, PlanVersion
+from billing.models import Collection, Invoice, Payment, PaymentProfile, Plan, PlanCharge, PlanVersion
+from billing.services.bank_statements import bank_statement_import
 from billing.services.budgets import budgets_evaluate
 from billing.services.catalogue import ChargeSpec, TierSpec, plan_create, plan_version_create
 from billing.services.catalogue_loader import catalogue_load
+from billing.services.collection import collection_attempt_open, collections_start, intent_apply
+from billing.services.invoices import invoice_finalize, invoice_hold, invoice_release
+from billing.services.payment_profiles import payment_profile_set_auto_collection
+from billing.services.payments import payment_record
+from billing.services.reconciliation import reconciliation_daily
 from billing.services.runs import bill_period
 from billing.services.subscriptions import subscription_create
 from billing.tasks import invoices_finalize_due_task
 from common import clock
+from common.formats import money_string
 from common.money import round_money
-from common.periods import month_containing, month_period, previous_month
+from common.periods import Period, month_containing, month_period, previous_month
 from tenants.services import partner_create, tenant_archive, tenant_create
 from usage.models import UsageEvent
 from usage.services import events_ingest
@@ -370,12 +377,182 @@ def demo_billing(*, now: dt.datetime) -> int:
     last_month = previous_month(month_containing(now))
     if Invoice.objects.filter(period_start=last_month.start).exists():
         return 0
-    close_at = last_month.end + dt.timedelta(minutes=5)
+    review = dt.timedelta(hours=getattr(settings, "BILLING_REVIEW_HOURS", 24) + 1)
     try:
+        _payment_profiles()
+        _unpaid_month_before(before=last_month, review=review)
+        close_at = last_month.end + dt.timedelta(minutes=5)
         clock.clock_set(at=close_at, allow_backwards=True)
         bill_period(period=last_month, now=close_at, trigger="schedule")
-        review = dt.timedelta(hours=getattr(settings, "BILLING_REVIEW_HOURS", 24) + 1)
+        # Billing staff held Stark Freight's draft to check a usage spike with the customer, and finalized it
+        # two days ago (or with the others, early in the month).
+        staff = get_user_model().objects.get(username="billing")
+        stark = Invoice.objects.get(account__name="Stark Freight", period_start=last_month.start)
+        invoice_hold(invoice=stark, reason="Messages up sharply: confirming with the customer", actor=staff)
         clock.clock_set(at=close_at + review)
-        return invoices_finalize_due_task()
+        finalized = invoices_finalize_due_task()
+        stark_at = max(close_at + review, now - dt.timedelta(days=2))
+        clock.clock_set(at=stark_at)
+        invoice_release(invoice=stark, actor=staff)
+        invoice_finalize(invoice=stark, actor=staff, now=stark_at)
+        _payments(month=last_month, finalized_at=close_at + review, now=now, late={"Stark Freight": stark_at})
+        return finalized + 1
     finally:
         clock.clock_reset()
+
+
+def demo_payments_summary() -> list[str]:
+    """What the demo's payments look like, for ``load_demo`` to print."""
+    payments = Payment.objects.all()
+    retrying = Collection.objects.filter(state=Collection.State.RETRYING).select_related("invoice__account")
+    lines = [
+        f"Payments: {payments.filter(status=Payment.Status.SUCCEEDED).count()} succeeded, "
+        f"{payments.filter(status=Payment.Status.FAILED).count()} failed card attempts "
+        "(admin: Billing › Payments and Collections; portal: Billing).",
+    ]
+    for collection in retrying:
+        assert collection.next_attempt_at is not None
+        lines.append(
+            f"  {collection.invoice.account.name}: card declined on {collection.invoice.number}, "
+            f"next retry {collection.next_attempt_at:%Y-%m-%d}."
+        )
+    for account in Account.objects.filter(status=Account.Status.SUSPENDED):
+        lines.append(f"  {account.name}: suspended ({account.status_reason}).")
+    partly = Invoice.objects.filter(status=Invoice.Status.FINALIZED, amount_paid__gt=0).select_related("account")
+    for invoice in partly:
+        lines.append(f"  {invoice.account.name}: {invoice.number} partly paid.")
+    return lines
+
+
+# How the demo's customers pay: by card (automatic collection) or SEPA debit, with the outcome Stripe reports;
+# everyone else by bank transfer. (account, method type, brand, last4, outcome)
+CARD_PAYERS = [
+    ("Northwind Logistics", "card", "visa", "4242", "succeeded"),
+    ("Umbrella Pharma", "sepa_debit", "", "3000", "succeeded"),
+    ("Stark Freight", "card", "mastercard", "0341", "insufficient_funds"),
+    ("Cyberdyne Systems", "card", "visa", "0002", "card_declined"),
+]
+DECLINES = {
+    "card_declined": "Your card was declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
+}
+
+
+def _account(name: str) -> Account:
+    return Account.objects.get(name=name)
+
+
+def _payment_profiles() -> None:
+    """Cards and debit mandates on file, as Stripe's Checkout would have saved them."""
+    for name, kind, brand, last4, _outcome in CARD_PAYERS:
+        account = _account(name)
+        PaymentProfile.objects.update_or_create(
+            account=account,
+            defaults={
+                "stripe_customer_id": f"cus_demo{account.public_id.removeprefix('acc_')}",
+                "auto_collection": True,
+                "payment_method_id": f"pm_demo{account.public_id.removeprefix('acc_')}",
+                "payment_method_type": kind,
+                "payment_method_brand": brand,
+                "payment_method_last4": last4,
+                "payment_method_exp_month": 8 if kind == "card" else None,
+                "payment_method_exp_year": 2028 if kind == "card" else None,
+            },
+        )
+
+
+def _stripe_answer(collection: Collection, outcome: str, at: dt.datetime) -> Payment | None:
+    """One automatic collection attempt at ``at``, answered as Stripe answers it (the demo reaches no Stripe):
+    the same code path as a PaymentIntent's webhook."""
+    clock.clock_set(at=at, allow_backwards=True)
+    payment, _ = collection_attempt_open(collection_id=collection.pk, now=at)
+    if payment is None:
+        return None
+    intent: dict = {
+        "id": f"pi_demo_{collection.invoice_id}_{payment.attempt}",
+        "amount": int(payment.amount * 100),
+        "currency": payment.currency.lower(),
+        "payment_method": f"pm_demo{payment.account.public_id.removeprefix('acc_')}",
+        "latest_charge": f"ch_demo_{collection.invoice_id}_{payment.attempt}",
+        "status": "succeeded",
+    }
+    if outcome != "succeeded":
+        intent["status"] = "requires_payment_method"
+        intent["last_payment_error"] = {"code": "card_declined", "decline_code": outcome, "message": DECLINES[outcome]}
+    return intent_apply(intent=intent, payment=payment, now=at)
+
+
+def _unpaid_month_before(*, before: Period, review: dt.timedelta) -> None:
+    """Cyberdyne Systems did not pay the month before last: its card was declined at finalization and on
+    every retry, and the account was suspended after the last one."""
+    period = previous_month(before)
+    account = _account("Cyberdyne Systems")
+    if Invoice.objects.filter(account=account, period_start=period.start).exists():
+        return
+    close_at = period.end + dt.timedelta(minutes=5)
+    clock.clock_set(at=close_at, allow_backwards=True)
+    bill_period(period=period, now=close_at, account_ids=[account.pk], trigger="schedule")
+    clock.clock_set(at=close_at + review)
+    invoices_finalize_due_task()
+    invoice = Invoice.objects.get(account=account, period_start=period.start)
+    # Started by the finalization's signal after commit; here as well, for a caller inside a transaction.
+    (collection,) = collections_start(invoice_ids=[invoice.pk], now=close_at + review) or [invoice.collection]
+    attempt_at = close_at + review
+    for day in [0, *settings.BILLING_DUNNING_RETRY_DAYS]:
+        _stripe_answer(collection, "card_declined", attempt_at + dt.timedelta(days=day))
+    # The card is dead: automatic collection is off until the customer adds another; the next invoice waits
+    # for a bank transfer.
+    payment_profile_set_auto_collection(account=account, enabled=False, actor=None)
+
+
+def _payments(*, month: Period, finalized_at: dt.datetime, now: dt.datetime, late: dict[str, dt.datetime]) -> None:
+    """Last month's invoices as they are paid by ``now``: cards charged at finalization (one declined and
+    retrying), transfers in full, in part and over, a bank statement matched by invoice number, the rest
+    still open; then the daily reconciliation."""
+    invoices = {i.account.name: i for i in Invoice.objects.filter(period_start=month.start).select_related("account")}
+    collections_start(invoice_ids=[i.pk for i in invoices.values()], now=finalized_at)
+    for name, _kind, _brand, _last4, outcome in CARD_PAYERS:
+        collection = Collection.objects.filter(invoice=invoices[name]).first()
+        if collection is None or collection.state != Collection.State.SCHEDULED:
+            continue  # no automatic collection (any more)
+        # Charged when finalized; a declined card's first retry is still to come (3 days later).
+        _stripe_answer(collection, outcome, late.get(name, finalized_at))
+
+    finance = get_user_model().objects.get(username="finance")
+
+    def at(days: int) -> dt.datetime:
+        moment = max(finalized_at, min(finalized_at + dt.timedelta(days=days), now))
+        clock.clock_set(at=moment, allow_backwards=True)
+        return moment
+
+    acme, initech = invoices["Acme Retail Group"], invoices["Initech Software"]
+    payment_record(
+        account=acme.account,
+        amount=round_money(acme.total / 2, acme.currency),
+        provider=Payment.Provider.BANK_TRANSFER,
+        reference=f"ACME AP RUN 4471 {acme.number} PART 1 OF 2",
+        allocations=[(acme, round_money(acme.total / 2, acme.currency))],
+        note="Customer pays in two instalments, agreed by e-mail.",
+        actor=finance,
+        now=at(2),
+        received_at=at(2),
+    )
+    payment_record(
+        account=initech.account,
+        amount=initech.total + D("25.00"),
+        provider=Payment.Provider.CHECK,
+        reference="Check 000318",
+        note="Rounded up by the customer: the excess stays as credit for the next invoice.",
+        actor=finance,
+        now=at(3),
+        received_at=at(3),
+    )
+    globex = invoices["Globex Health"]
+    booked = at(4).date()
+    statement = (
+        "date,amount,reference\n"
+        f"{booked:%Y-%m-%d},{money_string(globex.total, globex.currency)},GLOBEX HEALTH PAYMENT {globex.number}\n"
+        f"{booked:%Y-%m-%d},120.00,TRANSFER 88231 NO REFERENCE GIVEN\n"
+    )
+    bank_statement_import(content=statement, currency="USD", actor=finance, now=at(4))
+    reconciliation_daily(now=at(5))

@@ -100,7 +100,7 @@ def test_every_admin_page_renders_for_a_superuser(client, demo):
             if hasattr(model, "history"):
                 assert client.get(f"{base}{obj.pk}/history/").status_code == 200
         checked += 1
-    assert checked == 23  # every Ledgerline model with an admin page
+    assert checked == 27  # every Ledgerline model with an admin page
 
 
 def _request_for(client):
@@ -132,12 +132,15 @@ def test_the_account_page_shows_its_inlines(client, demo):
 def test_each_demo_invoice_history_reads_drafted_then_finalized_with_no_revert(client, demo):
     client.force_login(get_user_model().objects.get(username="billing"))
     invoices = list(Invoice.objects.all())
-    assert len(invoices) == 18  # October, closed on the test clock
+    # October, closed on the test clock, and Cyberdyne's unpaid September.
+    assert len(invoices) == 19
     for invoice in invoices:
         page = client.get(f"/admin/billing/invoice/{invoice.pk}/history/").content.decode()
         rows = [row[1:5] for row in table_rows(page, "change-history")]
-        assert rows == [
+        # Newest first: payments applied after the finalization (by card, or recorded by finance), if any.
+        assert rows[-2:] == [
             [date_format(invoice.finalized_at, "DATETIME_FORMAT"), "Changed", "system", "finalized"],
             [date_format(invoice.created_at, "DATETIME_FORMAT"), "Created", "system", "drafted by the billing run"],
         ], invoice.number
+        assert all(" applied: " in row[3] for row in rows[:-2]), invoice.number
         assert "Revert" not in page

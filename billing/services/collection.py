@@ -174,7 +174,7 @@ def collection_attempt(*, collection_id: int, now: dt.datetime | None = None) ->
     now = now or clock.now()
     if not stripe_gateway.stripe_enabled():
         # No Stripe keys (e.g. the demo): the collection keeps waiting and the 15-minute sweep asks again.
-        logger.warning("Stripe is not configured: collection %s waits for its attempt.", collection_id)
+        logger.debug("Stripe is not configured: collection %s waits for its attempt.", collection_id)
         return None
     payment, ask_stripe = collection_attempt_open(collection_id=collection_id, now=now)
     if payment is None or not ask_stripe:

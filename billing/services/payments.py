@@ -85,7 +85,14 @@ def payment_unapplied(payment: Payment) -> Decimal:
         return ZERO
     allocated = payment.allocations.aggregate(total=Sum("amount", default=ZERO))["total"]
     refunded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount", default=ZERO))
-    return payment.amount - allocated - refunded["total"]
+    # Rounded: exact on PostgreSQL; SQLite (the demo) sums decimals as floats.
+    return round_money(payment.amount - allocated - refunded["total"], payment.currency)
+
+
+def _positive_nets(rows: Iterable[tuple[int, Decimal]], currency: str) -> list[tuple[int, Decimal]]:
+    """``(id, net)`` rows of summed allocations, rounded (see ``payment_unapplied``), the positive ones."""
+    rounded = [(pk, round_money(net, currency)) for pk, net in rows]
+    return [(pk, net) for pk, net in rounded if net > 0]
 
 
 def credit_balances(account_ids: Iterable[int]) -> dict[int, Decimal]:
@@ -114,7 +121,12 @@ def credit_balances(account_ids: Iterable[int]) -> dict[int, Decimal]:
         .annotate(total=Sum("amount"))
         .values_list("account_id", "total")
     )
-    balances = {pk: total - applied.get(pk, ZERO) - refunded.get(pk, ZERO) for pk, total in received.items()}
+    currencies = dict(Account.objects.filter(pk__in=received).values_list("pk", "currency"))
+    # Rounded to the currency's minor unit: the stored amounts are, but SQLite (the demo) sums them as floats.
+    balances = {
+        pk: round_money(total - applied.get(pk, ZERO) - refunded.get(pk, ZERO), currencies[pk])
+        for pk, total in received.items()
+    }
     return {pk: balance for pk, balance in balances.items() if balance > 0}
 
 
@@ -459,12 +471,12 @@ def invoice_release_payments(*, invoice: Invoice, amount: Decimal, reason: str, 
 
 
 def _net_by_payment(invoice: Invoice, *, newest_first: bool) -> list[tuple[int, Decimal]]:
-    rows = (
+    rows = _positive_nets(
         PaymentAllocation.objects.filter(invoice=invoice)
         .values("payment_id")
         .annotate(net=Sum("amount"))
-        .filter(net__gt=0)
-        .values_list("payment_id", "net")
+        .values_list("payment_id", "net"),
+        invoice.currency,
     )
     order: dict[int, int] = {}
     for position, payment_id in enumerate(
@@ -494,12 +506,12 @@ def payment_reverse(*, payment: Payment, reason: str, actor: Any = None, now: dt
             code="payment_not_reversible",
             status=409,
         )
-    nets = (
+    nets = _positive_nets(
         PaymentAllocation.objects.filter(payment=payment)
         .values("invoice_id")
         .annotate(net=Sum("amount"))
-        .filter(net__gt=0)
-        .values_list("invoice_id", "net")
+        .values_list("invoice_id", "net"),
+        payment.currency,
     )
     for invoice_id, net in nets:
         _apply(
@@ -565,13 +577,13 @@ def payment_refund(
                 field="amount",
             )
         left = amount - unapplied
-        nets = (
+        nets = _positive_nets(
             PaymentAllocation.objects.filter(payment=payment)
             .values("invoice_id")
             .annotate(net=Sum("amount"))
-            .filter(net__gt=0)
             .order_by("-invoice_id")
-            .values_list("invoice_id", "net")
+            .values_list("invoice_id", "net"),
+            payment.currency,
         )
         for invoice_id, net in nets:
             if left <= 0:
@@ -611,7 +623,7 @@ def payment_refund(
         created_at=now,
     )
     refunded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(t=Sum("amount", default=ZERO))["t"]
-    if refunded >= payment.amount:
+    if round_money(refunded, payment.currency) >= payment.amount:
         payment.status = Payment.Status.REFUNDED
     stamp(payment, actor=actor, reason=f"refunded {money_string(amount, payment.currency)}: {reason}"[:100], at=now)
     payment.save()

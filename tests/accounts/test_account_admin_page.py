@@ -55,6 +55,7 @@ def test_the_account_page_counts_and_links_the_accounts_documents(billing_staff,
     assert related_links(html) == {
         "Invoices: 1": f"/admin/billing/invoice/{only}",
         "Credit notes: 1": f"/admin/billing/creditnote/{only}",
+        "Payments: 0": f"/admin/billing/payment/{only}",
         "Disputes: 0": f"/admin/disputes/dispute/{only}",
         "Subscriptions: 1": f"/admin/billing/subscription/{only}",
         "Tenants: 10": f"/admin/tenants/tenant/{only}",

@@ -18,6 +18,8 @@ def test_migrating_installs_the_whole_schedule():
         "evaluate-budgets": ("billing.budgets_evaluate", "20", "*", True),
         "invoice-reminders": ("billing.invoice_reminders", "0", "8", True),
         "sweep-deliveries": ("billing.deliveries_sweep", "*/10", "*", True),
+        "collection-attempts": ("billing.collections_due", "*/15", "*", True),
+        "reconcile-payments": ("billing.reconcile", "15", "2", True),
     }
     assert PeriodicTask.objects.get(name="close-billing-period").crontab.day_of_month == "1"
     assert PeriodicTask.objects.get(name="evaluate-budgets").description == (

@@ -18,21 +18,23 @@ from django.test import TestCase, override_settings
 from rest_framework.test import APIClient
 
 from accounts.models import Account
-from billing.models import Invoice
+from billing.models import BankStatementLine, Invoice, ReconciliationIssue
+from billing.services.payments import credit_balance
 from usage.models import UsageEvent
 
 pytestmark = pytest.mark.django_db
 TODAY_NOON = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 OCTOBER = (dt.datetime(2026, 10, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
 
-# October 2026, closed by the demo on the test clock: (number, account, currency, total).
+# Closed by the demo on the test clock: Cyberdyne's unpaid September first, then October; Stark Freight's
+# October draft was held for review and finalized last. (number, account, currency, total)
+SEPTEMBER_INVOICE = ("INV-2026-000001", "Cyberdyne Systems", "USD", "99.00")
 OCTOBER_INVOICES = [
-    ("INV-2026-000001", "Northwind Logistics", "USD", "569.76"),
-    ("INV-2026-000002", "Acme Retail Group", "USD", "480.05"),
-    ("INV-2026-000003", "Globex Health", "USD", "999.00"),
-    ("INV-2026-000004", "Initech Software", "USD", "93.39"),
-    ("INV-2026-000005", "Umbrella Pharma", "EUR", "3000.00"),
-    ("INV-2026-000006", "Stark Freight", "USD", "355.71"),
+    ("INV-2026-000002", "Northwind Logistics", "USD", "569.76"),
+    ("INV-2026-000003", "Acme Retail Group", "USD", "480.05"),
+    ("INV-2026-000004", "Globex Health", "USD", "999.00"),
+    ("INV-2026-000005", "Initech Software", "USD", "93.39"),
+    ("INV-2026-000006", "Umbrella Pharma", "EUR", "3000.00"),
     ("INV-2026-000007", "Wayne Hospitality", "USD", "378.65"),
     ("INV-2026-000008", "Hooli Cloud", "USD", "1500.00"),
     ("INV-2026-000009", "Vandelay Imports", "USD", "299.00"),
@@ -45,6 +47,7 @@ OCTOBER_INVOICES = [
     ("INV-2026-000016", "Monarch Media", "USD", "220.85"),
     ("INV-2026-000017", "Massive Dynamic", "USD", "200.00"),
     ("INV-2026-000018", "Aperture Labs", "USD", "258.24"),
+    ("INV-2026-000019", "Stark Freight", "USD", "355.71"),
 ]
 
 
@@ -77,10 +80,11 @@ def test_the_demo_closes_october_with_an_invoice_for_every_account_past_its_tria
     assert "Demo loaded: 20 accounts, 67 tenants, 211 master partners." in demo["output"]
     assert "Last month closed on the test clock: 18 invoices finalized" in demo["output"]
     invoices = Invoice.objects.select_related("account").order_by("number")
-    assert [(i.number, i.account.name, i.currency, f"{i.total:.2f}") for i in invoices] == OCTOBER_INVOICES
-    assert {(i.status, i.period_start, i.period_end, i.amount_due == i.total) for i in invoices} == {
-        ("finalized", *OCTOBER, True)
-    }
+    assert [(i.number, i.account.name, i.currency, f"{i.total:.2f}") for i in invoices] == [
+        SEPTEMBER_INVOICE,
+        *OCTOBER_INVOICES,
+    ]
+    assert {(i.period_start, i.period_end) for i in invoices[1:]} == {OCTOBER}
     # The two newest customers are still in their trial: nothing to bill.
     assert set(Account.objects.filter(invoices__isnull=True).values_list("name", "status")) == {
         ("Blue Sun Mining", "trialing"),
@@ -125,9 +129,55 @@ def test_every_demo_invoice_has_its_pdf_and_was_mailed_with_it(demo):
         assert invoice.document.status == "ready", invoice.number
         with invoice.document.file.open("rb") as pdf:
             assert pdf.read(5) == b"%PDF-", invoice.number
-        assert list(invoice.email_deliveries.values_list("kind", "status")) == [("invoice", "sent")], invoice.number
+        sent = invoice.email_deliveries.filter(kind="invoice").values_list("status", flat=True)
+        assert list(sent) == ["sent"], invoice.number
+    # Only the invoice e-mails carry a PDF (receipts, failed-payment and status e-mails do not).
     attached = sorted(name for message in demo["mails"] for name, _content, _type in message.attachments)
     assert attached == [f"{invoice.number}.pdf" for invoice in invoices]
+
+
+def _state(name: str, period_start: dt.datetime = OCTOBER[0]) -> tuple:
+    invoice = Invoice.objects.select_related("account", "collection").get(account__name=name, period_start=period_start)
+    return (
+        invoice.status,
+        f"{invoice.amount_paid:.2f}",
+        f"{invoice.amount_due:.2f}",
+        invoice.collection.state if hasattr(invoice, "collection") else None,
+        invoice.account.status,
+    )
+
+
+def test_the_demo_has_paid_partly_paid_retrying_and_suspended_accounts(demo):
+    """On 26 November: October's invoices, finalized on 2 November at 01:05, as each customer paid them."""
+    # Card on file, charged at finalization (Visa 4242); SEPA debit for the EUR contract.
+    assert _state("Northwind Logistics") == ("paid", "569.76", "0.00", "succeeded", "active")
+    assert _state("Umbrella Pharma") == ("paid", "3000.00", "0.00", "succeeded", "active")
+    # Half of $480.05 by transfer, rounded half up: $240.03 paid, $240.02 due.
+    assert _state("Acme Retail Group") == ("finalized", "240.03", "240.02", "manual", "active")
+    # Matched from the bank statement by its number; the statement's other line waits for staff.
+    assert _state("Globex Health") == ("paid", "999.00", "0.00", "succeeded", "active")
+    # A check for $118.39 against $93.39: $25.00 left as credit balance.
+    assert _state("Initech Software") == ("paid", "93.39", "0.00", "succeeded", "active")
+    # Held for review, finalized on 24 November at noon, the card declined: retried three days later.
+    assert _state("Stark Freight") == ("finalized", "0.00", "355.71", "retrying", "active")
+    stark = Invoice.objects.get(account__name="Stark Freight").collection
+    assert (stark.attempts, stark.next_attempt_at, stark.last_failure) == (
+        1,
+        dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC),
+        "Your card has insufficient funds.",
+    )
+    # September declined at finalization (2 October) and on days 3, 5 and 7 after: suspended on 9 October.
+    september = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
+    assert _state("Cyberdyne Systems", september) == ("finalized", "0.00", "99.00", "exhausted", "suspended")
+    assert _state("Wayne Hospitality") == ("finalized", "0.00", "378.65", "manual", "active")
+    initech = Account.objects.get(name="Initech Software")
+    assert credit_balance(initech) == D("25.00")
+    statement = BankStatementLine.objects.order_by("amount").values_list("status", "amount")
+    assert [(status, f"{amount:.2f}") for status, amount in statement] == [
+        ("unmatched", "120.00"),
+        ("matched", "999.00"),
+    ]
+    assert ReconciliationIssue.objects.filter(kind="statement_line_unmatched", status="open").count() == 1
 
 
 def test_the_demo_gives_the_clock_back_and_its_api_key_ingests(demo):

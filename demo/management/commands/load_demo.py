@@ -9,6 +9,7 @@ from demo.book import (
     demo_billing,
     demo_budgets,
     demo_load,
+    demo_payments_summary,
     demo_portal_logins,
     demo_usage,
 )
@@ -37,6 +38,8 @@ class Command(BaseCommand):
                 f"Last month closed on the test clock: {invoices} invoices finalized (admin: Billing › Invoices),"
                 " each with its PDF and its e-mail."
             )
+            for line in demo_payments_summary():
+                self.stdout.write(line)
         alerts = demo_budgets(now=timezone.now())
         self.stdout.write(f"Budgets evaluated as the hourly schedule does: {alerts} alerts recorded (webhook outbox).")
         if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
