@@ -153,6 +153,13 @@ class LedgerCursorPagination(CursorPagination):
                 parsed = None
             if parsed is None or parsed.tzinfo is None:
                 raise invalid
+            # Ours are UTC; a forged offset (PostgreSQL takes none beyond ±15:59) or a moment that leaves the
+            # calendar in UTC would fail in the database.
+            try:
+                position = parsed.astimezone(dt.UTC).isoformat()
+            except OverflowError:
+                raise invalid from None
+            cursor = cursor._replace(position=position)
         return cursor
 
 

@@ -9,11 +9,30 @@ applies it exactly once whatever the order the events arrive in. Connected by ``
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from django.http import HttpResponseBadRequest
+from djstripe.views import ProcessWebhookView
 
 from billing.models import Payment, PaymentProfile
 from billing.services import collection, stripe_gateway
 from common import clock
+
+
+class WebhookView(ProcessWebhookView):
+    """dj-stripe's webhook view (mounted at its URL), answering 400 to a body that is not a JSON object before
+    dj-stripe reads it: dj-stripe looks for ``"id" in`` whatever the JSON is, and a body of ``null``, a number
+    or a string would be a 500."""
+
+    def post(self, request, uuid):
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return HttpResponseBadRequest()
+        return super().post(request, uuid)
 
 
 def _object(event: Any) -> dict[str, Any]:
@@ -31,7 +50,10 @@ def payment_intent_payment_failed(sender: Any, event: Any, **kwargs: Any) -> Non
     payment = Payment.objects.filter(external_id=intent.get("id")).first()
     payment_id = (intent.get("metadata") or {}).get("payment_id")
     if payment is None and payment_id:
-        payment = Payment.objects.filter(public_id=payment_id, attempt__isnull=False).first()
+        payment = Payment.objects.filter(public_id=payment_id, attempt__isnull=False, external_id__isnull=True).first()
+        # Metadata proves nothing: only the account's own customer's PaymentIntent fails its attempt.
+        if payment is not None and not collection.intent_is_accounts(intent, payment.account_id):
+            payment = None
     if payment is not None:
         collection.intent_apply(intent=intent, payment=payment, now=clock.now())
 

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from billing.stripe_webhooks import WebhookView
 from common import views as common_views
 
 admin.site.site_header = "Ledgerline billing console"
@@ -24,6 +25,8 @@ urlpatterns = [
     path("v1/", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
+    # dj-stripe's webhook view, with malformed bodies refused first (billing.stripe_webhooks.WebhookView).
+    path("stripe/webhook/<uuid:uuid>/", WebhookView.as_view(), name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
 ]
 

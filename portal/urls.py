@@ -1,8 +1,19 @@
 """Portal URLs, mounted at /portal/. Names are used by the navigation in templates/portal/base.html."""
 
-from django.urls import path
+from django.urls import path, register_converter
+from django.urls.converters import StringConverter
 
 from portal.views import auth, billing, payments, settings, stripe_checkout
+
+
+class PrintableConverter(StringConverter):
+    """A path segment without control characters: no invoice number, payment id or key prefix has one (and
+    PostgreSQL cannot even compare a NUL), so such a URL is a 404 before any lookup."""
+
+    regex = r"[^/\x00-\x1f\x7f]+"
+
+
+register_converter(PrintableConverter, "printable")
 
 app_name = "portal"
 
@@ -17,17 +28,17 @@ urlpatterns = [
     # The running period, invoices, credit notes (billing)
     path("", billing.dashboard, name="dashboard"),
     path("invoices/", billing.invoice_list, name="invoices"),
-    path("invoices/<str:number>/", billing.invoice_detail, name="invoice"),
-    path("invoices/<str:number>/pdf", billing.invoice_pdf, name="invoice_pdf"),
+    path("invoices/<printable:number>/", billing.invoice_detail, name="invoice"),
+    path("invoices/<printable:number>/pdf", billing.invoice_pdf, name="invoice_pdf"),
     path("credit-notes/", billing.credit_note_list, name="credit_notes"),
-    path("credit-notes/<str:number>/pdf", billing.credit_note_pdf, name="credit_note_pdf"),
+    path("credit-notes/<printable:number>/pdf", billing.credit_note_pdf, name="credit_note_pdf"),
     # Payment method, automatic collection, balance, payments (payments)
     path("billing/", payments.billing_page, name="billing"),
     path("billing/card/", stripe_checkout.card_setup, name="card_setup"),
     path("billing/card/saved/", stripe_checkout.card_setup_return, name="card_setup_return"),
-    path("invoices/<str:number>/pay/", stripe_checkout.invoice_pay, name="invoice_pay"),
+    path("invoices/<printable:number>/pay/", stripe_checkout.invoice_pay, name="invoice_pay"),
     path("billing/auto-collection/", payments.auto_collection_set, name="auto_collection"),
-    path("billing/payments/<str:public_id>/", payments.payment_receipt_page, name="payment_receipt"),
+    path("billing/payments/<printable:public_id>/", payments.payment_receipt_page, name="payment_receipt"),
     # Budgets, API keys, users (settings)
     path("budgets/", settings.budget_list, name="budgets"),
     path("budgets/new/", settings.budget_create, name="budget_create"),
@@ -35,7 +46,7 @@ urlpatterns = [
     path("budgets/<int:pk>/delete/", settings.budget_delete, name="budget_delete"),
     path("api-keys/", settings.api_key_list, name="api_keys"),
     path("api-keys/new/", settings.api_key_create, name="api_key_create"),
-    path("api-keys/<str:prefix>/revoke/", settings.api_key_revoke, name="api_key_revoke"),
+    path("api-keys/<printable:prefix>/revoke/", settings.api_key_revoke, name="api_key_revoke"),
     path("users/", settings.user_list, name="users"),
     path("users/invite/", settings.user_invite, name="user_invite"),
     path("users/<int:pk>/", settings.user_edit, name="user_edit"),

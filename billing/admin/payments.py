@@ -316,7 +316,8 @@ class PaymentAdmin(ServiceAdmin):
                 for key, value in request.POST.items()
                 if key.startswith("invoice_") and value.strip()
             }
-            stale = [pk for pk in typed - {str(i.pk) for i in invoices} if pk.isdigit()]
+            # ASCII digits: str.isdigit() also takes "²", which is no primary key.
+            stale = [pk for pk in typed - {str(i.pk) for i in invoices} if pk.isascii() and pk.isdigit()]
             invoices += list(Invoice.objects.filter(pk__in=stale).order_by("due_at", "pk"))
         now = clock.now()
         initial = {"received_at": now.date()}

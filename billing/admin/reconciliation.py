@@ -21,6 +21,8 @@ from django.utils.html import format_html
 from accounts.models import Account
 from billing.models import BankStatementLine, Invoice, ReconciliationIssue
 from billing.services.bank_statements import (
+    ERR_TOO_LARGE,
+    MAX_STATEMENT_BYTES,
     bank_statement_import,
     bank_statement_line_ignore,
     bank_statement_line_match,
@@ -67,6 +69,12 @@ class StatementImportForm(forms.Form):
     currency = forms.ChoiceField(
         choices=CURRENCY_CHOICES, initial=DEFAULT_CURRENCY, help_text="The currency of lines that name none."
     )
+
+    def clean_file(self):
+        file = self.cleaned_data["file"]
+        if file.size > MAX_STATEMENT_BYTES:
+            raise forms.ValidationError(ERR_TOO_LARGE.format(limit=MAX_STATEMENT_BYTES // (1024 * 1024)))
+        return file
 
 
 class StatementMatchForm(forms.Form):

@@ -39,12 +39,17 @@ from common.errors import BillingError
 from common.money import AMOUNT_LIMIT, CURRENCY_MINOR_UNITS, format_money, minor_unit
 
 INVOICE_NUMBER = re.compile(r"INV-\d{4}-\d{6}", re.IGNORECASE)
-PLAIN_AMOUNT = re.compile(r"[+-]?\d+(\.\d+)?")
+# ASCII digits only (``\d`` would take any script's digits, and Decimal reads them).
+PLAIN_AMOUNT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+# Larger than any month's statement; a bigger upload is refused before it is read.
+MAX_STATEMENT_BYTES = 2 * 1024 * 1024
 COLUMNS = ("date", "amount", "reference", "currency")
 REQUIRED_COLUMNS = ("date", "amount", "reference")
 MAX_ERRORS_SHOWN = 20
 # Imports take turns (pg advisory lock of this namespace, key 0): two uploads of one file never race.
 IMPORT_LOCK = 7_311
+# Invoices a line matched to by hand takes nothing from: all of its money goes to the credit balance.
+NOTHING_DUE = (Invoice.Status.PAID, Invoice.Status.UNCOLLECTIBLE, Invoice.Status.VOID)
 
 ERR_DENIED = "Only Finance admins may import bank statements or match their lines."
 ERR_REFUSED = "The statement was not imported (nothing was written): {errors}"
@@ -64,6 +69,8 @@ ERR_AMOUNT_PLACES = "line {line}: amount {value} has more decimal places than {c
 ERR_AMOUNT_LARGE = "line {line}: amount {value} is too large"
 ERR_CURRENCY = "line {line}: currency “{value}” is not one we bill in ({choices})"
 ERR_REFERENCE_LONG = "line {line}: the reference is longer than 255 characters"
+ERR_REFERENCE_CONTROL = "line {line}: the reference has control characters (such as NUL)"
+ERR_TOO_LARGE = "The file is larger than {limit} MB: split the statement, or export a shorter period."
 ERR_DEFAULT_CURRENCY = "Choose the statement's currency."
 
 ERR_LINE_NOT_OPEN = "Only a line waiting for staff can be matched or ignored; this one is {status}."
@@ -138,7 +145,7 @@ def _amount(text: str, currency: str, row: int, errors: list[str]) -> Decimal | 
     if not PLAIN_AMOUNT.fullmatch(text):
         template = (
             ERR_AMOUNT_SEPARATORS
-            if re.fullmatch(r"[+-]?[\d.,' ]+", text) and any(c.isdigit() for c in text)
+            if re.fullmatch(r"[+-]?[0-9.,' ]+", text) and any(c.isdigit() for c in text)
             else ERR_AMOUNT
         )
         errors.append(_error(template, line=row, value=text))
@@ -224,7 +231,7 @@ def _parse_row(
     text_date = values["date"].strip()
     booked_on = None
     try:
-        booked_on = dt.date.fromisoformat(text_date) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text_date) else None
+        booked_on = dt.date.fromisoformat(text_date) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text_date) else None
     except ValueError:
         booked_on = None
     if booked_on is None:
@@ -235,6 +242,8 @@ def _parse_row(
     reference = " ".join(values["reference"].split())
     if len(reference) > 255:
         errors.append(_error(ERR_REFERENCE_LONG, line=row))
+    elif re.search(r"[\x00-\x1f\x7f]", reference):
+        errors.append(_error(ERR_REFERENCE_CONTROL, line=row))
     if len(errors) > failed or booked_on is None or amount is None:
         return None
     return ParsedLine(row=row, booked_on=booked_on, amount=amount, currency=currency, reference=reference)
@@ -390,6 +399,8 @@ def bank_statement_line_match(
             field="invoice" if invoice is not None else "account",
         )
     allocations = [(invoice, min(line.amount, invoice.amount_due))] if invoice is not None else None
+    if invoice is not None and invoice.status in NOTHING_DUE:
+        allocations = []  # paid meanwhile, written off or voided: the money is the account's credit balance
     user = actor if getattr(actor, "is_authenticated", False) else None
     summary = NOTE_MATCHED_BY_HAND.format(target=target, user=user or "the system")
     if note.strip():

@@ -51,6 +51,8 @@ ERR_NOT_OPEN = "{number} has nothing due any more (it is {status})."
 ERR_NO_METHOD = "The account has no payment method to charge."
 ERR_WRITTEN_OFF = "Collection of {number} is {state}; only an open invoice can be written off."
 ERR_REASON = "Give a reason."
+ERR_NOT_SENT_CODE = "not_sent"
+ERR_NOT_SENT = "Not sent to Stripe again: the invoice was settled before Stripe answered the first request."
 # Retries go on while the invoice is open and the collection waits for an attempt.
 ACTIVE = (Collection.State.SCHEDULED, Collection.State.RETRYING)
 SUSPENDABLE = (Account.Status.ACTIVE, Account.Status.PAST_DUE, Account.Status.TRIALING)
@@ -131,6 +133,15 @@ def collection_attempt_open(*, collection_id: int, now: dt.datetime) -> tuple[Pa
             if collection.attempts
             else None
         )
+        if in_flight is not None and not in_flight.external_id and not _invoice_open(invoice):
+            # Stripe never answered this attempt, and the invoice was settled meanwhile: it is not asked again
+            # (a charge now would only add to the credit balance). Had Stripe charged after all, its webhook
+            # still finds this payment by its metadata and applies the money.
+            in_flight.status, in_flight.failure_code = Payment.Status.FAILED, ERR_NOT_SENT_CODE
+            in_flight.failure_message = ERR_NOT_SENT
+            stamp(in_flight, reason="not sent: the invoice was settled meanwhile", at=now)
+            in_flight.save()
+            return None, False
         if in_flight is not None:
             # The same attempt again (a retried or duplicated task): Stripe answered already, or is asked
             # again with the same idempotency key, which returns the same PaymentIntent.
@@ -224,9 +235,27 @@ def _intent_failure(intent: dict[str, Any]) -> tuple[str, str]:
     return str(code)[:64], str(error.get("message") or "")[:500]
 
 
+def intent_is_accounts(intent: dict[str, Any], account_id: int) -> bool:
+    """Whether a PaymentIntent's money comes from the account's own Stripe customer. Its metadata alone
+    proves nothing: any PaymentIntent of the Stripe account (made on the dashboard, by another integration,
+    or with copied metadata) may name one of our invoices or payments."""
+    customer = _id(intent.get("customer"))
+    known = PaymentProfile.objects.filter(account_id=account_id).values_list("stripe_customer_id", flat=True).first()
+    return bool(customer) and customer == known
+
+
+def _intent_matches(intent: dict[str, Any], payment: Payment) -> bool:
+    """Whether a succeeded PaymentIntent received exactly ``payment``'s amount, in its currency."""
+    received = intent.get("amount_received") or intent.get("amount")
+    currency = str(intent.get("currency") or "").upper()
+    return currency == payment.currency and received == stripe_gateway.to_minor(payment.amount, payment.currency)
+
+
 def _payment_for_intent(intent: dict[str, Any], now: dt.datetime) -> Payment | None:
     """Our payment of a PaymentIntent: the attempt's row, or for a "Pay now" checkout (no row until Stripe
-    reports it) a new pending one for the invoice its metadata names. None: not ours."""
+    reports it) a new pending one for the invoice its metadata names. None: not ours — a PaymentIntent of
+    another customer than the one of the account named, or in another currency than the invoice's, pays
+    nothing here (the daily reconciliation shows its charge to staff)."""
     payment = Payment.objects.filter(external_id=intent["id"]).first()
     if payment is not None:
         return payment
@@ -234,13 +263,24 @@ def _payment_for_intent(intent: dict[str, Any], now: dt.datetime) -> Payment | N
     if metadata.get("payment_id"):
         payment = Payment.objects.filter(public_id=metadata["payment_id"], provider=Payment.Provider.STRIPE).first()
         if payment is not None:
+            if payment.external_id or not intent_is_accounts(intent, payment.account_id):
+                logger.warning("PaymentIntent %s names payment %s of another customer.", intent["id"], payment)
+                return None
             return payment
     number = metadata.get("invoice_number")
     if not number:
         return None
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().filter(number=number).first()
+        invoice = Invoice.objects.select_for_update().select_related("account").filter(number=number).first()
         if invoice is None:
+            return None
+        named_account = metadata.get("account_id")
+        if (
+            not intent_is_accounts(intent, invoice.account_id)
+            or (named_account and named_account != invoice.account.public_id)
+            or str(intent.get("currency") or "").upper() != invoice.currency
+        ):
+            logger.warning("PaymentIntent %s does not pay %s: another customer or currency.", intent["id"], number)
             return None
         existing = Payment.objects.filter(external_id=intent["id"]).first()
         if existing is not None:
@@ -272,12 +312,17 @@ def intent_apply(
     payment = payment or _payment_for_intent(intent, now)
     if payment is None:
         return None
+    status = intent.get("status")
+    if status == "succeeded" and not _intent_matches(intent, payment):
+        # Not the charge we asked for: the payment stays as it is (nor is it tied to this PaymentIntent), and
+        # the charge is left to reconciliation.
+        logger.warning("PaymentIntent %s does not match the amount or currency of %s.", intent["id"], payment)
+        return payment
     if not payment.external_id:
         Payment.objects.filter(pk=payment.pk, external_id__isnull=True).update(
             external_id=intent["id"], reference=intent["id"]
         )
         payment.refresh_from_db()
-    status = intent.get("status")
     if status == "succeeded":
         method = intent.get("payment_method")
         if isinstance(method, str) and method and not payment.payment_method:
@@ -345,7 +390,9 @@ def collection_payment_failed(
         },
         now=now,
     )
-    email_queue_payment(payment=payment, invoice=invoice, kind="payment_failed", now=now)
+    if _invoice_open(invoice):
+        # Paid meanwhile by other means (a bank transfer, a credit note) or written off: no "please pay" e-mail.
+        email_queue_payment(payment=payment, invoice=invoice, kind="payment_failed", now=now)
     if exhausted and invoice.account.status in SUSPENDABLE:
         account_status_change(
             account=invoice.account,

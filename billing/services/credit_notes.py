@@ -10,11 +10,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 
-from billing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from billing.models import Collection, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from billing.services.documents import document_request
 from billing.services.emails.queueing import email_queue_credit_note
 from billing.services.numbering import document_numbers
-from billing.services.payments import invoice_release_payments
+from billing.services.payments import invoice_release_payments, payment_received
 from common import clock
 from common.audit import stamp
 from common.errors import BillingError
@@ -107,6 +107,12 @@ def credit_note_issue(
         at=now,
     )
     invoice.save(update_fields=fields)
+    if "status" in fields:
+        # Settled by the credit: nothing is left to collect, so the automatic retries stop (as a payment would).
+        Collection.objects.filter(invoice=invoice).update(state=Collection.State.SUCCEEDED, next_attempt_at=None)
+        # ... and an account past due or suspended for it may be active again at once, as after a payment.
+        account_id = invoice.account_id
+        transaction.on_commit(lambda: payment_received.send(sender=CreditNote, account_id=account_id, now=now))
     document_request(credit_note=note, now=now)
     document_request(invoice=invoice, now=now)  # the invoice's PDF shows the credit and the new amount due
     email_queue_credit_note(credit_note=note, now=now)

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account
-from billing.models import Invoice, InvoiceLine
+from billing.models import Collection, Invoice, InvoiceLine
 from billing.rating.allocation import line_partner_costs, line_tenant_costs
 from billing.rating.engine import ChargeLine, Estimate, charges_estimate
 from billing.services.documents import document_request, documents_request_for_invoices
@@ -452,6 +452,10 @@ def invoice_mark_uncollectible(*, invoice: Invoice, reason: str, actor: Any = No
     invoice.status, invoice.amount_due = Invoice.Status.UNCOLLECTIBLE, ZERO
     stamp(invoice, actor=actor, reason=f"uncollectible: {reason}")
     invoice.save(update_fields=["status", "amount_due", "updated_at"])
+    # Written off however staff got here (the invoice's admin action, or the collection's): no retry follows.
+    Collection.objects.filter(invoice=invoice).exclude(state=Collection.State.SUCCEEDED).update(
+        state=Collection.State.WRITTEN_OFF, next_attempt_at=None
+    )
     document_request(invoice=invoice)  # the PDF shows the balance as it stands: nothing is asked for any more
     return invoice
 

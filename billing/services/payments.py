@@ -54,8 +54,8 @@ ERR_RECORD_DENIED = "Only Finance admins may record payments."
 # Sent after commit with ``invoice_ids`` when invoices are finalized with money due: where automatic
 # collection starts (``billing.services.collection`` connects to it).
 invoice_ready_for_collection = Signal()
-# Sent after commit with ``account_id`` and ``now`` (the time the payment was recorded at) when money came in:
-# the account's status may recover.
+# Sent after commit with ``account_id`` and ``now`` (the time the payment was recorded at) when money came in,
+# or when a credit note settled an invoice: the account's status may recover.
 payment_received = Signal()
 
 
@@ -384,10 +384,12 @@ def payment_succeeded(
     """A pending (provider) payment has gone through: apply it to its invoice, the rest to the balance.
     Idempotent: a payment that already succeeded is returned unchanged."""
     now = now or clock.now()
+    # Invoice first, then the payment: the order every other write of the ledger locks them in.
+    invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment.pk)
+    invoices = _locked_invoices([invoice_id] if invoice_id else [])
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
     if payment.status != Payment.Status.PENDING and payment.status != Payment.Status.FAILED:
         return payment
-    invoices = _locked_invoices([payment.invoice_id] if payment.invoice_id else [])
     payment.status, payment.received_at = Payment.Status.SUCCEEDED, received_at
     payment.failure_code = payment.failure_message = ""
     payment.payment_method = payment_method[:64] or payment.payment_method
@@ -414,8 +416,9 @@ def payment_succeeded(
 
 def invoices_apply_balance(*, invoices: Sequence[Invoice], now: dt.datetime) -> list[PaymentAllocation]:
     """Apply each account's credit balance to its newly finalized invoice (the caller's transaction, the
-    invoices saved and locked by it): unapplied money of the oldest payments first. One grouped query finds
-    the accounts with a balance, so a month's close of thousands of invoices costs one query when none has."""
+    invoices saved and locked by it): unapplied money of the oldest payments first. A few grouped queries find
+    the accounts with a balance, so a month's close of thousands of invoices costs the same few queries when
+    none has."""
     payable = [i for i in invoices if i.status == Invoice.Status.FINALIZED and i.amount_due > 0]
     balances = credit_balances(i.account_id for i in payable)
     allocations: list[PaymentAllocation] = []

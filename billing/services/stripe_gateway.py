@@ -28,6 +28,7 @@ from common.money import minor_unit
 ERR_NOT_CONFIGURED = "Stripe is not configured (STRIPE_TEST_SECRET_KEY / STRIPE_LIVE_SECRET_KEY)."
 ERR_UNAVAILABLE = "Stripe could not be reached: {error}"
 ERR_SESSION_FOREIGN = "This checkout session belongs to another customer."
+ERR_SESSION_UNKNOWN = "There is no such checkout session."
 ERR_SESSION_INCOMPLETE = "The card was not saved: the checkout session is {status}."
 
 
@@ -209,7 +210,11 @@ def checkout_setup_complete(*, account: Account, session_id: str) -> PaymentProf
 
     profile = customer_ensure(account=account)
     client = _client()
-    session = _call(client.v1.checkout.sessions.retrieve, session_id, {"expand": ["setup_intent"]})
+    try:
+        session = _call(client.v1.checkout.sessions.retrieve, session_id, {"expand": ["setup_intent"]})
+    except stripe.InvalidRequestError as exc:
+        # A session id Stripe does not know (mistyped, cut off or made up): as another customer's, not found.
+        raise BillingError(ERR_SESSION_UNKNOWN, code="checkout_session_unknown", status=404) from exc
     if session.get("customer") != profile.stripe_customer_id:
         raise BillingError(ERR_SESSION_FOREIGN, code="checkout_session_foreign", status=404)
     intent = session.get("setup_intent") or {}

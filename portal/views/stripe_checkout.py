@@ -11,6 +11,8 @@ invoices; anyone else gets a 403."""
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
@@ -31,6 +33,8 @@ PAY_INVOICES = (Role.OWNER, Role.ADMIN, Role.BILLING)
 ERR_NOT_OPEN = "Invoice {number} has nothing to pay."
 ERR_STRIPE_OFF = "Card payments are not available; please pay by bank transfer."
 MSG_CARD_SAVED = "Your {brand} ending in {last4} will be charged for future invoices."
+# What Stripe puts into the return URL: ``cs_test_…`` or ``cs_live_…`` (anything else was not made by Stripe).
+CHECKOUT_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 
 
 def _absolute(request, name: str, *args) -> str:
@@ -64,8 +68,11 @@ def card_setup(request):
 @portal_view(roles=MANAGE_PAYMENT_METHOD)
 def card_setup_return(request):
     session_id = request.GET.get("session_id", "")
-    if not session_id.startswith("cs_"):
+    if not CHECKOUT_SESSION_ID.fullmatch(session_id):
         raise Http404
+    if not stripe_gateway.stripe_enabled():
+        messages.error(request, ERR_STRIPE_OFF)
+        return redirect("portal:billing")
     try:
         profile = stripe_gateway.checkout_setup_complete(account=request.account, session_id=session_id)
     except BillingError as exc:

@@ -14,6 +14,7 @@ from djstripe.models import Customer
 
 from billing.models import Collection, EmailDelivery, Invoice, Payment, PaymentProfile
 from billing.services.collection import collection_attempt, collection_retry_now
+from billing.services.payments import payment_record
 from billing.services.stripe_gateway import (
     StripeUnavailable,
     customer_ensure,
@@ -138,6 +139,31 @@ def test_a_lost_answer_is_asked_again_with_the_same_key_and_charges_once(
     assert pending.status == "succeeded"
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_paid) == ("paid", D("574.80"))
+
+
+def test_a_lost_answer_is_not_asked_again_once_the_invoice_was_paid_by_transfer(
+    fake, account, plan, django_capture_on_commit_callbacks
+):
+    """Stripe's answer never arrived, and the customer paid by bank transfer before the attempt ran again: the
+    attempt is not sent again (a charge would only add to the credit balance); its payment is marked not sent."""
+    _with_card(account, fake, auto=False)
+    invoice = _bill_november(account, plan, django_capture_on_commit_callbacks)
+    fake.lose_next_answer = True
+
+    with time_machine.travel(CLOSE_AT + dt.timedelta(minutes=15), tick=False):
+        collection = collection_retry_now(collection=Collection.objects.get(invoice=invoice))
+        with pytest.raises(StripeUnavailable):
+            collection_attempt(collection_id=collection.pk)
+        payment_record(account=account, amount=D("574.80"), provider="bank_transfer", reference="wire 77")
+        with django_capture_on_commit_callbacks(execute=True):
+            collection_attempt_task.delay(collection.pk)
+
+    assert len(fake.posts("/v1/payment_intents")) == 1  # the lost one only
+    attempt = Payment.objects.get(invoice=invoice, attempt=1)
+    assert (attempt.status, attempt.failure_code) == ("failed", "not_sent")
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid, invoice.amount_due) == ("paid", D("574.80"), D("0.00"))
+    assert Collection.objects.get(invoice=invoice).state == "succeeded"
 
 
 def test_a_declined_charge_records_the_failure_and_schedules_the_retry(

@@ -3,6 +3,7 @@ the invoice paid in the portal."""
 
 import datetime as dt
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -18,6 +19,7 @@ from tests.billing.factories import business_invoice
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 PASSWORD = "portal-pass-123"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def test_a_bank_transfer_recorded_in_the_admin_shows_the_invoice_paid_in_the_portal(
@@ -82,5 +84,12 @@ def test_a_bank_transfer_recorded_in_the_admin_shows_the_invoice_paid_in_the_por
         expect(portal.locator("#paid")).to_have_text("USD 574.80")
         expect(portal.locator("#amount-due")).to_have_text("USD 0.00")
         portal.screenshot(path=str(artifacts / "portal-invoice-paid.png"), full_page=True)
+
+        portal.get_by_role("link", name="Billing", exact=True).click()
+        expect(portal.locator("#open-balance")).to_have_text("USD 0.00")
+        payments = portal.get_by_role("table").filter(has_text="NW-TRF-20261209")
+        expect(payments).to_contain_text("USD 574.80")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        portal.screenshot(path=str(SCREENSHOTS / "portal-billing.png"), full_page=True)
     finally:
         customer.close()

@@ -108,6 +108,11 @@ def test_every_role_sees_the_billing_page_and_only_owners_and_admins_get_the_swi
     assert '<a href="/portal/billing/" aria-current="page">Billing</a>' in html
     assert text_of(html, "payment-method") == "No payment method"
     assert text_of(html, "auto-collection") == "Off"
+    # Without a payment method there is nothing to switch on yet: those who may switch are told what to do.
+    assert TOGGLE not in html and "Turn on automatic collection" not in html
+    assert ("Add a payment method to turn it on." in html) is may_switch
+    card_on_file(northwind["account"])
+    html = client.get("/portal/billing/").content.decode()
     assert (TOGGLE in html) is may_switch
     assert ("Turn on automatic collection" in html) is may_switch
     # The navigation links the page from every portal page.
