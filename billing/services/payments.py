@@ -26,7 +26,7 @@ from common import clock
 from common.audit import stamp
 from common.errors import BillingError
 from common.formats import iso_utc, money_string
-from common.money import round_money
+from common.money import format_money, round_money
 from common.outbox import outbox_emit
 from common.services import public_id_next
 
@@ -46,6 +46,14 @@ ERR_REFUND_STATUS = "Only a succeeded payment can be refunded; {payment} is {sta
 ERR_REFUND_TOO_MUCH = "A refund of {amount} exceeds what is unapplied on {payment} ({left})."
 ERR_BALANCE_TOO_LOW = "A refund of {amount} exceeds the account's credit balance ({balance})."
 ERR_REASON = "Give a reason."
+ERR_REFUND_STRIPE = (
+    "{payment} was paid through Stripe: refund it in Stripe's dashboard; the refund is recorded here when "
+    "Stripe reports it."
+)
+ERR_BALANCE_IN_STRIPE = (
+    "Only {refundable} of the credit balance came by bank transfer, check or other means; the rest was paid "
+    "through Stripe: refund that in Stripe's dashboard, and it is recorded here when Stripe reports it."
+)
 ERR_REFUND_DENIED = "Only Finance admins may refund or reverse payments."
 PERM_REFUND = "billing.refund_payment"
 PERM_RECORD = "billing.add_payment"
@@ -196,9 +204,13 @@ def _apply(
     if invoice.status == Invoice.Status.PAID:
         Collection.objects.filter(invoice=invoice).update(state=Collection.State.SUCCEEDED, next_attempt_at=None)
     elif reopened:
-        # It owes again: its collection is open again (staff may retry or write it off), not "paid".
+        # It owes again: its collection is open again (staff may retry or write it off), not "paid"; an invoice
+        # paid in full by the credit balance at finalization had none, and gets one now.
         Collection.objects.filter(invoice=invoice, state=Collection.State.SUCCEEDED).update(
             state=Collection.State.MANUAL, next_attempt_at=None
+        )
+        Collection.objects.get_or_create(
+            invoice=invoice, defaults={"account_id": invoice.account_id, "state": Collection.State.MANUAL}
         )
     document_request(invoice=invoice, now=now)  # the PDF shows the balance as it stands
     return allocation
@@ -564,6 +576,12 @@ def payment_refund(
             code="payment_not_refundable",
             status=409,
         )
+    if payment.provider == Payment.Provider.STRIPE and not external_id:
+        # Card money goes back through Stripe, whose refund (charge.refunded) is recorded here by its webhook;
+        # recording one by hand would say the customer was refunded when nobody sent the money.
+        raise BillingError(
+            ERR_REFUND_STRIPE.format(payment=payment.public_id), code="refund_through_stripe", status=409
+        )
     amount = round_money(amount, payment.currency)
     if amount <= 0:
         raise BillingError(ERR_AMOUNT, code="invalid_amount", field="amount")
@@ -652,7 +670,8 @@ def account_balance_refund(
     *, account: Account, amount: Decimal, reason: str, actor: Any = None, now: dt.datetime | None = None
 ) -> list[Refund]:
     """Refund ``amount`` of an account's credit balance, taken from its newest payments with money unapplied
-    (bank transfers and checks are sent back by the finance team; this records that they were)."""
+    (bank transfers and checks are sent back by the finance team; this records that they were). Money that
+    came through Stripe is refunded there, and recorded when Stripe reports it (409 here)."""
     now = now or clock.now()
     require_permission(actor, PERM_REFUND, ERR_REFUND_DENIED)
     amount = round_money(amount, account.currency)
@@ -667,11 +686,22 @@ def account_balance_refund(
             code="refund_exceeds_balance",
             field="amount",
         )
+    offline = [
+        payment
+        for payment in Payment.objects.filter(account=account, status=Payment.Status.SUCCEEDED)
+        .exclude(provider=Payment.Provider.STRIPE)
+        .order_by("-received_at", "-pk")
+    ]
+    refundable = sum((payment_unapplied(payment) for payment in offline), ZERO)
+    if amount > refundable:
+        raise BillingError(
+            ERR_BALANCE_IN_STRIPE.format(refundable=format_money(refundable, account.currency)),
+            code="refund_through_stripe",
+            field="amount",
+        )
     refunds = []
     left = amount
-    for payment in Payment.objects.filter(account=account, status=Payment.Status.SUCCEEDED).order_by(
-        "-received_at", "-pk"
-    ):
+    for payment in offline:
         if left <= 0:
             break
         share = min(payment_unapplied(payment), left)

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
-from billing.models import EmailDelivery, Invoice, Payment, PaymentAllocation, Refund
+from billing.models import Collection, EmailDelivery, Invoice, Payment, PaymentAllocation, Refund
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_finalize, invoice_mark_uncollectible
 from billing.services.payments import (
@@ -276,6 +276,54 @@ def test_a_provider_refund_reopens_the_paid_invoice_it_takes_money_back_from(boo
     assert money(october) == ("finalized", D("0.00"), D("299.00"))
     payment.refresh_from_db()
     assert payment.status == "refunded"
+
+
+def test_card_money_is_refunded_through_stripe_not_recorded_by_hand(books, finance_admin):
+    account, october, _ = books
+    card = payment_record(
+        account=account,
+        amount=D("320.00"),
+        provider=Payment.Provider.STRIPE,
+        payment_method="card_ending_4242",
+        allocations=[(october, D("299.00"))],
+        now=DEC_5,
+    )  # $21.00 of it unapplied
+    transfer = record(account, "30.00", reference="wire 1002", allocations=[])  # all of it unapplied
+    assert credit_balance(account) == D("51.00")
+
+    with pytest.raises(BillingError) as caught:
+        payment_refund(payment=card, amount=D("21.00"), reason="overpaid", actor=finance_admin)
+    assert (caught.value.code, caught.value.status) == ("refund_through_stripe", 409)
+    assert caught.value.message == (
+        f"{card.public_id} was paid through Stripe: refund it in Stripe's dashboard; the refund is recorded here "
+        "when Stripe reports it."
+    )
+    with pytest.raises(BillingError) as caught:
+        account_balance_refund(account=account, amount=D("51.00"), reason="overpaid", actor=finance_admin)
+    assert caught.value.message == (
+        "Only USD 30.00 of the credit balance came by bank transfer, check or other means; the rest was paid "
+        "through Stripe: refund that in Stripe's dashboard, and it is recorded here when Stripe reports it."
+    )
+    assert Refund.objects.count() == 0
+
+    (refund,) = account_balance_refund(account=account, amount=D("30.00"), reason="overpaid", actor=finance_admin)
+    assert (refund.payment, refund.amount) == (transfer, D("30.00"))
+    # Stripe reports the card refund made in its dashboard.
+    payment_refund(payment=card, amount=D("21.00"), reason="overpaid", external_id="re_9", release_invoices=True)
+    assert credit_balance(account) == D("0")
+    assert money(october) == ("paid", D("299.00"), D("0.00"))
+
+
+def test_an_invoice_paid_without_a_collection_gets_one_when_a_refund_reopens_it(books):
+    account, october, november = books
+    assert not Collection.objects.filter(invoice__account=account).exists()
+    card = payment_record(account=account, amount=D("778.00"), provider=Payment.Provider.STRIPE, now=DEC_5)
+    assert (money(october)[0], money(november)[0]) == ("paid", "paid")
+
+    payment_refund(payment=card, amount=D("479.00"), reason="chargeback", external_id="re_7", release_invoices=True)
+    assert money(november) == ("finalized", D("0.00"), D("479.00"))
+    assert Collection.objects.get(invoice=november).state == "manual"  # staff can retry or write it off
+    assert not Collection.objects.filter(invoice=october).exists()
 
 
 # --- reversal ------------------------------------------------------------------------------------------------
