@@ -100,6 +100,7 @@ def account_payments(account: Account) -> list[Payment]:
     allocations = PaymentAllocation.objects.select_related("invoice").order_by("created_at", "pk")
     return list(
         Payment.objects.filter(account=account, status__in=LISTED_STATUSES)
+        .select_related("invoice")
         .prefetch_related(Prefetch("allocations", queryset=allocations))
         .order_by("-received_at", "-pk")
     )

@@ -382,6 +382,7 @@ def test_another_accounts_receipt_and_a_failed_payment_are_not_found(book):
         received_at=NOW,
         created_at=NOW,
         failure_message="Your card was declined.",
+        invoice=Invoice.objects.filter(account=northwind["account"]).exclude(number=None).first(),
     )
     client = owner(northwind)
     assert client.get(f"/portal/billing/payments/{theirs.public_id}/").status_code == 404
@@ -389,7 +390,7 @@ def test_another_accounts_receipt_and_a_failed_payment_are_not_found(book):
     assert client.get("/portal/billing/payments/pay_999999/").status_code == 404
     # The failed attempt is listed, without a receipt.
     row = row_of(client.get("/portal/billing/").content.decode(), "data-payment", failed.public_id)
-    assert row == "20 November 2026 Stripe – USD 289.42 Failed (Your card was declined.) – –"
+    assert row == f"20 November 2026 Stripe – USD 289.42 Failed (Your card was declined.) for {failed.invoice.number} –"
 
 
 # The account-status banner, on every portal page
