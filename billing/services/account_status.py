@@ -127,6 +127,9 @@ def account_status_after_payment(*, account_id: int, now: dt.datetime | None = N
     """Money came in: a past-due or suspended account that the billing cycle put there, with nothing overdue
     any more, is active again at once."""
     now = now or clock.now()
+    # Most payments come from accounts in good standing: one plain read answers them, no transaction.
+    if not Account.objects.filter(pk=account_id, status__in=COLLECTION_STATUSES, status_automatic=True).exists():
+        return None
     with transaction.atomic():
         account = Account.objects.select_for_update().get(pk=account_id)
         if account.status not in COLLECTION_STATUSES or not account.status_automatic:

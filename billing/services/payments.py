@@ -353,6 +353,9 @@ def payment_record(
                 code="allocation_exceeds_payment",
                 field="invoices",
             )
+    for invoice in locked.values():
+        if invoice.account_id == account.pk:
+            invoice.account = account  # read by the receipt e-mail and the events: no query for it again
     payment = Payment(
         public_id=public_id_next(prefix="pay"),
         account=account,

@@ -143,7 +143,7 @@ def email_queue_credit_note(*, credit_note: CreditNote, now: dt.datetime) -> lis
 def email_queue_payment(*, payment: Payment, invoice: Invoice, kind: str, now: dt.datetime) -> list[int]:
     """A receipt for a payment that went to ``invoice``, or the notice that an automatic attempt to collect it
     failed (with the next retry date and where to update the card); once per payment and kind."""
-    recipients = Account.objects.values_list("billing_emails", flat=True).get(pk=payment.account_id)
+    recipients = payment.account.billing_emails
     row = delivery_build(
         invoice=invoice, payment=payment, kind=kind, recipients=recipients, now=now, dedup_key=f"{kind}:{payment.pk}"
     )
