@@ -169,7 +169,7 @@ def main() -> int:
     from django.db.models import Sum
 
     from billing.models import Invoice, Payment, PaymentAllocation, ReconciliationIssue
-    from billing.services.payments import credit_balances
+    from billing.selectors import credit_balances
     from billing.services.reconciliation import reconciliation_run
     from common.periods import Period
 

@@ -41,9 +41,8 @@ from billing.models import (
     Refund,
     Subscription,
 )
-from billing.selectors import CUSTOMER_VISIBLE_STATUSES, customer_invoices, invoice_lines
+from billing.selectors import CUSTOMER_VISIBLE_STATUSES, credit_balance, customer_invoices, invoice_lines
 from billing.services.documents import document_for_download
-from billing.services.payments import credit_balance
 from common.api import error_response
 from common.errors import BillingError
 from common.formats import decimal_string, iso_utc, money_string
@@ -442,7 +441,7 @@ def payment_document(payment: Payment) -> dict:
     for allocation in payment.allocations.all():
         net[allocation.invoice.number] = net.get(allocation.invoice.number, ZERO) + allocation.amount
     refunds = list(payment.refunds.all())
-    # As ``billing.services.payments.payment_unapplied``, from the rows already read.
+    # As ``billing.selectors.payment_unapplied``, from the rows already read.
     unapplied = ZERO
     if payment.status == Payment.Status.SUCCEEDED:
         refunded = sum((r.amount for r in refunds if r.status == Refund.Status.SUCCEEDED), ZERO)

@@ -13,6 +13,8 @@ import json
 from typing import Any
 
 from django.http import HttpResponseBadRequest
+from djstripe.models import Event
+from djstripe.signals import WEBHOOK_SIGNALS
 from djstripe.views import ProcessWebhookView
 
 from billing.models import Payment, PaymentProfile
@@ -92,8 +94,5 @@ ENABLED_EVENTS = sorted(HANDLERS)
 
 
 def connect() -> None:
-    from djstripe.models import Event
-    from djstripe.signals import WEBHOOK_SIGNALS
-
     for event_type, handler in HANDLERS.items():
         WEBHOOK_SIGNALS[event_type].connect(handler, sender=Event, dispatch_uid=f"billing-stripe-{event_type}")

@@ -29,6 +29,7 @@ from billing.services.payment_profiles import payment_profile_set_auto_collectio
 from billing.services.payments import payment_record
 from billing.services.reconciliation import reconciliation_daily
 from billing.services.runs import bill_period
+from billing.services.stripe_gateway import to_minor
 from billing.services.subscriptions import subscription_create
 from billing.tasks import invoices_finalize_due_task
 from common import clock
@@ -470,7 +471,7 @@ def _stripe_answer(collection: Collection, outcome: str, at: dt.datetime) -> Pay
         return None
     intent: dict = {
         "id": f"pi_demo_{collection.invoice_id}_{payment.attempt}",
-        "amount": int(payment.amount * 100),
+        "amount": to_minor(payment.amount, payment.currency),
         "currency": payment.currency.lower(),
         "payment_method": f"pm_demo{payment.account.public_id.removeprefix('acc_')}",
         "latest_charge": f"ch_demo_{collection.invoice_id}_{payment.attempt}",

@@ -2,7 +2,7 @@
 
 Read from the payments ledger (``billing.models.payment``) through the same figures as the staff admin: the
 open balance is the sum of the open invoices' ``amount_due``, the credit balance is
-``billing.services.payments.credit_balance``; wording of methods, statuses and collection comes from
+``billing.selectors.credit_balance``; wording of methods, statuses and collection comes from
 ``billing.presentation``, as on the invoice PDF."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from billing.presentation import (
     profile_method_text,
     short_day,
 )
+from billing.selectors import credit_balance, payment_unapplied
 from billing.services.account_status import overdue_invoices, suspension_due
-from billing.services.payments import credit_balance, payment_unapplied
 from common import clock
 from common.money import format_money
 

@@ -31,16 +31,8 @@ from accounts.models import Account
 from billing.admin.subscriptions import BillingAccountAdmin
 from billing.forms_payments import RecordPaymentForm, RefundBalanceForm, ReversePaymentForm
 from billing.models import Invoice, Payment, PaymentAllocation, Refund
-from billing.services.payments import (
-    PERM_RECORD,
-    PERM_REFUND,
-    account_balance_refund,
-    credit_balance,
-    open_invoices,
-    payment_record,
-    payment_reverse,
-    payment_unapplied,
-)
+from billing.selectors import credit_balance, open_invoices, payment_unapplied
+from billing.services.payments import PERM_RECORD, PERM_REFUND, account_balance_refund, payment_record, payment_reverse
 from common import clock
 from common.admin_utils import ServiceAdmin, format_datetime, money_column, truncated
 from common.errors import BillingError
@@ -198,7 +190,7 @@ class PaymentAdmin(ServiceAdmin):
 
     def get_queryset(self, request):
         # The unapplied part of each listed payment in the page's one query: succeeded payments less their
-        # allocations and succeeded refunds (billing.services.payments.payment_unapplied, row by row).
+        # allocations and succeeded refunds (billing.selectors.payment_unapplied, row by row).
         allocated = (
             PaymentAllocation.objects.filter(payment=OuterRef("pk"))
             .values("payment")

@@ -36,7 +36,7 @@ from billing.services.reconciliation import (
     reconciliation_run,
 )
 from common import clock
-from common.admin_utils import format_datetime, money_column, truncated
+from common.admin_utils import format_datetime, money_column, run_action, truncated
 from common.errors import BillingError
 from common.money import CURRENCY_CHOICES, DEFAULT_CURRENCY, format_money
 from common.periods import month_containing, next_month, parse_month, previous_month
@@ -300,17 +300,14 @@ class ReconciliationIssueAdmin(admin.ModelAdmin):
         issues = list(queryset.filter(status=ReconciliationIssue.Status.OPEN))
         form = ResolveForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
-            done = 0
-            for issue in issues:
-                try:
-                    reconciliation_issue_resolve(
-                        issue=issue, resolution=form.cleaned_data["resolution"], actor=request.user
-                    )
-                    done += 1
-                except BillingError as exc:
-                    self.message_user(request, f"{issue}: {exc.message}", messages.ERROR)
-            if done:
-                self.message_user(request, f"{done} issue(s) resolved.", messages.SUCCESS)
+            resolution = form.cleaned_data["resolution"]
+            run_action(
+                self,
+                request,
+                issues,
+                lambda issue, **kw: reconciliation_issue_resolve(issue=issue, resolution=resolution, **kw),
+                "{count} issue(s) resolved.",
+            )
             return None
         if not issues:
             self.message_user(request, "None of the selected issues is open.", messages.WARNING)
@@ -628,15 +625,14 @@ class BankStatementLineAdmin(admin.ModelAdmin):
         lines = list(queryset.filter(status=BankStatementLine.Status.UNMATCHED))
         form = IgnoreForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
-            done = 0
-            for line in lines:
-                try:
-                    bank_statement_line_ignore(line=line, note=form.cleaned_data["note"], actor=request.user)
-                    done += 1
-                except BillingError as exc:
-                    self.message_user(request, f"{line}: {exc.message}", messages.ERROR)
-            if done:
-                self.message_user(request, f"{done} line(s) ignored.", messages.SUCCESS)
+            note = form.cleaned_data["note"]
+            run_action(
+                self,
+                request,
+                lines,
+                lambda line, **kw: bank_statement_line_ignore(line=line, note=note, **kw),
+                "{count} line(s) ignored.",
+            )
             return None
         if not lines:
             self.message_user(request, "None of the selected lines is waiting for staff.", messages.WARNING)

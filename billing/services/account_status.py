@@ -25,6 +25,7 @@ from django.db import transaction
 from accounts.models import Account
 from accounts.services import account_set_status
 from billing.models import Collection, EmailDelivery, Invoice, Subscription
+from billing.services.emails.queueing import email_queue_account_status
 from common import clock
 from common.formats import iso_utc
 from common.outbox import outbox_emit
@@ -80,8 +81,6 @@ def account_status_change(
     """Move an account to ``status`` as the billing cycle (or staff) decided: the audited transition (whose
     ``billing.subscription_updated`` event ``account_status_event`` records) and the e-mail to its billing
     addresses about ``invoice``. No-op when unchanged."""
-    from billing.services.emails.queueing import email_queue_account_status  # e-mails read account statuses
-
     now = now or clock.now()
     account = Account.objects.select_for_update().get(pk=account.pk)
     previous = account.status

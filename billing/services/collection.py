@@ -28,6 +28,7 @@ from accounts.models import Account
 from billing.models import Collection, Invoice, Payment, PaymentProfile, Refund
 from billing.services import stripe_gateway
 from billing.services.account_status import account_status_change
+from billing.services.emails.queueing import email_queue_payment
 from billing.services.invoices import invoice_mark_uncollectible
 from billing.services.payments import payment_refund, payment_succeeded, require_permission
 from common import clock
@@ -344,8 +345,6 @@ def collection_payment_failed(
     """Record a failed attempt: the failure on the payment, the next retry (or exhaustion and the account's
     suspension after the last), ``billing.payment_failed`` and the customer's e-mail. A payment that is not
     pending any more (succeeded, or this failure recorded already) is left as it is."""
-    from billing.services.emails.queueing import email_queue_payment  # the e-mail services read payments
-
     now = now or clock.now()
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
     if payment.status != Payment.Status.PENDING:

@@ -16,12 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.dispatch import Signal
 
 from accounts.models import Account
 from billing.models import Collection, Invoice, Payment, PaymentAllocation, Refund
+from billing.selectors import credit_balance, credit_balances, open_invoices, payment_unapplied
 from billing.services.documents import document_request
+from billing.services.emails.queueing import email_queue_payment
 from common import clock
 from common.audit import stamp
 from common.errors import BillingError
@@ -87,68 +89,10 @@ def _user(actor: Any) -> Any:
     return actor if getattr(actor, "is_authenticated", False) else None
 
 
-def payment_unapplied(payment: Payment) -> Decimal:
-    """What of a succeeded payment is applied to no invoice and not refunded: part of the credit balance."""
-    if payment.status != Payment.Status.SUCCEEDED:
-        return ZERO
-    allocated = payment.allocations.aggregate(total=Sum("amount", default=ZERO))["total"]
-    refunded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount", default=ZERO))
-    # Rounded: exact on PostgreSQL; SQLite (the demo) sums decimals as floats.
-    return round_money(payment.amount - allocated - refunded["total"], payment.currency)
-
-
 def _positive_nets(rows: Iterable[tuple[int, Decimal]], currency: str) -> list[tuple[int, Decimal]]:
     """``(id, net)`` rows of summed allocations, rounded (see ``payment_unapplied``), the positive ones."""
     rounded = [(pk, round_money(net, currency)) for pk, net in rows]
     return [(pk, net) for pk, net in rounded if net > 0]
-
-
-def credit_balances(account_ids: Iterable[int]) -> dict[int, Decimal]:
-    """Credit balance per account (accounts with none are left out): succeeded payments less what they
-    paid and what was refunded of them. Three grouped queries, whatever the number of accounts."""
-    ids = list(account_ids)
-    received = dict(
-        Payment.objects.filter(account_id__in=ids, status=Payment.Status.SUCCEEDED)
-        .values("account_id")
-        .annotate(total=Sum("amount"))
-        .values_list("account_id", "total")
-    )
-    if not received:
-        return {}
-    applied = dict(
-        PaymentAllocation.objects.filter(account_id__in=received, payment__status=Payment.Status.SUCCEEDED)
-        .values("account_id")
-        .annotate(total=Sum("amount"))
-        .values_list("account_id", "total")
-    )
-    refunded = dict(
-        Refund.objects.filter(
-            account_id__in=received, status=Refund.Status.SUCCEEDED, payment__status=Payment.Status.SUCCEEDED
-        )
-        .values("account_id")
-        .annotate(total=Sum("amount"))
-        .values_list("account_id", "total")
-    )
-    currencies = dict(Account.objects.filter(pk__in=received).values_list("pk", "currency"))
-    # Rounded to the currency's minor unit: the stored amounts are, but SQLite (the demo) sums them as floats.
-    balances = {
-        pk: round_money(total - applied.get(pk, ZERO) - refunded.get(pk, ZERO), currencies[pk])
-        for pk, total in received.items()
-    }
-    return {pk: balance for pk, balance in balances.items() if balance > 0}
-
-
-def credit_balance(account: Account) -> Decimal:
-    return credit_balances([account.pk]).get(account.pk, ZERO)
-
-
-def open_invoices(account: Account) -> list[Invoice]:
-    """Invoices with money due, oldest first (where a payment goes by default)."""
-    return list(
-        Invoice.objects.filter(account=account, status=Invoice.Status.FINALIZED, amount_due__gt=0).order_by(
-            "due_at", "finalized_at", "pk"
-        )
-    )
 
 
 def _locked_invoices(ids: Sequence[int]) -> dict[int, Invoice]:
@@ -267,8 +211,6 @@ def _emit_succeeded(payment: Payment, applied: list[Applied], now: dt.datetime) 
 
 
 def _after_money_in(payment: Payment, applied: list[Applied], now: dt.datetime) -> None:
-    from billing.services.emails.queueing import email_queue_payment  # the e-mail services read payments
-
     _emit_succeeded(payment, applied, now)
     if applied:
         email_queue_payment(payment=payment, invoice=applied[0].invoice, kind="receipt", now=now)
@@ -712,10 +654,6 @@ def account_balance_refund(
             refunds.append(payment_refund(payment=payment, amount=share, reason=reason, actor=actor, now=now))
             left -= share
     return refunds
-
-
-def payments_of_account(account: Account) -> Iterable[Payment]:
-    return Payment.objects.filter(account=account).filter(~Q(status=Payment.Status.PENDING)).order_by("-received_at")
 
 
 @transaction.atomic

@@ -44,7 +44,8 @@ from billing.models import (
     ReconciliationIssue,
     Refund,
 )
-from billing.services.payments import payment_unapplied, require_permission
+from billing.selectors import payment_unapplied
+from billing.services.payments import require_permission
 from common import clock
 from common.errors import BillingError
 from common.money import UnknownCurrency, format_money, minor_unit

@@ -19,6 +19,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.db import transaction
+from djstripe.models import Customer, PaymentMethod
 
 from accounts.models import Account
 from billing.models import Invoice, PaymentProfile
@@ -104,7 +105,6 @@ def timestamp(value: int | None) -> dt.datetime | None:
 
 def _sync_customer(data: dict[str, Any]) -> None:
     """Keep dj-stripe's copy of the customer (staff see it under *Stripe › Customers*)."""
-    from djstripe.models import Customer
 
     Customer.sync_from_stripe_data(data, api_key=_api_key())
 
@@ -165,7 +165,6 @@ def _profile_set_method(profile: PaymentProfile, pm: dict[str, Any]) -> PaymentP
 def payment_method_sync(*, account: Account) -> PaymentProfile:
     """Read the customer's default payment method from Stripe into the profile (none: the profile's is
     cleared). Used after a card was added and by staff to refresh it."""
-    from djstripe.models import PaymentMethod
 
     profile = customer_ensure(account=account)
     client = _client()
@@ -206,7 +205,6 @@ def checkout_setup_session(*, account: Account, success_url: str, cancel_url: st
 def checkout_setup_complete(*, account: Account, session_id: str) -> PaymentProfile:
     """The customer came back from a setup session: its payment method becomes the customer's default
     (what automatic collection charges) and is copied into the profile."""
-    from djstripe.models import PaymentMethod
 
     profile = customer_ensure(account=account)
     client = _client()

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from billing.models import BankStatementLine, Invoice, Payment
+from billing.selectors import credit_balance
 from billing.services.bank_statements import (
     ERR_DENIED,
     ERR_LINE_NOT_OPEN,
@@ -23,7 +24,6 @@ from billing.services.bank_statements import (
     statement_parse,
 )
 from billing.services.credit_notes import credit_note_issue
-from billing.services.payments import credit_balance
 from common.errors import BillingError
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.admin_html import table_rows

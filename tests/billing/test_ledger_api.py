@@ -11,8 +11,9 @@ import time_machine
 
 from accounts.services import api_key_create
 from billing.models import Invoice, Payment, PaymentProfile
+from billing.selectors import payment_unapplied
 from billing.services.credit_notes import credit_note_issue
-from billing.services.payments import payment_record, payment_refund, payment_unapplied
+from billing.services.payments import payment_record, payment_refund
 from common.periods import month_period
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import JAN_1, UTC, close, subscribe

@@ -23,14 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import CreditNote, Invoice, Payment, PaymentAllocation, Refund
+from billing.selectors import credit_balance
 from billing.services.credit_notes import credit_note_issue
-from billing.services.payments import (
-    account_balance_refund,
-    credit_balance,
-    payment_record,
-    payment_refund,
-    payment_reverse,
-)
+from billing.services.payments import account_balance_refund, payment_record, payment_refund, payment_reverse
 from common.errors import BillingError
 from common.periods import month_period
 from tests.accounts.factories import AccountFactory

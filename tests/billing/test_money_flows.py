@@ -28,11 +28,12 @@ from billing.models import (
     PaymentProfile,
     Refund,
 )
+from billing.selectors import credit_balance
 from billing.services.bank_statements import NOTE_NOT_OPEN, bank_statement_import, bank_statement_line_match
 from billing.services.collection import collection_retry_now, collection_write_off, collections_run_due
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_mark_uncollectible
-from billing.services.payments import credit_balance, invoice_payment_record, invoices_apply_balance, payment_record
+from billing.services.payments import invoice_payment_record, invoices_apply_balance, payment_record
 from billing.tasks import collections_due_task
 from common.models import OutboxEvent
 from tests.accounts.factories import AccountFactory

@@ -15,12 +15,12 @@ from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from accounts.services import account_user_create
 from billing.forms_payments import ERR_FUTURE_DAY
 from billing.models import Invoice, Payment, PaymentAllocation, Refund
+from billing.selectors import credit_balance
 from billing.services.payments import (
     ERR_ALLOCATIONS_EXCEED,
     ERR_AMOUNT,
     ERR_BALANCE_TOO_LOW,
     ERR_REASON,
-    credit_balance,
     payment_record,
 )
 from common.periods import month_period

@@ -130,48 +130,22 @@ def open_ledger(invoice) -> tuple:
 OPEN = ("finalized", D("0.00"), D("299.00"), 0)
 
 
-def test_another_customers_payment_naming_an_invoice_does_not_pay_it(fake, ledger, deliver):
-    """Umbrella's card paid; the PaymentIntent's metadata names Northwind's invoice and account."""
+@pytest.mark.parametrize(
+    ("customer", "currency", "named_account"),
+    [
+        ("Umbrella", "usd", "northwind"),  # another customer's card; the metadata names Northwind's invoice
+        ("Northwind", "usd", "umbrella"),  # the metadata names another account than the invoice's
+        ("Northwind", "eur", None),  # another currency than the invoice's
+    ],
+)
+def test_a_payment_that_is_not_the_invoices_own_does_not_pay_it(
+    fake, ledger, deliver, customer, currency, named_account
+):
     invoice = ledger["invoice"]
-    intent = succeeded_intent(
-        fake,
-        ledger["customers"]["Umbrella"],
-        amount=29900,
-        currency="usd",
-        metadata={"invoice_number": invoice.number, "account_id": ledger["northwind"].public_id},
-    )
-
-    assert deliver(fake.event("payment_intent.succeeded", intent)) == 200
-
-    assert open_ledger(invoice) == OPEN
-    assert Payment.objects.count() == 0
-
-
-def test_a_payment_naming_another_account_than_the_invoices_does_not_pay_it(fake, ledger, deliver):
-    invoice = ledger["invoice"]
-    intent = succeeded_intent(
-        fake,
-        ledger["customers"]["Northwind"],
-        amount=29900,
-        currency="usd",
-        metadata={"invoice_number": invoice.number, "account_id": ledger["umbrella"].public_id},
-    )
-
-    assert deliver(fake.event("payment_intent.succeeded", intent)) == 200
-
-    assert open_ledger(invoice) == OPEN
-    assert Payment.objects.count() == 0
-
-
-def test_a_payment_in_another_currency_than_the_invoices_does_not_pay_it(fake, ledger, deliver):
-    invoice = ledger["invoice"]
-    intent = succeeded_intent(
-        fake,
-        ledger["customers"]["Northwind"],
-        amount=29900,
-        currency="eur",
-        metadata={"invoice_number": invoice.number},
-    )
+    metadata = {"invoice_number": invoice.number}
+    if named_account:
+        metadata["account_id"] = ledger[named_account].public_id
+    intent = succeeded_intent(fake, ledger["customers"][customer], amount=29900, currency=currency, metadata=metadata)
 
     assert deliver(fake.event("payment_intent.succeeded", intent)) == 200
 

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group
 
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from billing.models import Collection, EmailDelivery, Invoice, Payment, PaymentAllocation, Refund
+from billing.selectors import credit_balance
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_finalize, invoice_mark_uncollectible
 from billing.services.payments import (
@@ -28,7 +29,6 @@ from billing.services.payments import (
     ERR_REFUND_DENIED,
     ERR_REFUND_TOO_MUCH,
     account_balance_refund,
-    credit_balance,
     payment_record,
     payment_refund,
     payment_reverse,

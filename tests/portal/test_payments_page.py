@@ -18,6 +18,7 @@ from accounts.models import Account
 from accounts.services import account_user_create
 from billing.models import Collection, Document, Invoice, Payment, PaymentProfile
 from billing.presentation import collection_text
+from billing.selectors import credit_balance
 from billing.services.account_status import account_statuses_update
 from billing.services.documents import document_pdf_bytes, document_ready
 from billing.services.payment_profiles import (
@@ -25,7 +26,7 @@ from billing.services.payment_profiles import (
     ERR_NO_PAYMENT_METHOD,
     payment_profile_set_auto_collection,
 )
-from billing.services.payments import account_balance_refund, credit_balance, payment_record
+from billing.services.payments import account_balance_refund, payment_record
 from common import clock
 from common.errors import BillingError
 from common.periods import month_period

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Account
 from billing.models import BankStatementLine, Invoice, ReconciliationIssue
-from billing.services.payments import credit_balance
+from billing.selectors import credit_balance
 from usage.models import UsageEvent
 
 pytestmark = pytest.mark.django_db
