@@ -89,8 +89,9 @@ HANDLERS = {
     "charge.refunded": charge_refunded,
     "charge.dispute.created": charge_dispute_created,
 }
-# The events to enable on the Stripe webhook endpoint (docs/operations.md).
-ENABLED_EVENTS = sorted(HANDLERS)
+# The events to enable on the Stripe webhook endpoint (docs/operations.md): ours, and ``charge.succeeded``, on
+# which dj-stripe keeps its copy of the charge and its balance transaction for the daily reconciliation.
+ENABLED_EVENTS = sorted([*HANDLERS, "charge.succeeded"])
 
 
 def connect() -> None:

@@ -467,6 +467,28 @@ class InvoicePaymentsMixin:
             context["record_payment_url"] = record_payment_url(obj.account, obj)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
+    def get_actions(self, request):
+        return _with_record_action(self, request, super().get_actions(request))
+
+    @admin.action(description="Record payment…")
+    def record_payment_action(self, request, queryset):
+        invoices = list(queryset.select_related("account")[:2])
+        if len(invoices) != 1 or not invoice_is_payable(invoices[0]):
+            self.message_user(request, ERR_ONE_PAYABLE_INVOICE, messages.ERROR)
+            return None
+        return HttpResponseRedirect(record_payment_url(invoices[0].account, invoices[0]))
+
+
+ERR_ONE_PAYABLE_INVOICE = "Select one finalized invoice with an amount due to record a payment for it."
+ERR_ONE_ACCOUNT = "Select one account to record a payment from it."
+
+
+def _with_record_action(model_admin, request, actions):
+    """The changelist's "Record payment…" action, for those who may record payments (Finance admin)."""
+    if request.user.has_perm(PERM_RECORD):
+        actions["record_payment_action"] = model_admin.get_action("record_payment_action")
+    return actions
+
 
 class PaymentsAccountAdmin(BillingAccountAdmin):
     """The account page with what payments add: its credit balance and amount due, its payments in the
@@ -507,6 +529,17 @@ class PaymentsAccountAdmin(BillingAccountAdmin):
             '<span id="credit-balance">{}</span> (unapplied payments, applied to the next invoices)',
             format_money(credit_balance(account), account.currency),
         )
+
+    def get_actions(self, request):
+        return _with_record_action(self, request, super().get_actions(request))
+
+    @admin.action(description="Record payment…")
+    def record_payment_action(self, request, queryset):
+        accounts = list(queryset[:2])
+        if len(accounts) != 1:
+            self.message_user(request, ERR_ONE_ACCOUNT, messages.ERROR)
+            return None
+        return HttpResponseRedirect(record_payment_url(accounts[0]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:

@@ -78,8 +78,13 @@ def finance(client, finance_user):
 
 
 @pytest.fixture
-def billing_staff(client):
-    client.force_login(StaffUserFactory(username="bianca", groups=[Group.objects.get(name=BILLING_STAFF)]))
+def billing_staff_user():
+    return StaffUserFactory(username="bianca", groups=[Group.objects.get(name=BILLING_STAFF)])
+
+
+@pytest.fixture
+def billing_staff(client, billing_staff_user):
+    client.force_login(billing_staff_user)
     return client
 
 
@@ -429,3 +434,30 @@ def test_an_amount_for_an_invoice_paid_meanwhile_is_refused_on_its_box(finance, 
     ]
     assert Payment.objects.count() == 1
     assert state(account) == [("paid", D("479.00"), D("0.00")), ("finalized", D("0.00"), D("336.02"))]
+
+
+def test_record_payment_is_an_action_on_the_invoice_and_account_lists_for_finance_only(
+    finance, billing_staff_user, account
+):
+    october, november = invoices_of(account)
+    action = {"action": "record_payment_action", "_selected_action": [str(november.pk)]}
+    response = finance.post("/admin/billing/invoice/", action)
+    assert (response.status_code, response["Location"]) == (302, record_url(account, november))
+    response = finance.post(
+        "/admin/accounts/account/", {"action": "record_payment_action", "_selected_action": [str(account.pk)]}
+    )
+    assert (response.status_code, response["Location"]) == (302, record_url(account))
+    # Two invoices at once: refused with the reason, nothing happens.
+    both = finance.post(
+        "/admin/billing/invoice/",
+        {"action": "record_payment_action", "_selected_action": [str(october.pk), str(november.pk)]},
+        follow=True,
+    )
+    assert "Select one finalized invoice with an amount due to record a payment for it." in both.content.decode()
+
+    finance.force_login(billing_staff_user)
+    assert "record_payment_action" not in finance.get("/admin/billing/invoice/").content.decode()
+    refused = finance.post("/admin/billing/invoice/", action)
+    # The action does not exist for them: back to the list, not on to the form.
+    assert (refused.status_code, refused["Location"]) == (302, "/admin/billing/invoice/")
+    assert Payment.objects.count() == 0
