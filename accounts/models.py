@@ -222,7 +222,8 @@ class ApiKey(models.Model):
 
     The secret is shown once at creation; only its SHA-256 digest is stored (keys are 192-bit random,
     so a fast hash is safe), next to a public prefix that identifies the key in lists and logs.
-    Scopes: ``ingest`` (send events), ``read`` (the account's usage, billing and invoices) and ``export``
+    Scopes: ``ingest`` (send events), ``read`` (the account's usage, billing and invoices), ``disputes`` (open
+    and follow the account's disputes) and ``export``
     (platform-wide read-only, for external billing/ERP systems; such keys belong to no account).
     """
 
@@ -248,6 +249,11 @@ class ApiKey(models.Model):
     scope_ingest = models.BooleanField(default=False, verbose_name="ingest scope")
     scope_read = models.BooleanField(default=False, verbose_name="read scope")
     scope_export = models.BooleanField(default=False, verbose_name="export scope")
+    scope_disputes = models.BooleanField(
+        default=False,
+        verbose_name="disputes scope",
+        help_text="Open disputes for the account and follow them (GET and POST /v1/disputes).",
+    )
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute; empty uses the platform default."
     )
@@ -268,13 +274,18 @@ class ApiKey(models.Model):
         constraints = [
             models.CheckConstraint(
                 name="api_key_has_a_scope",
-                condition=Q(scope_ingest=True) | Q(scope_read=True) | Q(scope_export=True),
+                condition=Q(scope_ingest=True) | Q(scope_read=True) | Q(scope_export=True) | Q(scope_disputes=True),
                 violation_error_message="Give the key at least one scope.",
             ),
             models.CheckConstraint(
                 name="api_key_export_is_platform_wide",
                 condition=Q(
-                    scope_export=True, account__isnull=True, scope_ingest=False, scope_read=False, tenant__isnull=True
+                    scope_export=True,
+                    account__isnull=True,
+                    scope_ingest=False,
+                    scope_read=False,
+                    scope_disputes=False,
+                    tenant__isnull=True,
                 )
                 | Q(scope_export=False, account__isnull=False),
                 violation_error_message="Export keys belong to no account and carry only the export scope; "
@@ -290,6 +301,11 @@ class ApiKey(models.Model):
     def scopes(self) -> list[str]:
         return [
             s
-            for s, on in (("ingest", self.scope_ingest), ("read", self.scope_read), ("export", self.scope_export))
+            for s, on in (
+                ("ingest", self.scope_ingest),
+                ("read", self.scope_read),
+                ("disputes", self.scope_disputes),
+                ("export", self.scope_export),
+            )
             if on
         ]

@@ -2,7 +2,8 @@
 migrations as models are added) through ``staff_groups_sync``.
 
 - Billing staff work accounts and disputes: they add and change accounts, portal users, budgets,
-  API keys of accounts, tenants, partners, subscriptions and disputes, hold, release, finalize and void
+  API keys of accounts, tenants, partners, subscriptions and disputes (and credit a customer from a dispute
+  up to ``DISPUTES_CREDIT_APPROVAL_ABOVE``: ``disputes.issue_credit``), hold, release, finalize and void
   drafts in review, and view everything else (the catalogue included) without changing it, except the
   internal tables (number series, outbox events, idempotency records, the test clock), which they do not
   see at all. They delete nothing and cannot create platform-wide export keys.
@@ -13,7 +14,10 @@ migrations as models are added) through ``staff_groups_sync``.
   periodic task schedule, and see failed sign-in attempts, lifting a sign-in lock by deleting its attempt
   (django-axes, ``accounts.sign_in``). Only they take money back off an issued invoice: voiding a finalized
   invoice (``billing.void_issued_invoice``) and writing one off as uncollectible
-  (``billing.write_off_invoice``); the invoice services check these permissions of the acting user.
+  (``billing.write_off_invoice``); the invoice services check these permissions of the acting user. They
+  issue credit notes outside a dispute (``billing.add_creditnote``), void one not yet applied
+  (``billing.void_credit_note``) and approve a dispute's credit above the threshold (``disputes.approve_credit``),
+  never their own.
   Creating staff logins stays with superusers, so no group can grant itself more rights.
 """
 
@@ -57,7 +61,12 @@ FINANCE_ONLY = {
     ("billing", "void_issued_invoice"),
     ("billing", "write_off_invoice"),
     ("billing", "refund_payment"),
+    ("billing", "void_credit_note"),
+    ("disputes", "approve_credit"),
 }
+# Custom permissions billing staff hold: they credit customers from a dispute up to the approval threshold
+# (above it a Finance admin approves).
+BILLING_STAFF_EXTRA = {("disputes", "issue_credit")}
 
 
 def staff_groups_sync(apps, schema_editor=None) -> None:
@@ -88,6 +97,8 @@ def staff_groups_sync(apps, schema_editor=None) -> None:
         model = (perm.content_type.app_label, perm.content_type.model)
         if (perm.content_type.app_label, perm.codename) in FINANCE_ONLY or model in BILLING_STAFF_HIDDEN:
             continue
-        if action == "view" or (action in ("add", "change") and model in BILLING_STAFF_EDITABLE):
+        if (perm.content_type.app_label, perm.codename) in BILLING_STAFF_EXTRA:
+            allowed.append(perm)
+        elif action == "view" or (action in ("add", "change") and model in BILLING_STAFF_EDITABLE):
             allowed.append(perm)
     billing_staff.permissions.set(allowed)

@@ -6,8 +6,8 @@ from disputes.models import Dispute
 
 @admin.register(Dispute)
 class DisputeAdmin(ServiceAdmin):
-    list_display = ("public_id", "account", "subject_short", "amount_shown", "status", "assigned_to", "opened_at")
-    list_filter = ("status", "currency")
+    list_display = ("public_id", "account", "subject_short", "amount_shown", "state", "assigned_to", "opened_at")
+    list_filter = ("state", "currency")
     search_fields = ("public_id", "subject", "account__public_id", "account__name")
     autocomplete_fields = ("account",)
     list_select_related = ("account", "assigned_to")
@@ -17,7 +17,7 @@ class DisputeAdmin(ServiceAdmin):
         "subject",
         "description",
         "amount_shown",
-        "status",
+        "state",
         "opened_at",
         "closed_at",
     )
@@ -27,7 +27,7 @@ class DisputeAdmin(ServiceAdmin):
         "subject",
         "description",
         "amount_shown",
-        "status",
+        "state",
         "assigned_to",
         "resolution_note",
         "opened_at",

@@ -71,6 +71,10 @@ class EmailDelivery(models.Model):
         PAST_DUE = "past_due", "Account past due"
         SUSPENDED = "suspended", "Account suspended"
         REACTIVATED = "reactivated", "Account reactivated"
+        DISPUTE_OPENED = "dispute_opened", "Dispute opened"
+        DISPUTE_MESSAGE = "dispute_message", "Dispute: new message"
+        DISPUTE_RESOLVED = "dispute_resolved", "Dispute resolved or rejected"
+        DISPUTE_STAFF = "dispute_staff", "Dispute: staff notice"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -91,6 +95,11 @@ class EmailDelivery(models.Model):
         help_text="The payment a receipt or a failed-payment e-mail is about.",
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the e-mail says beyond its invoice (a dispute's id, state and the message sent), as queued.",
+    )
     recipients = models.JSONField(default=list, help_text="The addresses it went to.")
     subject = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -186,11 +186,24 @@ class CreditNote(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    released = _amount(
+        default=0,
+        help_text="Money already paid on the invoice that this credit released to the credit balance (or refunded).",
+    )
+    excess_to = models.CharField(
+        max_length=8,
+        default="balance",
+        choices=[("balance", "Credit balance (next invoice)"), ("refund", "Refund")],
+        help_text="Where money already paid beyond what the invoice still owed went.",
+    )
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=500, blank=True)
 
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-issued_at"]
+        permissions = [("void_credit_note", "Can void a credit note that is not applied yet")]
         constraints = [
             models.CheckConstraint(name="credit_note_positive", condition=Q(subtotal__gt=0) & Q(tax__gte=0)),
             models.CheckConstraint(name="credit_note_total", condition=Q(total=_exact(F("subtotal") + F("tax")))),
