@@ -12,6 +12,7 @@ from accounts.selectors import account_user_email_taken
 from accounts.services import (
     ACCOUNT_EDITABLE_FIELDS,
     ERR_EMAIL_TAKEN,
+    KEY_SCOPES,
     account_create,
     account_reactivate,
     account_suspend,
@@ -395,6 +396,7 @@ class ApiKeyAddForm(forms.ModelForm):
             "name",
             "scope_ingest",
             "scope_read",
+            "scope_disputes",
             "scope_export",
             "expires_at",
             "rate_limit_per_minute",
@@ -419,7 +421,13 @@ class ApiKeyAdmin(ServiceAdmin):
         "revoked_at",
         "last_used_at",
     )
-    list_filter = ("scope_ingest", "scope_read", "scope_export", ("revoked_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "scope_ingest",
+        "scope_read",
+        "scope_disputes",
+        "scope_export",
+        ("revoked_at", admin.EmptyFieldListFilter),
+    )
     search_fields = ("prefix", "name", "account__public_id", "account__name", "tenant__public_id")
     autocomplete_fields = ("account", "tenant")
     list_select_related = ("account", "tenant")
@@ -446,6 +454,7 @@ class ApiKeyAdmin(ServiceAdmin):
             "tenant",
             "scope_ingest",
             "scope_read",
+            "scope_disputes",
             "scope_export",
             "expires_at",
             "rate_limit_per_minute",
@@ -461,7 +470,7 @@ class ApiKeyAdmin(ServiceAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        scopes = [s for s in ("ingest", "read", "export") if data.get(f"scope_{s}")]
+        scopes = [s for s in KEY_SCOPES if data.get(f"scope_{s}")]
         saved, secret = api_key_create(
             name=data["name"],
             scopes=scopes,

@@ -9,7 +9,7 @@ import re
 import secrets
 
 KEY_RE = re.compile(r"^(ll_[0-9a-f]{12})_([0-9a-f]{48})$")
-SCOPES = ("ingest", "read", "export")
+SCOPES = ("ingest", "read", "disputes", "export")
 
 
 def generate() -> tuple[str, str, str]:

@@ -87,6 +87,7 @@ def _scope_permission(scope: str) -> type[permissions.BasePermission]:
 HasIngestScope = _scope_permission("ingest")
 HasReadScope = _scope_permission("read")
 HasExportScope = _scope_permission("export")
+HasDisputesScope = _scope_permission("disputes")
 
 
 class HasReadOrExportScope(permissions.BasePermission):
@@ -96,6 +97,17 @@ class HasReadOrExportScope(permissions.BasePermission):
         if not isinstance(request.auth, ApiKey):
             raise NotAuthenticated()
         return bool({"read", "export"} & set(request.auth.scopes))
+
+
+class HasDisputesReadScope(permissions.BasePermission):
+    """Reading disputes: the account's own with a ``read`` or ``disputes`` key, every account's with ``export``."""
+
+    message = "This API key needs the 'read', 'disputes' or 'export' scope."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise NotAuthenticated()
+        return bool({"read", "disputes", "export"} & set(request.auth.scopes))
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -109,5 +121,5 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "ll_<prefix>_<secret>",
-            "description": "An API key: `Authorization: Bearer ll_…`. Scopes: ingest, read, export.",
+            "description": "An API key: `Authorization: Bearer ll_…`. Scopes: ingest, read, disputes, export.",
         }

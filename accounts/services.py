@@ -369,10 +369,13 @@ def budget_delete(*, budget: Budget, actor: Any = None) -> None:
     budget.delete()
 
 
-ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, export; got {scopes}."
+# What a key may be given, in the order ``ApiKey.scopes`` lists them.
+KEY_SCOPES = ("ingest", "read", "disputes", "export")
+ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, disputes, export; got {scopes}."
 ERR_KEY_EXPORT_ACCOUNT = "Export keys are platform-wide: give no account or tenant, and no other scope."
-ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest or read scope belong to an account."
+ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest, read or disputes scope belong to an account."
 ERR_KEY_TENANT_ACCOUNT = "Tenant {tenant} does not belong to account {account}."
+ERR_KEY_DISPUTES_PINNED = "Disputes are the account's: a key with the disputes scope cannot be pinned to a tenant."
 ERR_KEY_REVOKED = "API key {prefix} is already revoked."
 KEY_TOUCH_INTERVAL = dt.timedelta(seconds=60)
 
@@ -390,7 +393,7 @@ def api_key_create(
 ) -> tuple[ApiKey, str]:
     """Issue a key. Returns the row and the secret key, which is never retrievable again."""
     wanted = set(scopes)
-    if not wanted or not wanted <= set(api_keys.SCOPES):
+    if not wanted or not wanted <= set(KEY_SCOPES):
         raise BillingError(
             ERR_KEY_SCOPES.format(scopes=", ".join(sorted(wanted)) or "none"), code="invalid_scopes", field="scopes"
         )
@@ -398,6 +401,8 @@ def api_key_create(
         raise BillingError(ERR_KEY_EXPORT_ACCOUNT, code="invalid_scopes", field="scopes")
     if "export" not in wanted and account is None:
         raise BillingError(ERR_KEY_NEEDS_ACCOUNT, code="account_required", field="account")
+    if "disputes" in wanted and tenant is not None:
+        raise BillingError(ERR_KEY_DISPUTES_PINNED, code="invalid_scopes", field="tenant")
     if tenant is not None and account is not None and tenant.account_id != account.pk:
         raise BillingError(
             ERR_KEY_TENANT_ACCOUNT.format(tenant=tenant.public_id, account=account.public_id),
@@ -414,6 +419,7 @@ def api_key_create(
         scope_ingest="ingest" in wanted,
         scope_read="read" in wanted,
         scope_export="export" in wanted,
+        scope_disputes="disputes" in wanted,
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,

@@ -505,6 +505,9 @@ def credit_note_context(note: CreditNote) -> dict[str, Any]:
         "credit_note": note,
         "invoice": invoice,
         "title": title,
+        # A voided note is rendered again with the mark, and the day and reason it was voided.
+        "watermark": VOID_WATERMARK if note.status == CreditNote.Status.VOID else "",
+        "void_date": day(note.voided_at) if note.status == CreditNote.Status.VOID else "",
         "seller": seller,
         "buyer": _buyer(invoice),
         "issue_date": day(note.issued_at),

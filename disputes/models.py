@@ -95,7 +95,9 @@ class Dispute(models.Model):
         help_text="Amount the customer disputes, in the invoice's currency (before tax); empty when not stated.",
     )
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
-    state = FSMField(max_length=24, choices=State.choices, default=State.OPEN, help_text="Moved only by the case's actions.")
+    state = FSMField(
+        max_length=24, choices=State.choices, default=State.OPEN, help_text="Moved only by the case's actions."
+    )
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
     resolution_note = models.TextField(blank=True, help_text="Why it was resolved or rejected; the customer reads it.")
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.STAFF)
@@ -377,7 +379,9 @@ class DisputeEvent(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     from_state = models.CharField(max_length=24, blank=True)
     to_state = models.CharField(max_length=24, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(
         max_length=200, help_text="Who: the user's name and role, the API key, or the system task."
     )

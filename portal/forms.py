@@ -115,7 +115,11 @@ class BudgetForm(PortalForm):
 class ApiKeyForm(PortalForm):
     name = forms.CharField(max_length=120, help_text="What the key is for, e.g. “production ingest”.")
     scopes = forms.MultipleChoiceField(
-        choices=[("ingest", "Ingest: send usage events"), ("read", "Read: usage, billing and invoices")],
+        choices=[
+            ("ingest", "Ingest: send usage events"),
+            ("read", "Read: usage, billing, invoices and disputes"),
+            ("disputes", "Disputes: open disputes on invoices and reply on them"),
+        ],
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Pick at least one scope."},
     )
@@ -124,7 +128,8 @@ class ApiKeyForm(PortalForm):
         required=False,
         empty_label="Any tenant of the account",
         label="Tenant pin",
-        help_text="Optional: the key may only report and read this tenant's usage.",
+        help_text="Optional: the key may only report and read this tenant's usage (not for the disputes scope: "
+        "disputes are the account's).",
     )
     expires_on = forms.DateField(
         required=False,

@@ -3,7 +3,7 @@
 from django.urls import path, register_converter
 from django.urls.converters import StringConverter
 
-from portal.views import auth, billing, payments, settings, stripe_checkout
+from portal.views import auth, billing, disputes, payments, settings, stripe_checkout
 
 
 class PrintableConverter(StringConverter):
@@ -32,6 +32,17 @@ urlpatterns = [
     path("invoices/<printable:number>/pdf", billing.invoice_pdf, name="invoice_pdf"),
     path("credit-notes/", billing.credit_note_list, name="credit_notes"),
     path("credit-notes/<printable:number>/pdf", billing.credit_note_pdf, name="credit_note_pdf"),
+    # Disputes: the account's cases, opening one on an invoice, the case (e-mails link to it), its files (disputes)
+    path("disputes/", disputes.dispute_list, name="disputes"),
+    path("invoices/<printable:number>/dispute/", disputes.dispute_new, name="dispute_new"),
+    path("disputes/<printable:public_id>/", disputes.dispute_detail, name="dispute"),
+    path("disputes/<printable:public_id>/reply/", disputes.dispute_reply_view, name="dispute_reply"),
+    path("disputes/<printable:public_id>/withdraw/", disputes.dispute_withdraw_view, name="dispute_withdraw"),
+    path(
+        "disputes/<printable:public_id>/attachments/<printable:token>/",
+        disputes.dispute_attachment,
+        name="dispute_attachment",
+    ),
     # Payment method, automatic collection, balance, payments (payments)
     path("billing/", payments.billing_page, name="billing"),
     path("billing/card/", stripe_checkout.card_setup, name="card_setup"),

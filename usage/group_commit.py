@@ -12,7 +12,9 @@ Invariants:
   than a conflict worth retrying, each request of the group is tried again alone, so one bad request
   cannot fail the others;
 - a key repeated by two requests of a group is stored once: the request listed first gets it, the other
-  is told it was a duplicate, exactly as if it had arrived just after.
+  is told it was a duplicate, exactly as if it had arrived just after;
+- the events refused as duplicates (key stored already, repeated in the group or in the request) are handed to
+  ``tally_refused`` once the group's write committed — only when there are any.
 
 The leader also asks ``admit`` about the whole group at once before writing (the per-key rate limit: one
 Redis round trip per group instead of one per request); a refused request is answered without a write.
@@ -31,7 +33,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from usage.writers import EventKeyTuple, StagedEvent, write_events_keys, written_in_one_statement
+from usage.writers import EventKeyTuple, Refusal, StagedEvent, refusal_of, write_events_keys, written_in_one_statement
 
 DEADLOCK_RETRIES = 3
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Pending:
     refused: Any = None  # what ``admit`` answered when it refused the request (then nothing is written)
     new_keys: set[EventKeyTuple] = field(default_factory=set)
     error: BaseException | None = None
+    duplicates: list[Refusal] = field(default_factory=list)  # refused for repeating a key of the request itself
 
 
 class GroupCommitter:
@@ -58,17 +61,20 @@ class GroupCommitter:
         conflict: Callable[[OperationalError], bool],
         after_write: Callable[[Any, dt.datetime], None],
         admit: Callable[[list[Any]], list[Any]],
+        tally_refused: Callable[[list[Refusal], dt.datetime], None] = lambda refusals, now: None,
     ) -> None:
         """``conflict`` tells a failure worth retrying the transaction for; ``after_write(account, now)``
         runs once for each account that got new rows, after they committed; ``admit(admit_as values)`` is
         asked once per group, before the write, about the members that carry ``admit_as``, and answers
-        for each None (write it) or a refusal (do not)."""
+        for each None (write it) or a refusal (do not); ``tally_refused(refusals, now)`` records the events of
+        written requests that were refused as duplicates, after their write committed."""
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[Pending] = []
         self._writing = False
         self._conflict = conflict
         self._after_write = after_write
         self._admit = admit
+        self._tally_refused = tally_refused
 
     def submit(self, item: Pending) -> set[EventKeyTuple]:
         """Write ``item`` (with whatever else is waiting) and return its keys that were new. Blocks until
@@ -126,14 +132,19 @@ class GroupCommitter:
                     written.append(self._write_with_retries([member]))
                 except Exception as member_exc:
                     member.error = member_exc
-        for accounts, now in written:
+        for accounts, now, refusals in written:
             for account in accounts:
                 try:
                     self._after_write(account, now)
                 except Exception:  # the usage is committed and acknowledged; the next write tries again
                     logger.exception("After-write work failed for account %s", getattr(account, "pk", account))
+            if refusals:
+                try:
+                    self._tally_refused(refusals, now)
+                except Exception:  # the answers stand: the tally is a record of what was refused, not of usage
+                    logger.exception("Tallying %d refused duplicates failed", len(refusals))
 
-    def _write_with_retries(self, group: list[Pending]) -> tuple[list[Any], dt.datetime]:
+    def _write_with_retries(self, group: list[Pending]) -> tuple[list[Any], dt.datetime, list[Refusal]]:
         # The write itself finds a dead pooled connection, so the per-request health check (a SELECT 1 round
         # trip) is skipped here; a broken connection is replaced once and the write tried again. Writes are
         # idempotent (event keys): a retry stores nothing twice, and events whose commit was sent before the
@@ -154,8 +165,9 @@ class GroupCommitter:
                     raise
                 time.sleep(0.01 * attempt)
 
-    def _write(self, group: list[Pending]) -> tuple[list[Any], dt.datetime]:
-        """Store the group's rows; return the accounts that got new ones, and the write time."""
+    def _write(self, group: list[Pending]) -> tuple[list[Any], dt.datetime, list[Refusal]]:
+        """Store the group's rows; return the accounts that got new ones, the write time and the events
+        refused as duplicates."""
         owner: dict[EventKeyTuple, Pending] = {}
         rows: list[StagedEvent] = []
         for member in group:
@@ -177,4 +189,11 @@ class GroupCommitter:
             member = owner[key]
             member.new_keys.add(key)
             accounts[member.account.pk] = member.account
-        return list(accounts.values()), now
+        refusals: list[Refusal] = []
+        for member in group:
+            refusals += member.duplicates
+            if len(member.new_keys) < len(member.rows):
+                refusals += [
+                    refusal_of(r) for r in member.rows if (r.account_id, r.transaction_id) not in member.new_keys
+                ]
+        return list(accounts.values()), now, refusals

@@ -275,3 +275,49 @@ class ClosedPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.month:%Y-%m} closed {self.closed_at:%Y-%m-%d}"
+
+
+class RefusedDuplicate(models.Model):
+    """A tally of events ingestion refused as duplicates — their transaction id was already stored, or repeated
+    in the same batch — per account, tenant, metric and hour of the refused events' timestamps.
+
+    Read from each refused event as it was sent (its tenant, metric, timestamp and quantity), never from the
+    event stored under that id. Nothing here is billed: it answers "we sent it twice" in a dispute. Written only
+    by the ingest path, and only when a batch had duplicates.
+    """
+
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    metric = models.ForeignKey(
+        "usage.Metric", on_delete=models.PROTECT, db_constraint=False, db_index=False, related_name="+"
+    )
+    hour = models.DateTimeField(help_text="Start of the hour (UTC) of the refused events' timestamps, as sent.")
+    count = models.BigIntegerField(default=0, help_text="Events refused as duplicates in this hour.")
+    quantity_sum = _total(default=0, help_text="Sum of the quantities the refused events reported (not billed).")
+    first_refused_at = models.DateTimeField(help_text="When the first of them was refused.")
+    last_refused_at = models.DateTimeField(help_text="When the last of them was refused.")
+
+    class Meta:
+        verbose_name = "refused duplicate"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "tenant", "metric", "hour"],
+                name="usage_refused_duplicate_bucket",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(name="usage_refused_duplicate_count_positive", condition=Q(count__gt=0)),
+        ]
+        indexes = [models.Index(fields=["account", "metric", "hour"], name="usage_refused_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.metric_id} @ {self.hour:%Y-%m-%d %H:00}: {self.count} refused"

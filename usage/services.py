@@ -26,7 +26,7 @@ from usage.group_commit import GroupCommitter, Pending
 from usage.ingest import EventError, RawEvent, parse_event
 from usage.models import ClosedPeriod, Metric
 from usage.signals import usage_written
-from usage.writers import StagedEvent, write_events
+from usage.writers import Refusal, StagedEvent, refusal_of, refused_duplicates_tally, write_events_refused
 
 logger = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 100
@@ -69,6 +69,8 @@ class ValidatedEvents:
     duplicates_in_batch: int
     past_months: set[dt.date]  # months other than the current one that events fall in
     closed: dict[dt.date, dt.datetime]  # which of those were closed (invoiced), and when
+    # The events refused for repeating a transaction id of the batch, as sent (``duplicates_in_batch`` of them).
+    refused_in_batch: list[Refusal] = field(default_factory=list)
 
 
 def events_validate(
@@ -102,6 +104,7 @@ def events_validate(
 
     staged: dict[str, StagedEvent] = {}
     duplicates_in_batch = 0
+    refused_in_batch: list[Refusal] = []
     for index, event in parsed:
         try:
             tenant = tenants.get(event.tenant)
@@ -166,6 +169,7 @@ def events_validate(
             continue
         if event.transaction_id in staged:
             duplicates_in_batch += 1
+            refused_in_batch.append(Refusal(account.pk, tenant.pk, metric.id, event.timestamp, event.quantity))
             continue
         staged[event.transaction_id] = StagedEvent(
             transaction_id=event.transaction_id,
@@ -193,6 +197,7 @@ def events_validate(
         duplicates_in_batch=duplicates_in_batch,
         past_months=past_months,
         closed=closed,
+        refused_in_batch=refused_in_batch,
     )
 
 
@@ -205,7 +210,8 @@ def events_ingest(
     _revalidated: bool = False,
 ) -> IngestResult:
     """Validate every event (``events_validate``), then store the new ones exactly once. All or nothing:
-    raises ``IngestRejected`` and stores nothing when any event is refused."""
+    raises ``IngestRejected`` and stores nothing when any event is refused. Events refused as duplicates (key
+    stored already, or repeated in the batch) are tallied in the same transaction (``RefusedDuplicate``)."""
     batch = events_validate(account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id)
     rows, past_months = batch.rows, batch.past_months
     if not rows:
@@ -220,9 +226,14 @@ def events_ingest(
                     lock_periods(account, exclusive=False)
                     if _closed_months(account, past_months) != batch.closed:
                         raise _PeriodsChanged
-                inserted = write_events(rows=rows, now=now)
+                refused = write_events_refused(rows=rows, now=now)
+                inserted = len(rows) - len(refused)
                 if inserted:
                     usage_written_notify(account=account, now=now)
+                if refused or batch.refused_in_batch:
+                    refused_duplicates_tally(
+                        refusals=[*batch.refused_in_batch, *(refusal_of(r) for r in refused)], now=now
+                    )
             break
         except _PeriodsChanged:
             if _revalidated:
@@ -263,18 +274,19 @@ def events_ingest_grouped(
     rejected: IngestRejected | None = None
     rows: list[StagedEvent] = []
     duplicates_in_batch = 0
+    refused_in_batch: list[Refusal] = []
     try:
         batch = events_validate(account=account, items=items, now=now, pinned_tenant_id=pinned_tenant_id)
         if batch.past_months:
             raise ValueError("events of past months are stored by events_ingest")
-        rows, duplicates_in_batch = batch.rows, batch.duplicates_in_batch
+        rows, duplicates_in_batch, refused_in_batch = batch.rows, batch.duplicates_in_batch, batch.refused_in_batch
     except IngestRejected as exc:
         if rate_limited_as is None:
             raise
         rejected = exc
     if not rows and rate_limited_as is None:
         return IngestResult(accepted=0, duplicates=duplicates_in_batch)
-    member = Pending(account=account, rows=rows, now=now, admit_as=rate_limited_as)
+    member = Pending(account=account, rows=rows, now=now, admit_as=rate_limited_as, duplicates=refused_in_batch)
     new_keys = _group_committer.submit(member)
     if member.refused is not None:
         raise RateLimited(member.refused)
@@ -300,6 +312,7 @@ def usage_written_notify(*, account: Account, now: dt.datetime) -> None:
 _group_committer = GroupCommitter(
     conflict=lambda exc: write_conflict(exc),
     after_write=lambda account, now: usage_written_notify(account=account, now=now),
+    tally_refused=lambda refusals, now: refused_duplicates_tally(refusals=refusals, now=now),
     admit=lambda api_keys: rate_limit_waits(api_keys=api_keys),
 )
 

@@ -6,6 +6,10 @@ hourly rollups (``ON CONFLICT DO UPDATE`` adding to the bucket) and new unique v
 touched by the batch are then recomputed from their (few) readings. Rows go in sorted by key so that
 concurrent batches lock rows in the same order.
 
+Events refused because their key was already stored (or repeated in the batch) are tallied per account,
+tenant, metric and hour (``RefusedDuplicate``, ``refused_duplicates_tally``); the write statement names the refused
+rows of a batch (none, almost always), so a batch without duplicates pays nothing more.
+
 SQLite (the demo database): the same effect with plain ORM statements.
 """
 
@@ -14,14 +18,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
-from usage.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
+from usage.models import EventKey, RefusedDuplicate, UsageEvent, UsageRollup, UsageUniqueValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,21 @@ class StagedEvent:
     is_late: bool
     unique_value: str | None
     is_gauge: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An event refused as a duplicate, as it was sent (validated: its tenant and metric are known)."""
+
+    account_id: int
+    tenant_id: int | None
+    metric_id: int
+    timestamp: dt.datetime
+    quantity: Decimal
+
+
+def refusal_of(row: StagedEvent) -> Refusal:
+    return Refusal(row.account_id, row.tenant_id, row.metric_id, row.timestamp, row.quantity)
 
 
 STAGE_COLUMNS = (
@@ -146,6 +167,12 @@ WHERE r.account_id = s.account_id AND r.tenant_id = s.tenant_id AND r.metric_id 
 _COUNTS = "SELECT (SELECT count(*) FROM new_events), (SELECT count(*) FROM rolled), (SELECT count(*) FROM uniques)"
 assert INSERT_ALL.strip().endswith(_COUNTS)
 INSERT_ALL_KEYS = INSERT_ALL.strip().removesuffix(_COUNTS) + "SELECT account_id, transaction_id FROM new_keys"
+# ... and answering which rows were refused, their key being stored already: almost always none, so the answer
+# costs an anti-join of the batch with its new keys (both in memory) and no rows on the wire.
+INSERT_ALL_REFUSED = (
+    INSERT_ALL.strip().removesuffix(_COUNTS) + "SELECT s.transaction_id FROM usage_stage s WHERE NOT EXISTS "
+    "(SELECT 1 FROM new_keys k WHERE k.account_id = s.account_id AND k.transaction_id = s.transaction_id)"
+)
 
 EventKeyTuple = tuple[int, str]  # (account_id, transaction_id)
 
@@ -153,15 +180,28 @@ EventKeyTuple = tuple[int, str]  # (account_id, transaction_id)
 def write_events(*, rows: list[StagedEvent], now: dt.datetime) -> int:
     """Store the rows whose keys are new; return how many. Call inside a transaction."""
     if connection.vendor == "postgresql":
-        return _write_postgresql(rows, now)
+        return _write_postgresql(rows, now, returning="count")
     return len(_write_generic(rows, now))
+
+
+def write_events_refused(*, rows: list[StagedEvent], now: dt.datetime) -> list[StagedEvent]:
+    """Like ``write_events``, returning the rows that were not stored because their key was (``rows`` are one
+    account's, with distinct keys). Call inside a transaction."""
+    if connection.vendor == "postgresql":
+        refused_ids = _write_postgresql(rows, now, returning="refused")
+    else:
+        new = _write_generic(rows, now)
+        if len(new) == len(rows):
+            return []
+        refused_ids = {r.transaction_id for r in rows if (r.account_id, r.transaction_id) not in new}
+    return [r for r in rows if r.transaction_id in refused_ids] if refused_ids else []
 
 
 def write_events_keys(*, rows: list[StagedEvent], now: dt.datetime) -> set[EventKeyTuple]:
     """Like ``write_events``, returning the keys that were new. ``rows`` may span accounts but must not
     repeat a key. Call inside a transaction, unless ``written_in_one_statement(rows)``."""
     if connection.vendor == "postgresql":
-        return _write_postgresql(rows, now, keys=True)
+        return _write_postgresql(rows, now, returning="keys")
     return _write_generic(rows, now)
 
 
@@ -233,16 +273,30 @@ def _execute_small(cursor, sql: str, params: list) -> list[tuple]:
         return server_cursor.fetchall() if server_cursor.description else []
 
 
-def _write_postgresql(rows: list[StagedEvent], now: dt.datetime, keys: bool = False):
-    insert = INSERT_ALL_KEYS if keys else INSERT_ALL
+_STATEMENTS = {"count": INSERT_ALL, "keys": INSERT_ALL_KEYS, "refused": INSERT_ALL_REFUSED}
+
+
+def _result(found: list[tuple], returning: str, rows: int) -> tuple[Any, bool]:
+    """The statement's answer for ``returning``, and whether it stored any row."""
+    if returning == "keys":
+        keys = {tuple(k) for k in found}
+        return keys, bool(keys)
+    if returning == "refused":
+        refused = {k[0] for k in found}
+        return refused, len(refused) < rows
+    return found[0][0], bool(found[0][0])
+
+
+def _write_postgresql(rows: list[StagedEvent], now: dt.datetime, returning: str):
+    insert = _STATEMENTS[returning]
     if len(rows) <= SMALL_BATCH:
         stage, params = _inline_stage(rows)
         with connection.cursor() as cursor:  # connects (and health-checks) as for any query
             found = _execute_small(
                 cursor, "WITH " + stage + ", " + insert.strip().removeprefix("WITH "), [*params, now]
             )
-            result = {tuple(k) for k in found} if keys else found[0][0]
-            if result and any(r.is_gauge for r in rows):
+            result, stored = _result(found, returning, len(rows))
+            if stored and any(r.is_gauge for r in rows):
                 _execute_small(cursor, "WITH " + stage + ", " + RECOMPUTE_GAUGES.strip().removeprefix("WITH "), params)
         return result
     with connection.cursor() as cursor:
@@ -251,8 +305,8 @@ def _write_postgresql(rows: list[StagedEvent], now: dt.datetime, keys: bool = Fa
             for r in rows:
                 copy.write_row(_row(r))
         cursor.execute(insert, [now])
-        result = {tuple(k) for k in cursor.fetchall()} if keys else cursor.fetchone()[0]
-        if result and any(r.is_gauge for r in rows):
+        result, stored = _result(cursor.fetchall(), returning, len(rows))
+        if stored and any(r.is_gauge for r in rows):
             cursor.execute(RECOMPUTE_GAUGES)
         cursor.execute("TRUNCATE usage_stage")
     return result
@@ -405,3 +459,82 @@ def _recompute_gauge_generic(rollup: UsageRollup) -> None:
     rollup.gauge_first_at, rollup.gauge_first_value = readings[0]
     rollup.gauge_last_at, rollup.gauge_last_value = readings[-1]
     rollup.gauge_inner_area = round(area, 8)
+
+
+# --- Refused duplicates --------------------------------------------------------------------------------------
+
+# Every bucket of a call is one row of one statement (a row may be updated only once per statement), in key
+# order, so concurrent tallies lock their rows in the same order.
+TALLY_REFUSED = """
+INSERT INTO usage_refusedduplicate AS t (account_id, tenant_id, metric_id, hour, count, quantity_sum,
+                                         first_refused_at, last_refused_at)
+VALUES {values}
+ON CONFLICT ON CONSTRAINT usage_refused_duplicate_bucket DO UPDATE SET
+    count = t.count + EXCLUDED.count,
+    quantity_sum = t.quantity_sum + EXCLUDED.quantity_sum,
+    first_refused_at = LEAST(t.first_refused_at, EXCLUDED.first_refused_at),
+    last_refused_at = GREATEST(t.last_refused_at, EXCLUDED.last_refused_at)
+"""
+_TALLY_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s)"
+
+TallyKey = tuple[int, int | None, int, dt.datetime]  # (account_id, tenant_id, metric_id, hour)
+
+
+def refused_duplicates_tally(*, refusals: Sequence[Refusal], now: dt.datetime) -> None:
+    """Add ``refusals`` (events refused as duplicates at ``now``) to their hourly tallies: one statement on
+    PostgreSQL. Called only for a batch that had duplicates."""
+    if not refusals:
+        return
+    buckets: dict[TallyKey, tuple[int, Decimal]] = {}
+    for r in refusals:
+        key = (r.account_id, r.tenant_id, r.metric_id, _hour(r.timestamp))
+        count, total = buckets.get(key, (0, Decimal(0)))
+        buckets[key] = (count + 1, total + r.quantity)
+    ordered = sorted(buckets.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2], kv[0][3]))
+    if connection.vendor != "postgresql":
+        _tally_generic(ordered, now)
+        return
+    params: list[Any] = []
+    for (account_id, tenant_id, metric_id, hour), (count, total) in ordered:
+        params.extend((account_id, tenant_id, metric_id, hour, count, total, now, now))
+    with connection.cursor() as cursor:
+        cursor.execute(TALLY_REFUSED.format(values=", ".join([_TALLY_ROW] * len(ordered))), params)
+
+
+def _tally_generic(ordered: list[tuple[TallyKey, tuple[int, Decimal]]], now: dt.datetime) -> None:
+    """SQLite: read the buckets' rows, add to them, write back (the caller's transaction holds SQLite's lock)."""
+    with transaction.atomic():
+        keys = [key for key, _ in ordered]
+        stored = {
+            (t.account_id, t.tenant_id, t.metric_id, t.hour): t
+            for t in RefusedDuplicate.objects.filter(
+                account_id__in={k[0] for k in keys}, metric_id__in={k[2] for k in keys}, hour__in={k[3] for k in keys}
+            )
+        }
+        created, changed = [], []
+        for key, (count, total) in ordered:
+            tally = stored.get(key)
+            if tally is None:
+                account_id, tenant_id, metric_id, hour = key
+                created.append(
+                    RefusedDuplicate(
+                        account_id=account_id,
+                        tenant_id=tenant_id,
+                        metric_id=metric_id,
+                        hour=hour,
+                        count=count,
+                        quantity_sum=total,
+                        first_refused_at=now,
+                        last_refused_at=now,
+                    )
+                )
+                continue
+            tally.count += count
+            tally.quantity_sum += total
+            tally.first_refused_at = min(tally.first_refused_at, now)
+            tally.last_refused_at = max(tally.last_refused_at, now)
+            changed.append(tally)
+        RefusedDuplicate.objects.bulk_create(created)
+        RefusedDuplicate.objects.bulk_update(
+            changed, fields=["count", "quantity_sum", "first_refused_at", "last_refused_at"]
+        )

@@ -12,14 +12,24 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from billing.admin.documents import DocumentAdminMixin
 from billing.admin.emails import EmailDeliveryInline, InvoiceEmailsAdminMixin
 from billing.admin.payments import InvoicePaymentsMixin
+from billing.forms_credit import CreditForm, VoidCreditNoteForm
 from billing.models import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from billing.services.credit_notes import (
+    PERM_VOID_CREDIT_NOTE,
+    credit_note_issue,
+    credit_note_void,
+    credit_note_voidable,
+)
 from billing.services.invoices import (
     PERM_VOID_ISSUED,
     PERM_WRITE_OFF,
@@ -38,8 +48,12 @@ from common.admin_utils import (
     run_action,
     truncated,
 )
+from common.errors import BillingError
 from common.money import format_money
 from common.periods import Period
+
+PERM_ADD_CREDIT_NOTE = "billing.add_creditnote"
+ERR_PREVIEW_CHANGED = "The credit's figures are as shown now: check them, then issue the credit note."
 
 
 def _money(amount, currency) -> str:
@@ -271,9 +285,14 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, InvoicePaymentsM
             return "none"
         return format_html_join(
             "",
-            '<div><a href="{}">{}</a> {}</div>',
+            '<div><a href="{}">{}</a> {}{}</div>',
             (
-                (reverse("admin:billing_creditnote_change", args=[n.pk]), n.number, _money(n.total, n.currency))
+                (
+                    reverse("admin:billing_creditnote_change", args=[n.pk]),
+                    n.number,
+                    _money(n.total, n.currency),
+                    " (void)" if n.status == CreditNote.Status.VOID else "",
+                )
                 for n in notes
             ),
         )
@@ -284,6 +303,92 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, InvoicePaymentsM
             return "none yet (taken at finalization)"
         rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", _snapshot_rows(invoice.snapshot))
         return format_html('<table class="snapshot" id="snapshot"><tbody>{}</tbody></table>', rows)
+
+    # "Issue credit note" (Finance admin): the invoice's page has the button, the view previews and issues.
+
+    change_form_template = "admin/billing/invoice_change_form.html"
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and request.user.has_perm(PERM_ADD_CREDIT_NOTE) and invoice_is_creditable(obj):
+            context["issue_credit_note_url"] = reverse("admin:billing_invoice_credit", args=[obj.pk])
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/credit/", view(self.credit_note_issue_view), name="billing_invoice_credit"),
+            *super().get_urls(),
+        ]
+
+    def credit_note_issue_view(self, request, object_id: str):
+        """Two steps: *Preview* shows the credit's subtotal, tax, total and what is left to credit on the invoice;
+        *Issue credit note* issues it (``credit_note_issue``) and opens the note. A refused credit stays on the
+        form with the service's message where it was typed, and nothing is written."""
+        if not request.user.has_perm(PERM_ADD_CREDIT_NOTE):
+            raise PermissionDenied
+        invoice = (
+            Invoice.objects.select_related("account").filter(pk=object_id).first() if object_id.isdigit() else None
+        )
+        if invoice is None:
+            raise Http404
+        form = CreditForm(request.POST if request.method == "POST" else None, invoice=invoice)
+        preview = None
+        if request.method == "POST":
+            preview = form.preview()
+            # Issued only as previewed: figures that changed meanwhile (another credit, a payment) are shown again.
+            confirmed = preview is not None and request.POST.get("previewed_total") == str(preview.total)
+            if "_issue" in request.POST and preview is not None and not confirmed:
+                self.message_user(request, ERR_PREVIEW_CHANGED, messages.WARNING)
+            elif "_issue" in request.POST and confirmed:
+                try:
+                    note = credit_note_issue(
+                        invoice=invoice,
+                        lines=form.credit_lines(),
+                        reason=form.cleaned_data["reason"],
+                        excess_to=form.cleaned_data["excess_to"],
+                        actor=request.user,
+                    )
+                except BillingError as exc:
+                    form.add_service_error(exc)
+                    preview = None
+                else:
+                    self.message_user(request, self._issued_message(note), messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:billing_creditnote_change", args=[note.pk]))
+        currency = invoice.currency
+        return TemplateResponse(
+            request,
+            "admin/billing/credit_note_issue.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Issue a credit note on {invoice.number}",
+                "invoice": invoice,
+                "form": form,
+                "preview": None
+                if preview is None
+                else {
+                    "subtotal": format_money(preview.subtotal, currency),
+                    "tax": format_money(preview.tax, currency),
+                    "total": format_money(preview.total, currency),
+                    "left_to_credit": format_money(preview.left_to_credit, currency),
+                    "released": format_money(preview.released, currency) if preview.released else "",
+                    "total_raw": str(preview.total),
+                },
+                "invoice_total": format_money(invoice.total, currency),
+                "invoice_credited": format_money(invoice.amount_credited, currency),
+                "invoice_due": format_money(invoice.amount_due, currency),
+                "invoice_left": format_money(invoice.total - invoice.amount_credited, currency),
+                "back_url": reverse("admin:billing_invoice_change", args=[invoice.pk]),
+            },
+        )
+
+    @staticmethod
+    def _issued_message(note: CreditNote) -> str:
+        text = f"Issued {note.number}: {format_money(note.total, note.currency)} credited on {note.invoice.number}"
+        if note.released:
+            where = "refunded" if note.excess_to == "refund" else "added to the credit balance"
+            text += f"; {format_money(note.released, note.currency)} already paid {where}"
+        return text + "."
 
     def has_void_issued_permission(self, request):
         return request.user.has_perm(PERM_VOID_ISSUED)
@@ -352,6 +457,11 @@ class InvoiceAdmin(DocumentAdminMixin, InvoiceEmailsAdminMixin, InvoicePaymentsM
         )
 
 
+def invoice_is_creditable(invoice: Invoice) -> bool:
+    """Issued (finalized or paid) with something left to credit."""
+    return invoice.status in (Invoice.Status.FINALIZED, Invoice.Status.PAID) and invoice.amount_credited < invoice.total
+
+
 class CreditNoteLineInline(admin.TabularInline):
     model = CreditNoteLine
     extra = 0
@@ -387,8 +497,12 @@ class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
         "subtotal_display",
         "tax_display",
         "total_display",
+        "released_display",
+        "excess_to",
         "issued_at",
         "created_by",
+        "voided_at",
+        "void_reason",
         "pdf_link",
         "pdf_status",
         "pdf_rendered_at",
@@ -399,9 +513,72 @@ class CreditNoteAdmin(DocumentAdminMixin, ServiceAdmin):
     subtotal_display = money_column("subtotal")
     tax_display = money_column("tax")
     total_display = money_column("total")
+    released_display = money_column("released", "Released from payments")
+    change_form_template = "admin/billing/creditnote_change_form.html"
 
     def has_add_permission(self, request):
-        return False  # issued from a dispute or by the credit_note_issue service
+        return False  # issued from a dispute or the invoice's "Issue credit note" (credit_note_issue)
+
+    def get_fields(self, request, obj=None):
+        fields = list(self.fields)
+        if obj is not None and obj.status != CreditNote.Status.VOID:
+            fields = [f for f in fields if f not in ("voided_at", "void_reason")]
+        return fields
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and request.user.has_perm(PERM_VOID_CREDIT_NOTE) and credit_note_voidable(obj):
+            context["void_credit_note_url"] = reverse("admin:billing_creditnote_void", args=[obj.pk])
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/void/", view(self.void_view), name="billing_creditnote_void"),
+            *super().get_urls(),
+        ]
+
+    def void_view(self, request, object_id: str):
+        """The note's "Void credit note" page (``billing.void_credit_note``): a reason, then ``credit_note_void``."""
+        if not request.user.has_perm(PERM_VOID_CREDIT_NOTE):
+            raise PermissionDenied
+        note = (
+            CreditNote.objects.select_related("invoice", "account").filter(pk=object_id).first()
+            if object_id.isdigit()
+            else None
+        )
+        if note is None:
+            raise Http404
+        form = VoidCreditNoteForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                credit_note_void(credit_note=note, reason=form.cleaned_data["reason"], actor=request.user)
+            except BillingError as exc:
+                form.add_service_error(exc)
+            else:
+                note.invoice.refresh_from_db()
+                self.message_user(
+                    request,
+                    f"Voided {note.number}: {note.invoice.number} owes "
+                    f"{format_money(note.invoice.amount_due, note.currency)} again.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:billing_creditnote_change", args=[note.pk]))
+        return TemplateResponse(
+            request,
+            "admin/billing/credit_note_void.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Void credit note {note.number}",
+                "credit_note": note,
+                "form": form,
+                "voidable": credit_note_voidable(note),
+                "total": format_money(note.total, note.currency),
+                "amount_due": format_money(note.invoice.amount_due, note.currency),
+                "amount_due_after": format_money(note.invoice.amount_due + note.total, note.currency),
+                "back_url": reverse("admin:billing_creditnote_change", args=[note.pk]),
+            },
+        )
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request)  # issued: read-only; actions stay

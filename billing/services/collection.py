@@ -30,7 +30,7 @@ from billing.services import stripe_gateway
 from billing.services.account_status import account_status_change
 from billing.services.emails.queueing import email_queue_payment
 from billing.services.invoices import invoice_mark_uncollectible
-from billing.services.payments import payment_refund, payment_succeeded, require_permission
+from billing.services.payments import payment_disputed, payment_refund, payment_succeeded, require_permission
 from common import clock
 from common.audit import stamp
 from common.enqueue import enqueue, enqueue_on_commit
@@ -464,6 +464,7 @@ def stripe_dispute_record(*, dispute: dict[str, Any], now: dt.datetime | None = 
             )[:500]
             stamp(collection, reason="payment disputed", at=now)
             collection.save()
+    payment_disputed.send(sender=Payment, payment=payment, dispute=dispute, invoice=invoice, now=now)
     outbox_emit(
         type="billing.payment_disputed",
         account_id=payment.account_id,

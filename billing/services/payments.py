@@ -67,6 +67,9 @@ invoice_ready_for_collection = Signal()
 # Sent after commit with ``account_id`` and ``now`` (the time the payment was recorded at) when money came in,
 # or when a credit note settled an invoice: the account's status may recover.
 payment_received = Signal()
+# Sent inside the transaction, with ``payment``, ``dispute`` (Stripe's dispute object), ``invoice`` (the one it paid,
+# or None) and ``now``, when the customer's bank disputes a payment: the disputes app opens a case.
+payment_disputed = Signal()
 
 
 @dataclass(frozen=True)

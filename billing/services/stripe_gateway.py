@@ -22,7 +22,7 @@ from django.db import transaction
 from djstripe.models import Customer, PaymentMethod
 
 from accounts.models import Account
-from billing.models import Invoice, PaymentProfile
+from billing.models import Invoice, Payment, PaymentProfile
 from common.errors import BillingError
 from common.money import minor_unit
 
@@ -321,3 +321,44 @@ def charge_refunds(*, charge_id: str) -> list[dict[str, Any]]:
     """Every refund of a charge (the charge's own ``refunds`` list is not in its events any more)."""
     page = _call(_client().v1.refunds.list, {"charge": charge_id, "limit": 100})
     return list(page.get("data", []))
+
+
+# --- Refunds ------------------------------------------------------------------------------------------------
+
+ERR_REFUND_REFUSED = "Stripe refused to refund {payment}: {error}"
+
+
+def refund_create(
+    *, payment: Payment, amount: Decimal, idempotency_key: str, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Refund ``amount`` of a Stripe payment (its charge, or its PaymentIntent when the charge is not known yet);
+    returns Stripe's Refund. Exactly once by ``idempotency_key``: asked again with that key (stripe-python's
+    retry of a lost request, or a retry of ours), Stripe answers with the same refund. A refusal (more than is
+    left on the charge, a charge disputed or already refunded) is a 409."""
+    params: dict[str, Any] = {
+        "amount": to_minor(amount, payment.currency),
+        "reason": "requested_by_customer",
+        "metadata": {"payment_id": payment.public_id, **(metadata or {})},
+    }
+    if payment.stripe_charge_id:
+        params["charge"] = payment.stripe_charge_id
+    else:
+        params["payment_intent"] = payment.external_id
+    client = _client()
+    try:
+        refund = _call(client.v1.refunds.create, params, {"idempotency_key": idempotency_key})
+    except (stripe.InvalidRequestError, stripe.CardError) as exc:
+        raise BillingError(
+            ERR_REFUND_REFUSED.format(payment=payment.public_id, error=exc.user_message or exc),
+            code="stripe_refund_refused",
+            status=409,
+        ) from exc
+    if refund.get("status") in ("failed", "canceled"):
+        raise BillingError(
+            ERR_REFUND_REFUSED.format(
+                payment=payment.public_id, error=refund.get("failure_reason") or refund["status"]
+            ),
+            code="stripe_refund_refused",
+            status=409,
+        )
+    return refund

@@ -155,6 +155,7 @@ def api_key_list(request):
     if new_key:
         context["events_url"] = request.build_absolute_uri("/v1/events")
         context["usage_url"] = request.build_absolute_uri("/v1/billing/usage/current")
+        context["disputes_url"] = request.build_absolute_uri("/v1/disputes")
         context["example_time"] = f"{now:%Y-%m-%dT%H:%M:%SZ}"
     response = render(request, "portal/api_keys.html", context)
     if new_key:

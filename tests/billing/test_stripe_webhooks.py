@@ -17,6 +17,7 @@ from billing.models import Collection, EmailDelivery, Invoice, Payment, PaymentA
 from billing.services.collection import collection_attempt, collection_retry_now
 from billing.services.stripe_gateway import StripeUnavailable
 from common.models import OutboxEvent
+from disputes.models import Dispute as DisputeCase
 from tests.accounts.factories import AccountFactory, AccountUserFactory
 from tests.billing.cycle import CLOSE_AT
 from tests.billing.factories import finalized_invoice
@@ -276,6 +277,17 @@ def test_a_dispute_is_recorded_on_the_payment_for_staff(
         "reason": "fraudulent",
     }
     assert Dispute.objects.get(id=dispute["id"]).stripe_data["reason"] == "fraudulent"
+    # ... and a case of its own, exactly once, for billing staff to answer (admin: Disputes).
+    (case,) = DisputeCase.objects.all()
+    assert (case.source, case.channel, case.category, case.state) == ("stripe", "bank", "chargeback", "open")
+    assert (case.invoice, case.payment, case.stripe_dispute_id, case.amount) == (
+        invoice,
+        payment,
+        dispute["id"],
+        D("574.80"),
+    )
+    assert case.subject == "Chargeback: fraudulent"
+    assert OutboxEvent.objects.filter(type="billing.dispute_opened").count() == 1
     collection = Collection.objects.get(invoice=invoice)
     assert collection.last_failure == (
         f"{payment.public_id} disputed at the bank (fraudulent): USD 574.80, dispute {dispute['id']}"

@@ -39,7 +39,17 @@ def _billing_url() -> str:
 
 
 # E-mails about money and the account's status: the invoice is named, its PDF is not attached again.
-WITHOUT_PDF = {Kind.PAYMENT_FAILED, Kind.RECEIPT, Kind.PAST_DUE, Kind.SUSPENDED, Kind.REACTIVATED}
+WITHOUT_PDF = {
+    Kind.PAYMENT_FAILED,
+    Kind.RECEIPT,
+    Kind.PAST_DUE,
+    Kind.SUSPENDED,
+    Kind.REACTIVATED,
+    Kind.DISPUTE_OPENED,
+    Kind.DISPUTE_MESSAGE,
+    Kind.DISPUTE_RESOLVED,
+    Kind.DISPUTE_STAFF,
+}
 
 
 def _payment_context(delivery: EmailDelivery) -> dict[str, Any]:
@@ -84,6 +94,8 @@ def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
         "billing_url": _billing_url(),
         "account_status": invoice.account.get_status_display().lower(),
         **_payment_context(delivery),
+        # What the e-mail says beyond its invoice (a dispute's id, state and message), as it was queued.
+        **(delivery.context or {}),
         # Signed by the seller as snapshotted on the invoice, like its PDF.
         "seller_name": seller.get("name", ""),
         "contact_email": seller.get("email", ""),

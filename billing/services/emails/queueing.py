@@ -88,12 +88,14 @@ def delivery_build(
     payment: Payment | None = None,
     dedup_key: str | None = None,
     requested_by: Any = None,
+    context: dict[str, Any] | None = None,
 ) -> EmailDelivery:
     delivery = EmailDelivery(
         invoice=invoice,
         credit_note=credit_note,
         payment=payment,
         kind=kind,
+        context=dict(context or {}),
         recipients=list(recipients),
         dedup_key=dedup_key,
         requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
@@ -159,6 +161,30 @@ def email_queue_account_status(*, account: Account, invoice: Invoice, kind: str,
         recipients=account.billing_emails,
         now=now,
         dedup_key=f"{kind}:{account.pk}:{now.isoformat()}"[:120],
+    )
+    return deliveries_create([row])
+
+
+def email_queue_notice(
+    *,
+    invoice: Invoice,
+    kind: str,
+    recipients: list[str],
+    context: dict[str, Any],
+    now: dt.datetime,
+    dedup_key: str | None = None,
+    requested_by: Any = None,
+) -> list[int]:
+    """An e-mail about something that concerns ``invoice`` (a dispute about it, say) whose template reads
+    ``context`` — JSON values, kept on the delivery so a retry says the same; once per ``dedup_key``."""
+    row = delivery_build(
+        invoice=invoice,
+        kind=kind,
+        recipients=recipients,
+        now=now,
+        dedup_key=dedup_key,
+        requested_by=requested_by,
+        context=context,
     )
     return deliveries_create([row])
 

@@ -13,6 +13,7 @@ from demo.book import (
     demo_portal_logins,
     demo_usage,
 )
+from demo.disputes import demo_disputes, demo_disputes_summary
 
 
 class Command(BaseCommand):
@@ -39,6 +40,9 @@ class Command(BaseCommand):
                 " each with its PDF and its e-mail."
             )
             for line in demo_payments_summary():
+                self.stdout.write(line)
+        if demo_disputes(now=timezone.now()):
+            for line in demo_disputes_summary():
                 self.stdout.write(line)
         alerts = demo_budgets(now=timezone.now())
         self.stdout.write(f"Budgets evaluated as the hourly schedule does: {alerts} alerts recorded (webhook outbox).")
