@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
+from simple_history.models import HistoricalRecords
 
 from accounts.models import ApiKey
 from accounts.selectors import api_key_for
@@ -61,10 +62,23 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_authenticate(
             header=authentication.get_authorization_header(request).decode("latin-1"), now=clock.now()
         )
-        return None if api_key is None else (ApiClient(api_key), api_key)
+        if api_key is None:
+            return None
+        # The request's user becomes the ApiClient, which is no User: simple-history's middleware would credit
+        # it with the history rows the request writes (and fail). A key's writes are credited by the services
+        # (``stamp``, the disputes timeline's actor label), so the history middleware forgets this request.
+        _forget_history_request()
+        return ApiClient(api_key), api_key
 
     def authenticate_header(self, request):
         return WWW_AUTHENTICATE
+
+
+def _forget_history_request() -> None:
+    try:
+        del HistoricalRecords.context.request
+    except AttributeError:  # no history middleware in front of this request
+        pass
 
 
 class NotAuthenticated(exceptions.NotAuthenticated):

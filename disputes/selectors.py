@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, Prefetch, Q, QuerySet, Value, When
 
 from accounts.models import Account
 from common import clock
@@ -43,12 +43,13 @@ def dispute_timeline(dispute: Dispute, *, for_customer: bool) -> list[DisputeEve
 
 
 def dispute_messages(dispute: Dispute, *, for_customer: bool) -> list[DisputeMessage]:
-    messages = (
-        DisputeMessage.objects.filter(dispute=dispute).prefetch_related("attachments").order_by("created_at", "id")
-    )
+    """The thread in order; a customer's has no internal notes, nor internal files on a public message."""
+    files = DisputeAttachment.objects.order_by("created_at", "id")
+    messages = DisputeMessage.objects.filter(dispute=dispute).order_by("created_at", "id")
     if for_customer:
         messages = messages.filter(internal=False)
-    return list(messages)
+        files = files.filter(internal=False)
+    return list(messages.prefetch_related(Prefetch("attachments", queryset=files)))
 
 
 def dispute_attachments(dispute: Dispute, *, for_customer: bool) -> QuerySet[DisputeAttachment]:

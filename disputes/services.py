@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from django_fsm import can_proceed
 from accounts.models import Account, AccountUser, ApiKey
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
 from billing.models import CreditNote, EmailDelivery, Invoice, InvoiceLine, Payment
+from billing.services import stripe_gateway
 from billing.services.credit_notes import CreditLine, credit_note_issue, credit_preview
 from billing.services.emails.queueing import email_queue_notice
 from common import clock
@@ -51,6 +53,8 @@ from disputes.models import (
     DisputeMessage,
 )
 
+logger = logging.getLogger(__name__)
+
 State = Dispute.State
 Kind = DisputeEvent.Kind
 Author = DisputeMessage.Author
@@ -61,6 +65,8 @@ PERM_CHANGE = "disputes.change_dispute"
 PERM_ISSUE_CREDIT = "disputes.issue_credit"
 PERM_APPROVE_CREDIT = "disputes.approve_credit"
 PERM_REFUND = "billing.refund_payment"
+# Who opened a chargeback, as the timeline and the thread name it.
+STRIPE = "Stripe"
 CUSTOMER_WRITERS = (AccountUser.Role.OWNER, AccountUser.Role.ADMIN, AccountUser.Role.BILLING)
 DISPUTABLE = (Invoice.Status.FINALIZED, Invoice.Status.PAID, Invoice.Status.UNCOLLECTIBLE)
 
@@ -117,7 +123,7 @@ def _membership(actor: Any) -> AccountUser | None:
     if not isinstance(actor, AbstractBaseUser) or not actor.is_active:
         return None
     try:
-        return actor.account_membership  # type: ignore[attr-defined, no-any-return]
+        return actor.account_membership  # type: ignore[attr-defined]
     except AccountUser.DoesNotExist:
         return None
 
@@ -629,7 +635,7 @@ def dispute_open(
         dispute=dispute,
         author_kind=author,
         author=_user(actor),
-        author_name=actor_label(actor) if actor is not None else "Stripe",
+        author_name=actor_label(actor),
         body=description,
         created_at=now,
     )
@@ -637,7 +643,9 @@ def dispute_open(
     for upload in attachments:
         _attachment_store(dispute, upload, author_kind=author, actor=actor, message=message, internal=False, now=now)
     _emit(dispute, "billing.dispute_opened", str(dispute.pk), now)
-    _mail_customer(dispute, EmailDelivery.Kind.DISPUTE_OPENED, now, "opened", message=description)
+    if source != Dispute.Source.STRIPE:
+        # A chargeback was raised with the bank, not with us: nothing to acknowledge to the customer.
+        _mail_customer(dispute, EmailDelivery.Kind.DISPUTE_OPENED, now, "opened", message=description)
     _mail_staff(dispute, now, "opened", notice="opened", message=description, author=actor_label(actor))
     return dispute
 
@@ -646,31 +654,41 @@ def dispute_from_chargeback(
     *, payment: Payment, stripe_dispute: dict[str, Any], invoice: Invoice | None, now: dt.datetime
 ) -> Dispute | None:
     """The customer's bank disputes a payment (Stripe's ``charge.dispute.created``): a case of its own about the
-    invoice it paid, opened once per Stripe dispute."""
-    if invoice is None or not stripe_dispute.get("id"):
+    invoice it paid — even while another case about it is open — opened once per Stripe dispute, for the amount
+    disputed. Runs inside the webhook's transaction: a payment that paid no disputable invoice opens no case
+    (the chargeback stays recorded on the payment) rather than failing the webhook for ever."""
+    dispute_id = str(stripe_dispute.get("id") or "")
+    if not dispute_id:
         return None
-    existing = Dispute.objects.filter(stripe_dispute_id=stripe_dispute["id"]).first()
+    existing = Dispute.objects.filter(stripe_dispute_id=dispute_id).first()
     if existing is not None:
         return existing
+    if invoice is None or invoice.status not in DISPUTABLE or not invoice.number:
+        logger.warning("Chargeback %s of %s names no disputable invoice: no case opened", dispute_id, payment.public_id)
+        return None
+    if stripe_dispute.get("amount") is not None:
+        disputed = stripe_gateway.from_minor(int(stripe_dispute["amount"]), payment.currency)
+    else:
+        disputed = payment.disputed_amount or payment.amount
+    amount = min(disputed, invoice.total)
     reason = str(stripe_dispute.get("reason") or "unknown").replace("_", " ")
-    amount = payment.disputed_amount if payment.disputed_amount else payment.amount
     return dispute_open(
         account=payment.account,
         invoice=invoice,
         subject=f"Chargeback: {reason}"[:200],
         description=(
-            f"The customer's bank disputes {payment.public_id} ({format_money(amount, payment.currency)}), reason "
-            f"“{reason}”, Stripe dispute {stripe_dispute['id']} ({stripe_dispute.get('status') or 'open'}). "
+            f"The customer's bank disputes {payment.public_id} ({format_money(disputed, payment.currency)}), reason "
+            f"“{reason}”, Stripe dispute {dispute_id} ({stripe_dispute.get('status') or 'open'}). "
             "Answer it with evidence in Stripe's dashboard before its deadline."
         ),
         category=Dispute.Category.CHARGEBACK,
-        amount=min(amount, invoice.total),
+        amount=amount if amount > 0 else None,
         source=Dispute.Source.STRIPE,
         channel=Dispute.Channel.BANK,
-        actor=None,
+        actor=STRIPE,
         now=now,
         payment=payment,
-        stripe_dispute_id=stripe_dispute["id"],
+        stripe_dispute_id=dispute_id,
     )
 
 

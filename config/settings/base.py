@@ -167,7 +167,7 @@ USAGE_PREPARED_WRITES = env_bool("USAGE_PREPARED_WRITES", True)
 BILLING_REVIEW_HOURS = env_int("BILLING_REVIEW_HOURS", 24)
 BILLING_INVOICE_SERIES = env_str("BILLING_INVOICE_SERIES", "INV")
 BILLING_CREDIT_NOTE_SERIES = env_str("BILLING_CREDIT_NOTE_SERIES", "CN")
-BILLING_RUN_CHUNK = env_int("BILLING_RUN_CHUNK", 200)
+BILLING_RUN_CHUNK = env_int("BILLING_RUN_CHUNK", 200)  # accounts per task and per transaction
 # Disputes (docs/billing.md, "Disputes"). SLA: staff answer a new case within DISPUTES_RESPONSE_HOURS and resolve it
 # within DISPUTES_RESOLUTION_DAYS (the clock pauses while the case waits on the customer). A credit whose total
 # (tax included) is above DISPUTES_CREDIT_APPROVAL_ABOVE, in the invoice's currency, needs a second person: a
@@ -178,7 +178,9 @@ DISPUTES_RESPONSE_HOURS = env_int("DISPUTES_RESPONSE_HOURS", 24)
 DISPUTES_RESOLUTION_DAYS = env_int("DISPUTES_RESOLUTION_DAYS", 10)
 DISPUTES_CREDIT_APPROVAL_ABOVE = env_str("DISPUTES_CREDIT_APPROVAL_ABOVE", "500.00")
 DISPUTES_STAFF_EMAILS = env_list("DISPUTES_STAFF_EMAILS", ["billing@ledgerline.example"])
-DISPUTES_ATTACHMENT_MAX_BYTES = env_int("DISPUTES_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024)  # accounts per task and per transaction
+DISPUTES_ATTACHMENT_MAX_BYTES = env_int(
+    "DISPUTES_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024
+)  # accounts per task and per transaction
 # A usage jump larger than this factor against the previous month is flagged for review.
 BILLING_ANOMALY_FACTOR = env_int("BILLING_ANOMALY_FACTOR", 10)
 # The seller printed on invoices and credit notes (snapshotted onto each invoice at finalization).

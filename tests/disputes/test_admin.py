@@ -12,13 +12,14 @@ from decimal import Decimal as D
 
 import pytest
 import time_machine
+from django.apps import apps
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import AccountUser
-from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN
+from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN, staff_groups_sync
 from billing.models import CreditNote, Invoice, InvoiceLine
 from disputes.models import CreditProposal, Dispute, DisputeMessage
 from disputes.services import (
@@ -102,6 +103,8 @@ def usage_line(invoice):
 
 @pytest.fixture
 def bianca():
+    if not Group.objects.filter(name=BILLING_STAFF).exists():
+        staff_groups_sync(apps)  # a transactional test (the browser's) may have flushed what the migrations seeded
     return StaffUserFactory(username="bianca", first_name="Bianca", groups=[Group.objects.get(name=BILLING_STAFF)])
 
 

@@ -17,6 +17,7 @@ from disputes.services import (
     dispute_ask_customer,
     dispute_credit_propose,
     dispute_open,
+    dispute_reject,
     dispute_reply,
 )
 from tests.billing.test_invoice_emails import smtp  # noqa: F401 - the real local SMTP server fixture
@@ -133,3 +134,52 @@ def test_opening_replying_and_resolving_mail_the_customer_and_internal_notes_do_
     assert len(customer_mail) == 4
     assert all("EU gateway?" not in body(m) for m in customer_mail)
     assert EmailDelivery.objects.filter(kind="dispute_staff").count() == 2
+
+
+def test_a_staff_reply_and_a_rejection_mail_the_customer_with_the_reason(
+    smtp,  # noqa: F811
+    invoice,
+    django_capture_on_commit_callbacks,
+):
+    owner = portal_user(invoice.account, AccountUser.Role.OWNER)
+    staff = billing_staff(email="bianca@ledgerline.example")
+    capture = django_capture_on_commit_callbacks
+    with time_machine.travel(DEC_10, tick=False), capture(execute=True):
+        case = dispute_open(
+            account=invoice.account,
+            invoice=invoice,
+            subject="Price too high",
+            description="We were told $250 a month.",
+            category=Dispute.Category.PRICE,
+            source=Dispute.Source.PORTAL,
+            channel=Dispute.Channel.PORTAL,
+            actor=owner,
+        )
+
+    (reply,) = sent(
+        smtp, capture, lambda: dispute_reply(dispute=case, actor=staff, body="Business is $299 since March.")
+    )
+    assert (reply["To"], reply["Subject"]) == (
+        "ap@northwind.example",
+        "News on your dispute dsp_000001 (invoice INV-2026-000001)",
+    )
+    assert 'Our billing team replied on your dispute dsp_000001 ("Price too high"):' in body(reply)
+    assert "Business is $299 since March." in body(reply)
+    html = reply.get_body(preferencelist=("html",)).get_content()
+    assert 'href="https://billing.example.com/portal/disputes/dsp_000001/"' in html
+
+    (outcome,) = sent(
+        smtp, capture, lambda: dispute_reject(dispute=case, actor=staff, reason="The March price list applies.")
+    )
+    assert (outcome["To"], outcome["Subject"]) == (
+        "ap@northwind.example",
+        "Your dispute dsp_000001 is rejected (invoice INV-2026-000001)",
+    )
+    text = body(outcome)
+    assert 'Your dispute dsp_000001 about invoice INV-2026-000001 ("Price too high") is rejected.' in text
+    assert "The March price list applies." in text
+    assert "credit note" not in text
+    # Staff heard of the opening only: their own reply and rejection notify nobody on staff.
+    assert [m.dedup_key for m in EmailDelivery.objects.filter(kind="dispute_staff")] == [
+        f"dispute_staff:{case.pk}:opened"
+    ]

@@ -356,4 +356,3 @@ def test_the_outcome_shows_the_credit_note_and_the_lower_amount_due(northwind, c
     assert "Send reply" not in page
     listing = client.get("/portal/disputes/").content.decode()
     assert '<td data-label="Outcome">Credited</td>' in listing
-

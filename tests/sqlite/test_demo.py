@@ -18,8 +18,9 @@ from django.test import TestCase, override_settings
 from rest_framework.test import APIClient
 
 from accounts.models import Account
-from billing.models import BankStatementLine, Invoice, ReconciliationIssue
+from billing.models import BankStatementLine, CreditNote, Invoice, ReconciliationIssue
 from billing.selectors import credit_balance
+from disputes.models import CreditProposal, Dispute, DisputeAttachment
 from usage.models import UsageEvent
 
 pytestmark = pytest.mark.django_db
@@ -131,9 +132,10 @@ def test_every_demo_invoice_has_its_pdf_and_was_mailed_with_it(demo):
             assert pdf.read(5) == b"%PDF-", invoice.number
         sent = invoice.email_deliveries.filter(kind="invoice").values_list("status", flat=True)
         assert list(sent) == ["sent"], invoice.number
-    # Only the invoice e-mails carry a PDF (receipts, failed-payment and status e-mails do not).
+    # Only the invoice and credit-note e-mails carry a PDF (receipts, failed-payment, status and dispute e-mails
+    # do not): Acme's dispute was settled by a credit note.
     attached = sorted(name for message in demo["mails"] for name, _content, _type in message.attachments)
-    assert attached == [f"{invoice.number}.pdf" for invoice in invoices]
+    assert attached == ["CN-2026-000001.pdf", *(f"{invoice.number}.pdf" for invoice in invoices)]
 
 
 def _state(name: str, period_start: dt.datetime = OCTOBER[0]) -> tuple:
@@ -152,8 +154,8 @@ def test_the_demo_has_paid_partly_paid_retrying_and_suspended_accounts(demo):
     # Card on file, charged at finalization (Visa 4242); SEPA debit for the EUR contract.
     assert _state("Northwind Logistics") == ("paid", "569.76", "0.00", "succeeded", "active")
     assert _state("Umbrella Pharma") == ("paid", "3000.00", "0.00", "succeeded", "active")
-    # Half of $480.05 by transfer, rounded half up: $240.03 paid, $240.02 due.
-    assert _state("Acme Retail Group") == ("finalized", "240.03", "240.02", "manual", "active")
+    # Half of $480.05 by transfer, rounded half up: $240.03 paid, $240.02 due, less its dispute's $13.36 credit.
+    assert _state("Acme Retail Group") == ("finalized", "240.03", "226.66", "manual", "active")
     # Matched from the bank statement by its number; the statement's other line waits for staff.
     assert _state("Globex Health") == ("paid", "999.00", "0.00", "succeeded", "active")
     # A check for $118.39 against $93.39: $25.00 left as credit balance.
@@ -178,6 +180,37 @@ def test_the_demo_has_paid_partly_paid_retrying_and_suspended_accounts(demo):
         ("matched", "999.00"),
     ]
     assert ReconciliationIssue.objects.filter(kind="statement_line_unmatched", status="open").count() == 1
+
+
+def test_the_demo_has_open_waiting_credited_pending_and_closed_disputes(demo):
+    cases = {
+        case.subject: (case.account.name, case.state, case.resolution, case.source)
+        for case in Dispute.objects.select_related("account")
+    }
+    assert cases == {
+        "Messages: retries counted twice": ("Northwind Logistics", "open", "", "portal"),
+        "Usage spike we cannot explain": ("Stark Freight", "waiting_on_customer", "", "staff"),
+        "Duplicate messages from our EU tenant": ("Acme Retail Group", "resolved", "credited", "portal"),
+        "Service outage on the 3rd": ("Umbrella Pharma", "investigating", "", "api"),
+        "Why are we billed for an extra tenant?": ("Initech Software", "resolved", "explained", "portal"),
+        "Chargeback: debit not authorized": ("Umbrella Pharma", "open", "", "stripe"),
+    }
+    # Acme's credit was issued at once (under the approval threshold); Umbrella's EUR 1,000.00 service credit
+    # (twice the threshold, reverse charge: no tax) waits for a Finance admin.
+    note = CreditNote.objects.get()
+    assert (note.number, note.invoice.account.name, f"{note.total:.2f}") == (
+        "CN-2026-000001",
+        "Acme Retail Group",
+        "13.36",
+    )
+    pending = CreditProposal.objects.get(status="pending")
+    assert (pending.dispute.account.name, pending.currency, f"{pending.total:.2f}") == (
+        "Umbrella Pharma",
+        "EUR",
+        "1000.00",
+    )
+    assert DisputeAttachment.objects.get().filename == "gateway-retries.csv"
+    assert "Disputes (admin: Disputes; portal: Disputes):" in demo["output"]
 
 
 def test_the_demo_gives_the_clock_back_and_its_api_key_ingests(demo):
