@@ -8,16 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal as D
 
-from disputes.services import (
-    LineClaim,
-    dispute_ask_customer,
-    dispute_credit_propose,
-    dispute_from_chargeback,
-    dispute_investigate,
-    dispute_open,
-    dispute_reply,
-    dispute_resolve,
-)
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -32,6 +22,16 @@ from common import clock
 from common.money import round_money
 from common.periods import month_containing, previous_month
 from disputes.models import Dispute
+from disputes.services import (
+    LineClaim,
+    dispute_ask_customer,
+    dispute_credit_propose,
+    dispute_from_chargeback,
+    dispute_investigate,
+    dispute_open,
+    dispute_reply,
+    dispute_resolve,
+)
 from usage.models import UsageEvent
 
 

@@ -3,7 +3,7 @@ one case with its thread, files, timeline and outcome (``GET /v1/disputes/{id}``
 (``POST /v1/disputes/{id}/messages``).
 
 Writing needs a key with the ``disputes`` scope; reading a ``read`` or ``disputes`` key (its own account) or an
-``export`` key (any account's, the list named with ``?account=``). A key pinned to a tenant is refused: disputes
+``export`` key (every account's, or the one ``?account=`` names). A key pinned to a tenant is refused: disputes
 are the account's. Another account's case is a 404, never a 403: a key learns nothing about accounts it may not
 read. The rules (which invoice, which lines, how much, who) are ``disputes.services``'; the views parse, look up
 the invoice and its lines by what the customer sees (the number, the line's position), call one service and
@@ -16,6 +16,7 @@ from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import APIException, ValidationError
@@ -67,6 +68,14 @@ READ_PERMISSIONS = [HasDisputesReadScope, IsAccountWideKey]
 WRITE_PERMISSIONS = [HasDisputesScope, IsAccountWideKey]
 
 
+def _listed_disputes(request) -> QuerySet[Dispute]:
+    """The cases a key lists: its account's; an export key's every account's, or the one ``?account=`` names."""
+    api_key: ApiKey = request.auth
+    if api_key.scope_export and not request.query_params.get("account"):
+        return Dispute.objects.select_related("account", "invoice")
+    return customer_disputes(account=_account_for(request)).select_related("account")
+
+
 def _readable_dispute(api_key: ApiKey, public_id: str) -> Dispute:
     """A case ``api_key`` may read (any account's for an export key); else 404, whether it exists or not."""
     # No case id has unprintable characters (and PostgreSQL cannot even compare a NUL).
@@ -88,7 +97,12 @@ def _indexed(detail: Any, field: str | None = None) -> dict[str, list]:
     flat: dict[str, list] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = field if key == "non_field_errors" else (f"{field}.{key}" if field else str(key))
+            if isinstance(key, int):  # a list's items by index (DRF ≥ 3.16 reports only the items in error)
+                name = f"{field}[{key}]"
+            elif key == "non_field_errors":
+                name = field
+            else:
+                name = f"{field}.{key}" if field else str(key)
             for where, errors in _indexed(value, name).items():
                 flat.setdefault(where, []).extend(errors)
     elif isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
@@ -279,7 +293,7 @@ class DisputesApi(APIView):
         operation_id="disputes_list",
         summary="The account's disputes",
         description=schema.LIST_DESCRIPTION,
-        parameters=[schema.EXPORT_ACCOUNT, *schema.DISPUTE_FILTERS, *schema.PAGINATION],
+        parameters=[schema.EXPORT_ACCOUNT_OPTIONAL, *schema.DISPUTE_FILTERS, *schema.PAGINATION],
         responses={
             200: schema.DisputePage,
             400: schema.LIST_BAD_REQUEST,
@@ -292,8 +306,7 @@ class DisputesApi(APIView):
         tags=["Disputes"],
     )
     def get(self, request):
-        account = _account_for(request)
-        disputes = _filtered(DisputeFilter, request, customer_disputes(account=account).select_related("account"))
+        disputes = _filtered(DisputeFilter, request, _listed_disputes(request))
         return _page(request, self, disputes, DISPUTE_ORDERING, dispute_summary)
 
     @extend_schema(

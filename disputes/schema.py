@@ -16,13 +16,13 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from billing.models import CreditNote
-from billing.schema_ledger import EXPORT_ACCOUNT, PAGINATION, RATE_LIMITED, UNAUTHENTICATED
+from billing.schema_ledger import PAGINATION, RATE_LIMITED, UNAUTHENTICATED
 from common.money import AMOUNT_MAX_DIGITS, CURRENCY_MINOR_UNITS, QUANTITY_DECIMAL_PLACES
 from disputes.models import QUANTITY_MAX_DIGITS, Dispute, DisputeEvent, DisputeMessage
 from usage.ingest import quoted
 from usage.schema import IDEMPOTENCY_HEADER, Error
 
-__all__ = ["EXPORT_ACCOUNT", "IDEMPOTENCY_HEADER", "PAGINATION", "RATE_LIMITED", "UNAUTHENTICATED", "Error"]
+__all__ = ["IDEMPOTENCY_HEADER", "PAGINATION", "RATE_LIMITED", "UNAUTHENTICATED", "Error"]
 
 STATES = list(Dispute.State.values)
 # Customers open cases of every category but chargebacks: those are the customer's bank's (Stripe).
@@ -194,6 +194,11 @@ class DisputeMessageCreated(DisputeMessageOut):
 
 # --- Parameters and answers -----------------------------------------------------------------------------
 
+EXPORT_ACCOUNT_OPTIONAL = OpenApiParameter(
+    "account",
+    OpenApiTypes.STR,
+    description="Export keys only: the account whose cases to list, acc_…; left out, every account's cases.",
+)
 DISPUTE_PATH = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The case's id, dsp_….")
 DISPUTE_FILTERS = [
     OpenApiParameter("state", OpenApiTypes.STR, enum=STATES, description="Only cases in this state."),
@@ -211,8 +216,7 @@ FORBIDDEN_READ = OpenApiResponse(
 )
 LIST_BAD_REQUEST = OpenApiResponse(
     Error,
-    description="A filter, `page_size` or `cursor` that is not valid (`field` names it), or an export key "
-    "without `?account=`.",
+    description="A filter, `page_size` or `cursor` that is not valid (`field` names it).",
 )
 EXPORT_ACCOUNT_UNKNOWN = OpenApiResponse(Error, description="An export key naming an unknown account.")
 DISPUTE_NOT_FOUND = OpenApiResponse(Error, description="No such case, or another account's (for an account's key).")
@@ -257,7 +261,7 @@ amounts when every line states one.
 LIST_DESCRIPTION = """
 The account's dispute cases, most recently opened first. Cursor-paginated: follow `next` until it is null.
 Filter by `state` and by `invoice` (its number). A `read` or `disputes` key reads its own account; an `export`
-key reads any account's, named with `?account=acc_…`.
+key reads every account's cases, or one account's named with `?account=acc_…`.
 """
 
 DETAIL_DESCRIPTION = """
@@ -275,7 +279,7 @@ takes no more messages (`409` `dispute_closed`): open a new case if something el
 """
 
 _LINE_EXAMPLE = {
-    "line": 2,
+    "line": 3,
     "description": "Messages",
     "line_amount": "180.00",
     "quantity": "6000",
@@ -310,7 +314,7 @@ OPEN_EXAMPLES = [
             "category": "usage",
             "lines": [
                 {
-                    "line": 2,
+                    "line": 3,
                     "quantity": "6000",
                     "amount": "180.00",
                     "note": "Our gateway logged 25,000 messages in November.",

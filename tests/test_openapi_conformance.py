@@ -28,6 +28,8 @@ from billing.models import Invoice, Payment
 from billing.services.payments import payment_record
 from billing.services.subscriptions import subscription_create
 from common.periods import month_period
+from disputes.models import Dispute
+from disputes.services import dispute_open
 from tests.accounts.factories import AccountFactory
 from tests.billing.cycle import close
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
@@ -38,11 +40,15 @@ OPERATIONS = [
     "GET /v1/accounts/{account}/billing",
     "GET /v1/billing/usage",
     "GET /v1/billing/usage/current",
+    "GET /v1/disputes",
+    "GET /v1/disputes/{id}",
     "GET /v1/invoices",
     "GET /v1/invoices/{number}",
     "GET /v1/invoices/{number}/pdf",
     "GET /v1/payments",
     "GET /v1/tenants/{tenant}/quota",
+    "POST /v1/disputes",
+    "POST /v1/disputes/{id}/messages",
     "POST /v1/events",
 ]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -61,7 +67,8 @@ HYPOTHESIS = settings(
 
 @pytest.fixture
 def keys(plan) -> dict[str, str | None]:
-    """An account with the tenants and partner the schema's examples name, and a key of each kind."""
+    """An account with the tenants and partner the schema's examples name, a dispute case on its invoice, and a
+    key of each kind."""
     account = AccountFactory(name="Acme")
     subscription_create(
         account=account, plan_version=plan("messaging-business"), started_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -80,11 +87,23 @@ def keys(plan) -> dict[str, str | None]:
         "read": (["read"], account, None),
         "read+ingest": (["ingest", "read"], account, None),
         "tenant-pinned": (["ingest", "read"], account, tenant),
+        "disputes": (["disputes"], account, None),
         "export": (["export"], None, None),
     }
     found: dict[str, str | None] = {"no key": None}
+    rows = {}
     for name, (scopes, owner, pinned) in kinds.items():
-        found[name] = api_key_create(name=name, scopes=scopes, account=owner, tenant=pinned)[1]
+        rows[name], found[name] = api_key_create(name=name, scopes=scopes, account=owner, tenant=pinned)
+    with time_machine.travel(dt.datetime(2026, 11, 20, 9, 0, tzinfo=UTC), tick=False):
+        dispute_open(
+            account=account,
+            invoice=Invoice.objects.get(account=account, number__isnull=False),
+            subject="Messages over-counted",
+            description="We sent fewer messages in October.",
+            source=Dispute.Source.API,
+            channel=Dispute.Channel.API,
+            actor=rows["disputes"],
+        )
     return found
 
 
@@ -100,6 +119,7 @@ def test_every_answer_is_documented_by_the_schema(keys):
         assert sorted(f"{op.method.upper()} {op.path}" for op in operations) == OPERATIONS
         (account_id,) = Account.objects.values_list("public_id", flat=True)
         (invoice_number,) = Invoice.objects.exclude(number=None).values_list("number", flat=True)
+        (dispute_id,) = Dispute.objects.values_list("public_id", flat=True)
         for operation in operations:
             for name, secret in keys.items():
                 headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
@@ -109,13 +129,15 @@ def test_every_answer_is_documented_by_the_schema(keys):
                     for tenant in ("ten_acme_eu", "ten_acme_us")
                     if "{tenant}" in operation.path
                 ]
-                # Likewise the account's own billing and invoices, and (export keys) its lists.
+                # Likewise the account's own billing, invoices and case, and (export keys) its lists.
                 own_ledger = [
                     operation.as_strategy(headers=headers, path_parameters={parameter: value})
-                    for parameter, value in (("account", account_id), ("number", invoice_number))
+                    for parameter, value in (("account", account_id), ("number", invoice_number), ("id", dispute_id))
                     if f"{{{parameter}}}" in operation.path
                 ]
-                if operation.path in ("/v1/invoices", "/v1/payments"):
+                if operation.path in ("/v1/invoices", "/v1/payments") or (
+                    operation.path == "/v1/disputes" and operation.method.upper() == "GET"
+                ):
                     own_ledger.append(operation.as_strategy(headers=headers, query={"account": account_id}))
                 strategy = st.one_of(
                     operation.as_strategy(GenerationMode.POSITIVE, headers=headers),

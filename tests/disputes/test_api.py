@@ -2,16 +2,21 @@
 read, disputes and export keys read the cases; every other key is refused with the exact status. What a customer
 reads of a case never includes staff's internal notes or files; refusals name the field and say why.
 
-Northwind's November invoice (finalized December 1): line 1 Business base fee $299.00, line 2 messages
-31,000 − 25,000 included = 6,000 × $0.03 = $180.00; $479.00 + 20 % tax = $574.80."""
+Northwind's November invoice (finalized December 1): line 1 Business base fee $299.00, line 2 master
+partners (none, $0.00), line 3 messages 31,000 − 25,000 included = 6,000 × $0.03 = $180.00, line 4 storage
+($0.00), line 5 active tenants (1 included, $0.00); $479.00 + 20 % tax = $574.80."""
 
 import datetime as dt
+import io
+import re
 from decimal import Decimal as D
 
 import pytest
 import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 
+from accounts.models import ApiKey
 from accounts.services import ERR_KEY_DISPUTES_PINNED, api_key_create
 from billing.models import Invoice
 from billing.services.credit_notes import credit_line_for_quantity
@@ -34,7 +39,7 @@ from disputes.services import (
 )
 from tenants.models import Tenant
 from tests.accounts.factories import AccountFactory
-from tests.disputes.factories import billing_staff, issued_invoice
+from tests.disputes.factories import billing_staff, issued_invoice, issued_invoices, portal_user
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC
@@ -206,12 +211,39 @@ def test_another_accounts_invoice_is_not_found(northwind, api):
     assert Dispute.objects.count() == 0
 
 
-def test_an_export_key_names_the_account_it_lists(northwind, api):
-    client = api(northwind["secret"]["export"])
-    missing = client.get("/v1/disputes")
+def test_an_export_key_lists_every_accounts_cases_or_the_one_it_names(plan, api):
+    northwind, contoso = issued_invoices(plan)
+    cases = {}
+    for hour, invoice in enumerate((northwind, contoso)):
+        key, _ = api_key_create(name="desk", scopes=["disputes"], account=invoice.account)
+        with time_machine.travel(OPENED_AT + dt.timedelta(hours=hour), tick=False):
+            cases[invoice.account.name] = dispute_open(
+                account=invoice.account,
+                invoice=invoice,
+                subject="Messages over-counted",
+                description="We sent fewer.",
+                source=Dispute.Source.API,
+                channel=Dispute.Channel.API,
+                actor=key,
+            )
+    _, secret = api_key_create(name="erp", scopes=["export"])
+    client = api(secret)
+    everyone = client.get("/v1/disputes")
+    one = client.get(f"/v1/disputes?account={contoso.account.public_id}")
     unknown = client.get("/v1/disputes?account=acc_nope")
-    assert (missing.status_code, missing.json()["error"]["field"]) == (400, "account")
-    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
+    # Newest first: Contoso's opened at 10:00, Northwind's at 09:00.
+    assert [(d["id"], d["account_id"]) for d in everyone.json()["results"]] == [
+        (cases["Contoso"].public_id, contoso.account.public_id),
+        (cases["Northwind"].public_id, northwind.account.public_id),
+    ]
+    assert [d["id"] for d in one.json()["results"]] == [cases["Contoso"].public_id]
+    assert (unknown.status_code, unknown.json()["error"]["code"], unknown.json()["error"]["field"]) == (
+        404,
+        "not_found",
+        "account",
+    )
+    detail = client.get(f"/v1/disputes/{cases['Northwind'].public_id}")
+    assert (detail.status_code, detail.json()["account_id"]) == (200, northwind.account.public_id)
 
 
 # --- Opening a case ------------------------------------------------------------------------------------
@@ -227,7 +259,7 @@ def test_a_case_opened_on_part_of_a_line_is_answered_with_the_case(northwind, ap
             "subject": "Messages over-counted",
             "description": "We sent about 25,000 messages in November, not 31,000.",
             "category": "usage",
-            "lines": [{"line": 2, "quantity": "6000", "amount": "180.00", "note": "Gateway logged 25,000."}],
+            "lines": [{"line": 3, "quantity": "6000", "amount": "180.00", "note": "Gateway logged 25,000."}],
         },
         format="json",
     )
@@ -255,7 +287,7 @@ def test_a_case_opened_on_part_of_a_line_is_answered_with_the_case(northwind, ap
         "first_response_at": None,
         "lines": [
             {
-                "line": 2,
+                "line": 3,
                 "description": "Messages",
                 "line_amount": "180.00",
                 "quantity": "6000",
@@ -294,11 +326,22 @@ def test_a_case_opened_on_part_of_a_line_is_answered_with_the_case(northwind, ap
     }
     assert (case.opened_by_key, case.source, case.channel) == (key, "api", "api")
     event = OutboxEvent.objects.get(type="billing.dispute_opened")
-    assert (event.data["dispute_id"], event.data["invoice_id"], event.data["amount"]) == (
-        case.public_id,
-        invoice.number,
-        "180.00",
-    )
+    assert event.payload == {
+        "type": "billing.dispute_opened",
+        "data": {
+            "dispute_id": case.public_id,
+            "account_id": northwind["account"].public_id,
+            "invoice_id": invoice.number,
+            "state": "open",
+            "resolution": None,
+            "category": "usage",
+            "amount": "180.00",
+            "currency": "USD",
+            "opened_at": "2026-12-02T15:00:00Z",
+            "updated_at": "2026-12-02T15:00:00Z",
+            "credit_note_id": None,
+        },
+    }
 
 
 def test_an_idempotency_key_replays_the_opening(northwind, api):
@@ -368,10 +411,10 @@ def test_a_line_not_on_the_invoice_is_refused_naming_it(northwind, api):
 
 
 def test_more_than_the_lines_quantity_is_refused_naming_the_line(northwind, api):
-    # Line 2 billed 31,000 messages: 31,001 cannot have been billed wrongly.
+    # Line 3 billed 31,000 messages: 31,001 cannot have been billed wrongly.
     response = api(northwind["secret"]["disputes"]).post(
         "/v1/disputes",
-        _body(northwind["invoice"], lines=[{"line": 1}, {"line": 2, "quantity": "31001"}]),
+        _body(northwind["invoice"], lines=[{"line": 1}, {"line": 3, "quantity": "31001"}]),
         format="json",
     )
     assert (response.status_code, response.json()) == (
@@ -380,7 +423,7 @@ def test_more_than_the_lines_quantity_is_refused_naming_the_line(northwind, api)
             "error": {
                 "code": "invalid_quantity",
                 "field": "lines[1].quantity",
-                "message": ERR_LINE_QUANTITY.format(line=2, quantity="31,000"),
+                "message": ERR_LINE_QUANTITY.format(line=3, quantity="31,000"),
             }
         },
     )
@@ -440,7 +483,7 @@ def test_the_customer_never_reads_internal_notes_or_files(northwind, api):
 def test_a_credited_case_shows_its_outcome_and_credit_note(northwind, api):
     invoice = northwind["invoice"]
     case = _case(northwind)
-    messages = invoice.lines.get(position=2)
+    messages = invoice.lines.get(position=3)
     with time_machine.travel(OPENED_AT + dt.timedelta(hours=5), tick=False):
         dispute_credit_propose(
             dispute=case,
@@ -572,3 +615,62 @@ def test_a_reply_without_a_message_is_refused(northwind, api, body, field, code)
     assert (response.status_code, response.json()["error"]["field"]) == (400, field)
     assert response.json()["error"]["code"] == (code or "unknown_field")
     assert case.messages.count() == 1
+
+
+# --- Issuing a disputes key ----------------------------------------------------------------------------
+
+
+def test_an_owner_issues_a_disputes_key_in_the_portal_that_opens_a_case(northwind, client, api):
+    client.force_login(portal_user(northwind["account"]))
+    form = client.get("/portal/api-keys/new/").content.decode()
+    assert 'value="disputes"' in form
+    page = client.post("/portal/api-keys/new/", {"name": "support desk", "scopes": ["disputes"]}, follow=True)
+    text = page.content.decode()
+    secret = re.search(r'id="new-key-secret"[^>]*value="(ll_[0-9a-f]{12}_[0-9a-f]{48})"', text).group(1)
+    assert "curl -X POST http://testserver/v1/disputes" in text
+    key = ApiKey.objects.get(name="support desk")
+    assert (key.scopes, key.scope_disputes, key.tenant) == (["disputes"], True, None)
+    response = api(secret).post("/v1/disputes", _body(northwind["invoice"]), format="json")
+    assert (response.status_code, Dispute.objects.get().opened_by_key) == (201, key)
+
+
+def test_the_portal_refuses_a_disputes_key_pinned_to_a_tenant(northwind, client):
+    client.force_login(portal_user(northwind["account"]))
+    tenant = Tenant.objects.get(public_id="ten_nw")
+    response = client.post(
+        "/portal/api-keys/new/", {"name": "desk", "scopes": ["read", "disputes"], "tenant": tenant.pk}
+    )
+    assert response.status_code == 400
+    assert [str(e) for e in response.context["form"].errors["tenant"]] == [ERR_KEY_DISPUTES_PINNED]
+    assert not ApiKey.objects.filter(name="desk").exists()
+
+
+def test_staff_give_a_key_the_disputes_scope_in_the_admin(northwind, client):
+    client.force_login(billing_staff())
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {
+            "account": northwind["account"].pk,
+            "tenant": "",
+            "name": "via admin",
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "rate_limit_per_minute": "",
+            "scope_read": "on",
+            "scope_disputes": "on",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    key = ApiKey.objects.get(name="via admin")
+    assert key.scopes == ["read", "disputes"]
+    listed = client.get("/admin/accounts/apikey/?scope_disputes__exact=1").content.decode()
+    assert key.prefix in listed and northwind["key"]["read"].prefix not in listed
+
+
+def test_the_command_issues_a_disputes_key(northwind):
+    out = io.StringIO()
+    call_command("create_api_key", account=northwind["account"].public_id, scopes="read,disputes", stdout=out)
+    key = ApiKey.objects.get(name="read/disputes key (command line)")
+    assert key.scopes == ["read", "disputes"]
+    assert f"Created API key {key.prefix}… (read, disputes; {northwind['account'].public_id})." in out.getvalue()
