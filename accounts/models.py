@@ -254,6 +254,12 @@ class ApiKey(models.Model):
         verbose_name="disputes scope",
         help_text="Open disputes for the account and follow them (GET and POST /v1/disputes).",
     )
+    scope_subscription = models.BooleanField(
+        default=False,
+        verbose_name="subscription scope",
+        help_text="Read the account's subscription and request plan changes (GET /v1/subscription, "
+        "POST /v1/subscription/changes).",
+    )
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute; empty uses the platform default."
     )
@@ -274,7 +280,11 @@ class ApiKey(models.Model):
         constraints = [
             models.CheckConstraint(
                 name="api_key_has_a_scope",
-                condition=Q(scope_ingest=True) | Q(scope_read=True) | Q(scope_export=True) | Q(scope_disputes=True),
+                condition=Q(scope_ingest=True)
+                | Q(scope_read=True)
+                | Q(scope_export=True)
+                | Q(scope_disputes=True)
+                | Q(scope_subscription=True),
                 violation_error_message="Give the key at least one scope.",
             ),
             models.CheckConstraint(
@@ -285,6 +295,7 @@ class ApiKey(models.Model):
                     scope_ingest=False,
                     scope_read=False,
                     scope_disputes=False,
+                    scope_subscription=False,
                     tenant__isnull=True,
                 )
                 | Q(scope_export=False, account__isnull=False),

@@ -7,6 +7,9 @@ migrations as models are added) through ``staff_groups_sync``.
   drafts in review, and view everything else (the catalogue included) without changing it, except the
   internal tables (number series, outbox events, idempotency records, the test clock), which they do not
   see at all. They delete nothing and cannot create platform-wide export keys.
+- Subscriptions: billing staff change plans, extend trials and approve or decline customers' plan change
+  requests (``billing.approve_plan_change``); contracts (terms, commitments, volume discounts, prepaid credits,
+  documents) are Finance admin's to edit, billing staff see them.
 - Payments: billing staff see the payments ledger and the dunning state of every open invoice, and may pause,
   resume or retry collection; recording, refunding and reversing payments, importing bank statements and
   resolving reconciliation mismatches are Finance admin's (``billing.add_payment``, ``billing.refund_payment``).
@@ -46,6 +49,7 @@ BILLING_STAFF_EDITABLE = {
     ("billing", "invoice"),  # hold, release, finalize and void drafts in review
     ("disputes", "dispute"),
     ("billing", "collection"),  # pause and resume dunning, retry a payment now
+    ("billing", "planchangerequest"),  # request a plan change for a customer
 }
 # Internal tables: kept by services for services (numbering, webhooks, idempotent replays, the test
 # clock). Billing staff have no view permission on them, so the admin neither lists nor opens them.
@@ -66,7 +70,7 @@ FINANCE_ONLY = {
 }
 # Custom permissions billing staff hold: they credit customers from a dispute up to the approval threshold
 # (above it a Finance admin approves).
-BILLING_STAFF_EXTRA = {("disputes", "issue_credit")}
+BILLING_STAFF_EXTRA = {("disputes", "issue_credit"), ("billing", "approve_plan_change")}
 
 
 def staff_groups_sync(apps, schema_editor=None) -> None:

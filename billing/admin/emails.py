@@ -105,7 +105,7 @@ class InvoiceEmailsAdminMixin:
 class EmailDeliveryAdmin(admin.ModelAdmin):
     list_display = (
         "invoice_link",
-        "account",
+        "account_shown",
         "kind",
         "to_short",
         "status",
@@ -114,12 +114,19 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
         "queued_at",
     )
     list_filter = ("status", "kind")
-    search_fields = ("=invoice__number", "=invoice__account__public_id", "invoice__account__name")
-    list_select_related = ("invoice", "invoice__account")
+    search_fields = (
+        "=invoice__number",
+        "=invoice__account__public_id",
+        "invoice__account__name",
+        "=account__public_id",
+        "account__name",
+    )
+    list_select_related = ("invoice", "invoice__account", "account")
     date_hierarchy = "queued_at"
     actions = ("retry_action",)
     fields = (
         "invoice",
+        "account",
         "credit_note",
         "kind",
         "to",
@@ -151,13 +158,15 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="Invoice", ordering="invoice__number")
     def invoice_link(self, delivery):
+        if delivery.invoice_id is None:
+            return "–"
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:billing_invoice_change", args=[delivery.invoice_id]), delivery.invoice
         )
 
     @admin.display(description="Account", ordering="invoice__account__name")
-    def account(self, delivery):
-        return delivery.invoice.account
+    def account_shown(self, delivery):
+        return delivery.invoice.account if delivery.invoice_id else delivery.account
 
     @admin.display(description="Recipients")
     def to(self, delivery):

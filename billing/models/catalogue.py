@@ -122,6 +122,13 @@ class PlanVersion(models.Model):
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
         help_text="Negotiated volume discount on usage charges, in percent.",
     )
+    annual_discount_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Yearly versions: discount on the yearly base fee (paying a year in advance), in percent.",
+    )
     term_months = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Committed contract term in months (e.g. 36 for three years)."
     )
@@ -152,6 +159,10 @@ class PlanVersion(models.Model):
             ),
             models.CheckConstraint(name="plan_version_commitment_non_negative", condition=Q(minimum_commitment__gte=0)),
             models.CheckConstraint(name="plan_version_term_positive", condition=Q(term_months__gt=0)),
+            models.CheckConstraint(
+                name="plan_version_annual_discount_range",
+                condition=Q(annual_discount_percent__gte=0, annual_discount_percent__lte=100),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -75,6 +75,10 @@ class EmailDelivery(models.Model):
         DISPUTE_MESSAGE = "dispute_message", "Dispute: new message"
         DISPUTE_RESOLVED = "dispute_resolved", "Dispute resolved or rejected"
         DISPUTE_STAFF = "dispute_staff", "Dispute: staff notice"
+        PLAN_CHANGE = "plan_change", "Plan change"
+        TRIAL_ENDING = "trial_ending", "Trial ending soon"
+        RENEWAL_NOTICE = "renewal_notice", "Contract renewal notice"
+        SUBSCRIPTION = "subscription", "Subscription changed"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -82,7 +86,22 @@ class EmailDelivery(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled: no longer applies"
 
-    invoice = models.ForeignKey("billing.Invoice", on_delete=models.CASCADE, related_name="email_deliveries")
+    invoice = models.ForeignKey(
+        "billing.Invoice",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="email_deliveries",
+        help_text="The invoice it is about; empty for e-mails about the subscription (plan changes, trials, renewals).",
+    )
+    account = models.ForeignKey(
+        "accounts.Account",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="E-mails about the subscription: the account they are about.",
+    )
     credit_note = models.ForeignKey(
         "billing.CreditNote", on_delete=models.CASCADE, null=True, blank=True, related_name="email_deliveries"
     )
@@ -129,6 +148,14 @@ class EmailDelivery(models.Model):
         verbose_name = "e-mail delivery"
         verbose_name_plural = "e-mail deliveries"
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="email_delivery_due")]
+        constraints = [
+            models.CheckConstraint(
+                name="email_delivery_about_something",
+                condition=Q(invoice__isnull=False) | Q(account__isnull=False),
+                violation_error_message="An e-mail is about an invoice or an account.",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} for {self.invoice} ({self.get_status_display().lower()})"
+        about = self.invoice if self.invoice_id else self.account
+        return f"{self.get_kind_display()} for {about} ({self.get_status_display().lower()})"

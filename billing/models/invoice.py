@@ -131,6 +131,8 @@ class InvoiceLine(models.Model):
         LATE_USAGE = "late_usage", "Late usage from an earlier period"
         DISCOUNT = "discount", "Discount"
         MINIMUM_COMMITMENT = "minimum_commitment", "Minimum commitment top-up"
+        PREPAID_CREDIT = "prepaid_credit", "Prepaid credit applied"
+        EARLY_TERMINATION = "early_termination", "Early-termination charge"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveSmallIntegerField()
@@ -143,6 +145,14 @@ class InvoiceLine(models.Model):
     period_start = models.DateTimeField(help_text="Start of the time this line covers (inclusive).")
     period_end = models.DateTimeField(help_text="End of the time this line covers (exclusive).")
     usage_month = models.DateField(null=True, blank=True, help_text="Late usage: the month it happened in.")
+    prepaid_credit = models.ForeignKey(
+        "billing.PrepaidCredit",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="draws",
+        help_text="Prepaid credit lines: the credit drawn on.",
+    )
     quantity = _quantity(null=True, blank=True, help_text="Billed quantity (after conversion to the billing unit).")
     included = _quantity(null=True, blank=True, help_text="Included in the plan for this span; empty: unlimited.")
     billable = _quantity(null=True, blank=True, help_text="Quantity charged for (beyond the included one).")

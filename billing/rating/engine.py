@@ -391,11 +391,22 @@ def _prior_lines(account_ids: list[int], months: set[dt.date]) -> dict[tuple[int
     return result
 
 
-def charges_many(*, accounts: list[Account], period: Period, now: dt.datetime) -> dict[int, Estimate]:
-    """What each account's invoice for ``period`` would show if the period closed at ``now``."""
+def charges_many(
+    *,
+    accounts: list[Account],
+    period: Period,
+    now: dt.datetime,
+    subscriptions: dict[int, list[Subscription]] | None = None,
+) -> dict[int, Estimate]:
+    """What each account's invoice for ``period`` would show if the period closed at ``now``.
+
+    ``subscriptions`` (account pk → subscriptions in start order, saved or not) rates those accounts as if
+    they had been on these plans instead of their own: a plan change's preview, or what the account's usage
+    would have cost on another plan. The same arithmetic writes the invoices."""
     ids = [a.pk for a in accounts]
     usage = period_usage_many(account_ids=ids, period=period, now=now)
-    subscriptions = _subscriptions(ids, period)
+    loaded = _subscriptions([a for a in ids if a not in (subscriptions or {})], period)
+    subscriptions = {**loaded, **(subscriptions or {})}
     segments = {a: plan_segments(subscriptions.get(a, []), period) for a in ids}
 
     # Accumulating usage per segment, where the period has more than one (plan change, trial end).

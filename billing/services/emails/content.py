@@ -49,6 +49,10 @@ WITHOUT_PDF = {
     Kind.DISPUTE_MESSAGE,
     Kind.DISPUTE_RESOLVED,
     Kind.DISPUTE_STAFF,
+    Kind.PLAN_CHANGE,
+    Kind.TRIAL_ENDING,
+    Kind.RENEWAL_NOTICE,
+    Kind.SUBSCRIPTION,
 }
 
 
@@ -68,8 +72,30 @@ def _payment_context(delivery: EmailDelivery) -> dict[str, Any]:
     }
 
 
+def _account_context(delivery: EmailDelivery) -> dict[str, Any]:
+    """An e-mail about the subscription (no invoice): the account, links, the seller as configured now."""
+    account = delivery.account
+    assert account is not None  # a delivery is about an invoice or an account (a database constraint)
+    seller = dict(getattr(settings, "BILLING_SELLER", {}))
+    return {
+        "kind": delivery.kind,
+        "invoice": None,
+        "credit_note": None,
+        "account": account,
+        "customer_name": account.name,
+        "billing_url": _billing_url(),
+        "plan_url": settings.LEDGERLINE_BASE_URL.rstrip("/") + "/portal/plan/",
+        "account_status": account.get_status_display().lower(),
+        **(delivery.context or {}),
+        "seller_name": seller.get("name", ""),
+        "contact_email": seller.get("email", ""),
+    }
+
+
 def _context(delivery: EmailDelivery, now: dt.datetime) -> dict[str, Any]:
     invoice = delivery.invoice
+    if invoice is None:
+        return _account_context(delivery)
     note = delivery.credit_note
     snapshot_account = (invoice.snapshot or {}).get("account", {})
     due_date = invoice.due_at.date() if invoice.due_at else None

@@ -80,7 +80,7 @@ def deliveries_create(rows: list[EmailDelivery]) -> list[int]:
 
 def delivery_build(
     *,
-    invoice: Invoice,
+    invoice: Invoice | None,
     kind: str,
     recipients: list[str],
     now: dt.datetime,
@@ -89,9 +89,11 @@ def delivery_build(
     dedup_key: str | None = None,
     requested_by: Any = None,
     context: dict[str, Any] | None = None,
+    account: Account | None = None,
 ) -> EmailDelivery:
     delivery = EmailDelivery(
         invoice=invoice,
+        account=account,
         credit_note=credit_note,
         payment=payment,
         kind=kind,
@@ -181,6 +183,35 @@ def email_queue_notice(
         invoice=invoice,
         kind=kind,
         recipients=recipients,
+        now=now,
+        dedup_key=dedup_key,
+        requested_by=requested_by,
+        context=context,
+    )
+    return deliveries_create([row])
+
+
+def email_queue_account_notice(
+    *,
+    account: Account,
+    kind: str,
+    context: dict[str, Any],
+    now: dt.datetime,
+    dedup_key: str | None = None,
+    requested_by: Any = None,
+    recipients: list[str] | None = None,
+) -> list[int]:
+    """An e-mail about the account's subscription (a plan change, a trial ending, a contract's renewal) to its
+    billing contacts (or ``recipients``); its template reads ``context`` (JSON values, kept on the delivery so a
+    retry says the same); once per ``dedup_key``. Nothing is queued for an account without billing contacts."""
+    to = list(recipients if recipients is not None else account.billing_emails or [])
+    if not to:
+        return []
+    row = delivery_build(
+        invoice=None,
+        account=account,
+        kind=kind,
+        recipients=to,
         now=now,
         dedup_key=dedup_key,
         requested_by=requested_by,

@@ -77,6 +77,8 @@ def _lapsed_reason(delivery: EmailDelivery, now: dt.datetime) -> str | None:
     an overdue notice while the finalized invoice has an amount due; a reminder, in addition, only before its due
     date (a retry after it would say "due in -3 days")."""
     invoice = delivery.invoice
+    if invoice is None:  # about the subscription: it says what was true when it was queued
+        return None
     what = _WHAT.get(delivery.kind, "e-mail")
     if delivery.kind == Kind.CREDIT_NOTE:
         note = delivery.credit_note
@@ -110,7 +112,7 @@ def email_send(*, delivery_id: int, now: dt.datetime | None = None) -> SendOutco
     with transaction.atomic():
         delivery = (
             EmailDelivery.objects.select_for_update(of=("self",))
-            .select_related("invoice", "invoice__account", "credit_note")
+            .select_related("invoice", "invoice__account", "credit_note", "account")
             .get(pk=delivery_id)
         )
         if delivery.status != EmailDelivery.Status.QUEUED:
