@@ -17,6 +17,9 @@ from accounts.models import Account
 from accounts.services import account_set_status
 from billing.models import Subscription
 from billing.services.account_status import account_statuses_update
+from billing.services.contracts import contracts_renew_due
+from billing.services.plan_changes import plan_changes_apply_due
+from billing.services.trials import trials_notify_due
 from common import clock
 from common.audit import stamp
 from common.bulk import bulk_update_fields
@@ -42,13 +45,17 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
     changes = {"cancelled": 0, "rolled": 0, "trials_ended": 0}
     current = month_containing(now)
 
-    # Cancellations requested for the period end take effect; the period was billed in full.
+    # Approved plan changes whose moment has come: the new plan is in force from its effective moment.
+    changes["plan_changes_applied"] = plan_changes_apply_due(now=now)
+    # Contract terms: renewal notices, renewals, terms that end the subscription.
+    changes.update(contracts_renew_due(now=now))
+
+    # Cancellations requested for the period's (or the paid year's, or the term's) end take effect; what came
+    # before was billed in full.
     for sub in (
-        Subscription.objects.select_for_update()
-        .filter(status__in=LIVE, cancel_at_period_end=True, current_period_end__lte=now)
-        .select_related("account")
+        Subscription.objects.select_for_update().filter(status__in=LIVE, cancel_at__lte=now).select_related("account")
     ):
-        sub.status, sub.ended_at = Subscription.Status.CANCELLED, sub.current_period_end
+        sub.status, sub.ended_at = Subscription.Status.CANCELLED, sub.cancel_at
         stamp(sub, reason="cancelled at period end", at=now)
         sub.save(update_fields=["status", "ended_at", "updated_at"])
         account_set_status(account=sub.account, status=Account.Status.CANCELLED, reason="subscription ended")
@@ -88,6 +95,9 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
         if sub.account.status == Account.Status.TRIALING:
             account_set_status(account=sub.account, status=Account.Status.ACTIVE, reason="trial ended")
         changes["trials_ended"] += 1
+
+    # Trials ending soon: the customer is told what will be charged.
+    changes["trial_notices"] = trials_notify_due(now=now)
 
     # Unpaid past the due date: past due; long overdue or out of retries: suspended; settled again: active.
     changes.update(account_statuses_update(now=now))

@@ -126,8 +126,9 @@ def subscription_cancel(
     subscription.cancelled_at = now
     if at_period_end:
         subscription.cancel_at_period_end = True
+        subscription.cancel_at = subscription.current_period_end
         stamp(subscription, actor=actor, reason="cancel at period end")
-        subscription.save(update_fields=["cancelled_at", "cancel_at_period_end", "updated_at"])
+        subscription.save(update_fields=["cancelled_at", "cancel_at_period_end", "cancel_at", "updated_at"])
         return subscription
     subscription.status = Subscription.Status.CANCELLED
     subscription.ended_at = max(at or now, subscription.started_at)
