@@ -181,6 +181,15 @@ DISPUTES_STAFF_EMAILS = env_list("DISPUTES_STAFF_EMAILS", ["billing@ledgerline.e
 DISPUTES_ATTACHMENT_MAX_BYTES = env_int(
     "DISPUTES_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024
 )  # accounts per task and per transaction
+# Subscriptions (docs/billing.md, "Plan changes", "Trials"). A customer's upgrade applies without waiting for
+# billing staff when SUBSCRIPTIONS_UPGRADES_APPLY_AT_ONCE is on; downgrades, changes at the same price and changes
+# to or from a custom plan, a yearly plan or an account under contract always wait for approval. The "trial ends
+# soon" e-mail goes SUBSCRIPTIONS_TRIAL_NOTICE_DAYS before a trial ends. A trial that ends while Stripe is
+# configured and the account has no payment method: "invoice" (the subscription goes on; invoices are paid by
+# bank transfer until a card is added) or "cancel" (the subscription ends with the trial).
+SUBSCRIPTIONS_UPGRADES_APPLY_AT_ONCE = env_bool("SUBSCRIPTIONS_UPGRADES_APPLY_AT_ONCE", True)
+SUBSCRIPTIONS_TRIAL_NOTICE_DAYS = env_int("SUBSCRIPTIONS_TRIAL_NOTICE_DAYS", 3)
+SUBSCRIPTIONS_TRIAL_END_WITHOUT_PAYMENT_METHOD = env_str("SUBSCRIPTIONS_TRIAL_END_WITHOUT_PAYMENT_METHOD", "invoice")
 # A usage jump larger than this factor against the previous month is flagged for review.
 BILLING_ANOMALY_FACTOR = env_int("BILLING_ANOMALY_FACTOR", 10)
 # The seller printed on invoices and credit notes (snapshotted onto each invoice at finalization).
