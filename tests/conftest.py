@@ -15,6 +15,8 @@ from tests.accounts.factories import AccountFactory
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 from usage import catalogue_cache
 
+pytest_plugins = ["tests.browser_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(

@@ -7,7 +7,6 @@ import csv
 import datetime as dt
 import html as html_lib
 import io
-import os
 from decimal import Decimal as D
 
 import pytest
@@ -16,7 +15,7 @@ from django.apps import apps
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from accounts.models import AccountUser
 from accounts.permissions import BILLING_STAFF, FINANCE_ADMIN, staff_groups_sync
@@ -35,7 +34,7 @@ from disputes.services import (
 from tests.accounts.factories import AccountFactory, AccountUserFactory, StaffUserFactory
 from tests.admin_html import table_header, table_rows
 from tests.billing.cycle import JAN_1, close, event, ingest, subscribe
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.browser_fixtures import ARTIFACTS
 from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -662,13 +661,12 @@ LAPTOP = {"width": 1366, "height": 768}
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_the_queue_and_the_case_page_fit_a_laptop_screen_in_chromium(live_server, three_cases):
+def test_the_queue_and_the_case_page_fit_a_laptop_screen_in_chromium(live_server, three_cases, browser):
     fresh, _, _ = three_cases
     ARTIFACTS.mkdir(exist_ok=True)
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the ORM is called beside Playwright's event loop
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = chromium.new_context(viewport=LAPTOP).new_page()
+    context = browser.new_context(viewport=LAPTOP)
+    try:
+        page = context.new_page()
         page.set_default_timeout(15_000)
         page.goto(f"{live_server.url}/admin/")
         page.get_by_label("Username").fill("bianca")
@@ -693,4 +691,5 @@ def test_the_queue_and_the_case_page_fit_a_laptop_screen_in_chromium(live_server
         expect(page.locator(".messagelist")).to_contain_text(f"Investigating {fresh.public_id}.")
         expect(page.locator("#case-state")).to_have_text("Investigating")
         page.screenshot(path=str(ARTIFACTS / "admin-dispute-case.png"), full_page=True)
-        chromium.close()
+    finally:
+        context.close()
