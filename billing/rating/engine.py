@@ -18,6 +18,8 @@ Rules (see docs/billing.md):
   plan in force then.
 - Discount on a segment's usage; minimum commitment topped up per segment (prorated); tax on the subtotal
   unless reverse charge. Every line and the tax are rounded once, half up (``round_money``).
+- An account under a contract: its volume-discount tiers, committed minimum, early-termination charge and
+  prepaid credits add lines after the segments' lines (``billing.rating.contracts``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 from django.db.models import Q
 
 from accounts.models import Account
-from billing.models import Invoice, InvoiceLine, PlanCharge, PlanVersion, Subscription
+from billing.models import Invoice, InvoiceLine, PlanCharge, PlanVersion, PrepaidCredit, Subscription
+from billing.rating.contracts import ContractTerms, contract_lines, contracts_load
 from billing.rating.tiers import ChargeTerms, Tier, overage_amount, prorate
 from common.money import round_money
 from common.periods import Period, month_period
@@ -58,7 +61,7 @@ class Segment:
 
 @dataclass
 class ChargeLine:
-    kind: str  # base_fee | usage | late_usage | discount | minimum_commitment
+    kind: str  # base_fee | usage | late_usage | discount | minimum_commitment | prepaid_credit | early_termination
     description: str
     amount: Decimal
     start: dt.datetime | None = None
@@ -74,6 +77,11 @@ class ChargeLine:
     usage_month: dt.date | None = None
     by_tenant: dict[int, Decimal] = field(default_factory=dict)
     by_partner: dict[int, Decimal] = field(default_factory=dict)
+    # A charged usage line's pricing: its exact amount is ``overage_amount(terms, quantity) × share`` (the
+    # segment's share of the month for monthly counts, else 1). Contract volume discounts price with it.
+    terms: ChargeTerms | None = None
+    share: Fraction = Fraction(1)
+    prepaid_credit: PrepaidCredit | None = None  # prepaid credit lines: the credit drawn on
 
 
 @dataclass
@@ -89,6 +97,7 @@ class Estimate:
     discount: Decimal = ZERO
     tax: Decimal = ZERO
     total: Decimal = ZERO
+    contract: ContractTerms | None = None  # the contract in force, if any
 
     def line_for(self, metric_code: str) -> ChargeLine | None:
         return next((line for line in self.lines if line.metric_code == metric_code and line.kind == "usage"), None)
@@ -209,8 +218,10 @@ def rate(
     usage: dict[str, MetricUsage],
     segment_usage: dict[int, dict[str, MetricUsage]],
     prior: dict[tuple[int, dt.date, str], tuple[Decimal, PlanCharge]],
+    contract: ContractTerms | None = None,
 ) -> Estimate:
-    """Price ``usage`` under ``segments``: pure arithmetic over loaded rows (no queries)."""
+    """Price ``usage`` under ``segments`` (and the account's ``contract``, if it has one): pure arithmetic
+    over loaded rows (no queries)."""
     currency = account.currency
     estimate = Estimate(
         account=account,
@@ -284,6 +295,8 @@ def rate(
                     plan_version=version,
                     by_tenant=measured.by_tenant,
                     by_partner=measured.by_partner,
+                    terms=terms if segment.charged else None,
+                    share=segment.fraction if monthly else Fraction(1),
                 )
             )
             usage_total += amount
@@ -315,6 +328,7 @@ def rate(
                     )
                 )
         lines.extend(seg_lines)
+    contract_at = len(lines)  # the contract's lines go after the segments' lines, before late usage
 
     # Late usage from earlier, already invoiced months: priced as the difference it makes to that month.
     fallback = {c.metric.code: c for c in segments[-1].version.charges.all()} if segments else {}
@@ -344,6 +358,22 @@ def rate(
                     usage_month=month,
                 )
             )
+    if contract is not None:
+        estimate.contract = contract
+        added = contract_lines(terms=contract, period=period, lines=lines, currency=currency)
+        lines[contract_at:contract_at] = [
+            ChargeLine(
+                kind=line.kind,
+                description=line.description,
+                amount=line.amount,
+                start=line.start,
+                end=line.end,
+                plan_version=line.plan_version,
+                prepaid_credit=line.prepaid_credit,
+            )
+            for line in added
+        ]
+        estimate.discount -= sum((line.amount for line in added if line.kind == "discount"), ZERO)
     estimate.subtotal = round_money(sum((line.amount for line in lines), ZERO), currency)
     rate_percent = ZERO if account.tax_reverse_charge else account.tax_rate
     estimate.tax = round_money(estimate.subtotal * rate_percent / 100, currency)
@@ -441,6 +471,7 @@ def charges_many(
     late_months = {m for a in ids for u in usage[a].values() for m in u.late_by_month}
     late_accounts = [a for a in ids if any(u.late_by_month for u in usage[a].values())]
     prior = _prior_lines(late_accounts, late_months)
+    contracts = contracts_load(accounts=accounts, period=period)
     return {
         account.pk: rate(
             account=account,
@@ -449,6 +480,7 @@ def charges_many(
             usage=usage[account.pk],
             segment_usage=segment_usage.get(account.pk, {}),
             prior=prior,
+            contract=contracts.get(account.pk),
         )
         for account in accounts
     }

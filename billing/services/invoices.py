@@ -140,6 +140,7 @@ def _line_rows(
                 period_start=line.start or period.start,
                 period_end=line.end or period.end,
                 usage_month=line.usage_month,
+                prepaid_credit=line.prepaid_credit,
                 quantity=None if line.quantity is None else round(line.quantity, 8),
                 included=None if line.included is None else round(line.included, 8),
                 billable=None if line.billable is None else round(line.billable, 8),
@@ -278,7 +279,16 @@ def _snapshot(account: Account, estimate: Estimate, names: dict[str, dict[str, s
         "tenants": (names or {}).get("tenants", {}),
         "partners": (names or {}).get("partners", {}),
         "seller": _seller(),
+        "account_manager": _account_manager(estimate),
     }
+
+
+def _account_manager(estimate: Estimate) -> dict[str, str] | None:
+    """The contract's account manager as the invoice names them (the PDF and the portal print this)."""
+    manager = estimate.contract.contract.account_manager if estimate.contract is not None else None
+    if manager is None:
+        return None
+    return {"name": manager.get_full_name() or manager.get_username(), "email": manager.email}
 
 
 def _seller() -> dict:
