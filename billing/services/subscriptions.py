@@ -68,16 +68,20 @@ def subscription_create(
     plan_version: PlanVersion,
     started_at: dt.datetime | None = None,
     trial_days: int | None = None,
+    trial_end: dt.datetime | None = None,
+    set_account_status: bool = True,
     actor: Any = None,
 ) -> Subscription:
-    """Subscribe ``account`` to ``plan_version``. The plan's trial applies unless ``trial_days`` overrides it."""
+    """Subscribe ``account`` to ``plan_version``. The plan's trial applies unless ``trial_days`` (or an exact
+    ``trial_end``) overrides it. ``set_account_status=False`` (a plan change) leaves the account's status alone."""
     # Serialise subscription changes per account; the partial unique index is the last guard.
     Account.objects.select_for_update().filter(pk=account.pk).first()
     subscription_check(account=account, plan_version=plan_version)
     now = clock.now()
     started_at = started_at or now
-    days = plan_version.trial_days if trial_days is None else trial_days
-    trial_end = started_at + dt.timedelta(days=days) if days else None
+    if trial_end is None:
+        days = plan_version.trial_days if trial_days is None else trial_days
+        trial_end = started_at + dt.timedelta(days=days) if days else None
     in_trial = trial_end is not None and trial_end > now
     # A backdated subscription's current period is the month containing now.
     month = month_containing(max(started_at, now))
@@ -105,7 +109,7 @@ def subscription_create(
     # A plan change (or a new subscription) never lifts a collection status: a past-due or suspended account
     # stays so until what is overdue is paid (billing.services.account_status) or staff reactivate it.
     account.refresh_from_db(fields=["status"])
-    if account.status not in (Account.Status.PAST_DUE, Account.Status.SUSPENDED):
+    if set_account_status and account.status not in (Account.Status.PAST_DUE, Account.Status.SUSPENDED):
         account_set_status(
             account=account,
             status=Account.Status.TRIALING if in_trial else Account.Status.ACTIVE,
@@ -149,9 +153,11 @@ ERR_CHANGE_BEFORE_START = "A plan change at {at} would be before the subscriptio
 def subscription_change_plan(
     *, subscription: Subscription, plan_version: PlanVersion, at: dt.datetime, actor: Any = None
 ) -> Subscription:
-    """Move the account to ``plan_version`` from ``at``: the old subscription ends at ``at`` and a new one,
-    without a trial, starts there. The month is rated in segments, each by the plan in force. The account
-    stays active (it never passes through cancelled)."""
+    """Move the account to ``plan_version`` from ``at``: the old subscription ends at ``at`` and a new one starts
+    there, with what is left of a running trial (no new trial). The month is rated in segments, each by the plan
+    in force. The account's status does not move: an active account stays active, a trialing one trialing, a
+    past-due or suspended one so (it never passes through cancelled). Requests, approval and the rules of who
+    may change what are ``billing.services.plan_changes``'."""
     Account.objects.select_for_update().filter(pk=subscription.account_id).first()
     subscription = Subscription.objects.select_for_update().select_related("account").get(pk=subscription.pk)
     if subscription.status == Subscription.Status.CANCELLED:
@@ -168,6 +174,13 @@ def subscription_change_plan(
     subscription.full_clean()
     stamp(subscription, actor=actor, reason=f"plan changed to {plan_version}")
     subscription.save(update_fields=["status", "ended_at", "updated_at"])
+    remaining_trial = subscription.trial_end if subscription.trial_end and subscription.trial_end > at else None
     return subscription_create(
-        account=subscription.account, plan_version=plan_version, started_at=at, trial_days=0, actor=actor
+        account=subscription.account,
+        plan_version=plan_version,
+        started_at=at,
+        trial_days=0,
+        trial_end=remaining_trial,
+        set_account_status=False,
+        actor=actor,
     )
