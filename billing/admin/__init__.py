@@ -1,4 +1,12 @@
 """Billing in the admin: the catalogue, subscriptions, invoices with their PDFs and e-mails, credit notes and
 billing runs. Each module registers its models."""
 
-from billing.admin import catalogue, collections, invoices, payments, reconciliation, subscriptions  # noqa: F401
+from billing.admin import (  # noqa: F401
+    catalogue,
+    collections,
+    invoices,
+    payments,
+    plan_changes,
+    reconciliation,
+    subscriptions,
+)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from accounts.admin import AccountAdmin
 from accounts.models import Account
+from billing.admin.plan_changes import PlanChangeAdminMixin
 from billing.models import PlanVersion, Subscription
+from billing.services.plan_changes import PERM_APPROVE
 from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
 from common import clock
 from common.admin_utils import (
@@ -38,7 +41,7 @@ class SubscriptionAddForm(forms.ModelForm):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ServiceAdmin):
+class SubscriptionAdmin(PlanChangeAdminMixin, ServiceAdmin):
     list_display = (
         "public_id",
         "account_name",
@@ -53,6 +56,12 @@ class SubscriptionAdmin(ServiceAdmin):
     autocomplete_fields = ("account",)
     list_select_related = ("account", "plan_version__plan")
     actions = ("cancel_at_period_end_action", "cancel_now")
+    change_form_template = "admin/billing/subscription/change_form.html"
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.status != Subscription.Status.CANCELLED and request.user.has_perm(PERM_APPROVE):
+            context["change_plan_url"] = reverse("admin:billing_subscription_change_plan", args=[obj.pk])
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @admin.display(description="Account", ordering="account__name")
     def account_name(self, sub):
@@ -79,6 +88,7 @@ class SubscriptionAdmin(ServiceAdmin):
             "current_period_start",
             "current_period_end",
             "cancel_at_period_end",
+            "cancel_at",
             "cancelled_at",
             "ended_at",
             "created_at",
