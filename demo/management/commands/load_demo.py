@@ -14,6 +14,7 @@ from demo.book import (
     demo_usage,
 )
 from demo.disputes import demo_disputes, demo_disputes_summary
+from demo.subscriptions import demo_plan_changes, demo_plan_changes_summary
 
 
 class Command(BaseCommand):
@@ -43,6 +44,9 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         if demo_disputes(now=timezone.now()):
             for line in demo_disputes_summary():
+                self.stdout.write(line)
+        if demo_plan_changes(now=timezone.now()):
+            for line in demo_plan_changes_summary():
                 self.stdout.write(line)
         alerts = demo_budgets(now=timezone.now())
         self.stdout.write(f"Budgets evaluated as the hourly schedule does: {alerts} alerts recorded (webhook outbox).")
