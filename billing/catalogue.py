@@ -4,6 +4,8 @@ creates whatever of it is missing and never touches what exists, so it is safe t
 Prices are USD. Quantities are billed quantities (see ``billing.models.catalogue``). API requests are
 priced per 1,000 and limited per hour; storage is metered in GB-hours and billed per GB-month.
 The per-metric overage rates of the tenant platform plans are this catalogue's list prices.
+The annual messaging plans (``billing_interval`` year) charge twelve months' base fee once a year, in advance,
+less ``annual_discount_percent``; their usage is billed monthly, as on the monthly plans.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
-from billing.models import Plan, PlanCharge
+from billing.models import Plan, PlanCharge, PlanVersion
 from billing.services.catalogue import ChargeSpec
 from usage.models import Metric
 
@@ -20,6 +22,8 @@ U = Metric.BillingUnit
 PER_UNIT = PlanCharge.PricingModel.PER_UNIT
 INCLUDED_ONLY = PlanCharge.PricingModel.INCLUDED_ONLY
 HOUR = PlanCharge.LimitWindow.HOUR
+YEAR = PlanVersion.Interval.YEAR
+BILLED_YEARLY = "Billed yearly, 10% off"
 
 METRICS: list[dict[str, Any]] = [
     dict(
@@ -194,11 +198,57 @@ PLANS: list[dict[str, Any]] = [
         features=["Unlimited tenants", "Unlimited master partners", "100,000 messages/month", "24/7 phone support"],
         charges=_messaging(None, None, None, "100000", "0.01", "100", "1.00"),
     ),
+    # Yearly: twelve months' base fee, billed in advance once a year, 10% off; usage as on the monthly plan.
+    dict(
+        code="messaging-startup-annual",
+        name="Startup (annual)",
+        product=Plan.Product.MESSAGING,
+        display_order=4,
+        base_fee=D("1188.00"),
+        billing_interval=YEAR,
+        annual_discount_percent=D("10"),
+        trial_days=0,
+        support_level="Email support",
+        features=["3 tenants", "10 master partners", "5,000 messages/month", "Email support", BILLED_YEARLY],
+        charges=_messaging("3", "29.00", "10", "5000", "0.05", "1", "2.00"),
+    ),
+    dict(
+        code="messaging-business-annual",
+        name="Business (annual)",
+        product=Plan.Product.MESSAGING,
+        display_order=5,
+        base_fee=D("3588.00"),
+        billing_interval=YEAR,
+        annual_discount_percent=D("10"),
+        trial_days=0,
+        support_level="Priority support",
+        features=["10 tenants", "50 master partners", "25,000 messages/month", "Priority support", BILLED_YEARLY],
+        charges=_messaging("10", "19.00", "50", "25000", "0.03", "10", "1.50"),
+    ),
+    dict(
+        code="messaging-enterprise-annual",
+        name="Enterprise (annual)",
+        product=Plan.Product.MESSAGING,
+        display_order=6,
+        base_fee=D("11988.00"),
+        billing_interval=YEAR,
+        annual_discount_percent=D("10"),
+        trial_days=0,
+        support_level="24/7 phone support",
+        features=[
+            "Unlimited tenants",
+            "Unlimited master partners",
+            "100,000 messages/month",
+            "24/7 phone support",
+            BILLED_YEARLY,
+        ],
+        charges=_messaging(None, None, None, "100000", "0.01", "100", "1.00"),
+    ),
     dict(
         code="messaging-custom-enterprise",
         name="Custom Enterprise",
         product=Plan.Product.MESSAGING,
-        display_order=4,
+        display_order=7,
         base_fee=None,
         price_on_request=True,
         trial_days=0,

@@ -9,6 +9,15 @@ Rules (see docs/billing.md):
 - The period is a calendar month in UTC, ``[start, end)``. It is cut into *segments*: spans with one plan
   version in force, and a trial split off (nothing is charged during a trial).
 - Base fee: each charged segment pays ``base_fee × its share of the period`` (exact, by the microsecond).
+- Yearly versions (``billing_interval == "year"``, ``base_fee`` per year): billed in advance, once per
+  subscription year. Year ``k`` is ``[anchor + k years, anchor + k + 1 years)``, the anchor being the trial's
+  end, or the start without a trial. The month a year starts in bills it whole (a ``base_fee`` line spanning
+  the year), with the annual discount as its own ``discount`` line, ``−round_money(base_fee × pct / 100)``;
+  other months bill no base fee. A yearly subscription ended inside a paid year by a plan change (another
+  subscription of the account starts at its ``ended_at``; a cancellation runs to the year's end instead) is
+  credited on the month holding ``ended_at``: ``−round_money((base_fee − the year's discount) × unused
+  time / the year)``, a negative ``base_fee`` line spanning the unused time. Usage is billed monthly as for
+  any plan; the monthly minimum commitment is not topped up (yearly commitments are the contract's).
 - Accumulating usage (sums, counts, GB-months) is measured inside each segment and priced by the plan in
   force then, against the included quantity prorated to the segment's share.
 - Monthly counts (active users, features, tenants, master partners, maxima) are counted over the whole
@@ -19,14 +28,16 @@ Rules (see docs/billing.md):
 - Discount on a segment's usage; minimum commitment topped up per segment (prorated); tax on the subtotal
   unless reverse charge. Every line and the tax are rounded once, half up (``round_money``).
 - An account under a contract: its volume-discount tiers, committed minimum, early-termination charge and
-  prepaid credits add lines after the segments' lines (``billing.rating.contracts``).
+  prepaid credits add lines after the segments' lines (``billing.rating.contracts``). An annual discount
+  is handed to it as part of the base fee: spend, but nothing prepaid credits pay for.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -82,6 +93,8 @@ class ChargeLine:
     terms: ChargeTerms | None = None
     share: Fraction = Fraction(1)
     prepaid_credit: PrepaidCredit | None = None  # prepaid credit lines: the credit drawn on
+    # An annual discount: a discount on the (yearly) base fee, not on usage.
+    of_base_fee: bool = False
 
 
 @dataclass
@@ -124,7 +137,8 @@ def terms_of(charge: PlanCharge, *, included_fraction: Fraction | None = None) -
 def _subscriptions(account_ids: list[int], period: Period) -> dict[int, list[Subscription]]:
     rows = (
         Subscription.objects.filter(account_id__in=account_ids, started_at__lt=period.end)
-        .exclude(ended_at__lte=period.start)
+        # One ended at the period's start cuts no segment, but may be owed a yearly credit this month.
+        .exclude(ended_at__lt=period.start)
         .select_related("plan_version__plan")
         .prefetch_related("plan_version__charges__metric", "plan_version__charges__tiers")
         .order_by("account_id", "started_at")
@@ -199,6 +213,117 @@ def _span_label(segment: Segment, period: Period) -> str:
     return f" ({_day(segment.start)}–{_day(last)})"
 
 
+def _date(moment: dt.date) -> str:
+    return f"{moment:%b} {moment.day}, {moment.year}"
+
+
+def _dates(span: Period) -> str:
+    """``Jan 1, 2027 – Dec 31, 2027``: the first and last UTC days of ``span``."""
+    return f"{_date(span.start.astimezone(dt.UTC).date())} – {_date(span.last_day)}"
+
+
+def is_yearly(version: PlanVersion) -> bool:
+    return version.billing_interval == PlanVersion.Interval.YEAR
+
+
+def add_years(moment: dt.datetime, years: int) -> dt.datetime:
+    """The same moment ``years`` later (Feb 29 becomes Feb 28 in a year without it)."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, day=28)
+
+
+def subscription_year(subscription: Subscription, at: dt.datetime) -> Period | None:
+    """The subscription year holding ``at``: ``[anchor + k years, anchor + k + 1 years)``, the anchor being the
+    trial's end (the start, without a trial); None before the anchor. Each year is counted from the anchor
+    itself, so a year from Feb 29 ends on Feb 28 and the one after a leap year's ends on Feb 29 again."""
+    anchor = subscription.trial_end or subscription.started_at
+    if at < anchor:
+        return None
+    years = max(at.year - anchor.year - 1, 0)
+    while add_years(anchor, years + 1) <= at:
+        years += 1
+    return Period(add_years(anchor, years), add_years(anchor, years + 1))
+
+
+def _year_starting_in(subscription: Subscription, span: Period) -> Period | None:
+    """The subscription year that starts inside ``span`` (at most one: a span is never longer than a month)."""
+    anchor = subscription.trial_end or subscription.started_at
+    if anchor >= span.end:
+        return None
+    year = subscription_year(subscription, max(span.start, anchor))
+    assert year is not None  # at or after the anchor
+    if year.start < span.start:
+        year = subscription_year(subscription, year.end)
+        assert year is not None
+    return year if year.start < span.end else None
+
+
+def _year_lines(segment: Segment, year: Period, currency: str) -> list[ChargeLine]:
+    """A yearly version's fee for ``year``, billed whole in advance, and its annual discount."""
+    version = segment.version
+    fee = version.base_fee or ZERO
+    name = version.plan.name
+    lines = [
+        ChargeLine(
+            kind="base_fee",
+            description=f"{name} base fee, {_dates(year)}",
+            amount=round_money(fee, currency),
+            start=year.start,
+            end=year.end,
+            plan_version=version,
+            quantity=Decimal(1),
+            unit_price=fee,
+        )
+    ]
+    percent = version.annual_discount_percent
+    if percent:
+        lines.append(
+            ChargeLine(
+                kind="discount",
+                description=f"Annual plan discount {percent.normalize():f}% on the base fee",
+                amount=-round_money(fee * percent / 100, currency),
+                start=year.start,
+                end=year.end,
+                plan_version=version,
+                of_base_fee=True,
+            )
+        )
+    return lines
+
+
+def _unused_year_credit(
+    subscription: Subscription, subscriptions: Sequence[Subscription], period: Period, currency: str
+) -> ChargeLine | None:
+    """The credit for the unused part of a paid year, when a plan change (another subscription of the account
+    starting at this one's end) ends a yearly subscription inside it, on the month holding its end. A
+    cancellation runs to the year's end: it has no successor, and no credit."""
+    version = subscription.plan_version
+    ended = subscription.ended_at
+    if not is_yearly(version) or not version.base_fee or ended is None or ended not in period:
+        return None
+    if not any(other is not subscription and other.started_at == ended for other in subscriptions):
+        return None
+    year = subscription_year(subscription, ended)
+    if year is None or year.start == ended:  # ended before its first year, or exactly at a year's end
+        return None
+    fee = version.base_fee
+    paid = fee - round_money(fee * version.annual_discount_percent / 100, currency)
+    unused = Period(ended, year.end)
+    amount = round_money(prorate(paid, year.fraction_covered_by(unused)), currency)
+    if not amount:
+        return None
+    return ChargeLine(
+        kind="base_fee",
+        description=f"Unused time on {version.plan.name}, {_dates(unused)}",
+        amount=-amount,
+        start=unused.start,
+        end=unused.end,
+        plan_version=version,
+    )
+
+
 def _late_terms(
     prior: dict[tuple[int, dt.date, str], tuple[Decimal, PlanCharge]],
     account_id: int,
@@ -219,9 +344,12 @@ def rate(
     segment_usage: dict[int, dict[str, MetricUsage]],
     prior: dict[tuple[int, dt.date, str], tuple[Decimal, PlanCharge]],
     contract: ContractTerms | None = None,
+    subscriptions: Sequence[Subscription] | None = None,
 ) -> Estimate:
     """Price ``usage`` under ``segments`` (and the account's ``contract``, if it has one): pure arithmetic
-    over loaded rows (no queries)."""
+    over loaded rows (no queries). ``subscriptions``: the account's subscriptions the segments were cut from,
+    with one ended at the period's start (its unused yearly time is credited this month); by default, the
+    segments' own."""
     currency = account.currency
     estimate = Estimate(
         account=account,
@@ -233,11 +361,25 @@ def rate(
     )
     lines = estimate.lines
     any_charged = any(s.charged for s in segments)
+    if subscriptions is None:  # each once, by identity: an unsaved subscription (a preview's) has no pk
+        subscriptions = []
+        for segment in segments:
+            if not any(s is segment.subscription for s in subscriptions):
+                subscriptions.append(segment.subscription)
+    credits = [
+        (s, credit) for s in subscriptions if (credit := _unused_year_credit(s, subscriptions, period, currency))
+    ]
     for index, segment in enumerate(segments):
         version = segment.version
         label = _span_label(segment, period)
         seg_lines: list[ChargeLine] = []
-        if segment.charged and version.base_fee:
+        if segment.charged and version.base_fee and is_yearly(version):
+            year = _year_starting_in(segment.subscription, Period(segment.start, segment.end))
+            if year is not None:
+                year_lines = _year_lines(segment, year, currency)
+                seg_lines.extend(year_lines)
+                estimate.discount -= sum((line.amount for line in year_lines if line.kind == "discount"), ZERO)
+        elif segment.charged and version.base_fee:
             description = f"{version.plan.name} base fee{label}"
             seg_lines.append(
                 ChargeLine(
@@ -251,6 +393,8 @@ def rate(
                     unit_price=version.base_fee,
                 )
             )
+        if segment.end == segment.subscription.ended_at:
+            seg_lines.extend(credit for s, credit in credits if s is segment.subscription)
         usage_total = ZERO
         for charge in version.charges.all():
             code = charge.metric.code
@@ -314,7 +458,8 @@ def rate(
             )
             estimate.discount += discount
         seg_subtotal = sum((line.amount for line in seg_lines), ZERO)
-        if segment.charged and version.minimum_commitment:
+        # Yearly versions: no monthly top-up (a yearly commitment is a contract's).
+        if segment.charged and version.minimum_commitment and not is_yearly(version):
             commitment = round_money(prorate(version.minimum_commitment, segment.fraction), currency)
             if seg_subtotal < commitment:
                 seg_lines.append(
@@ -328,6 +473,8 @@ def rate(
                     )
                 )
         lines.extend(seg_lines)
+    # A yearly subscription ended at the period's start has no segment: its credit goes first.
+    lines[0:0] = [credit for s, credit in credits if not any(seg.subscription is s for seg in segments)]
     contract_at = len(lines)  # the contract's lines go after the segments' lines, before late usage
 
     # Late usage from earlier, already invoiced months: priced as the difference it makes to that month.
@@ -360,7 +507,9 @@ def rate(
             )
     if contract is not None:
         estimate.contract = contract
-        added = contract_lines(terms=contract, period=period, lines=lines, currency=currency)
+        # To the contract an annual discount is part of the base fee: spend, not a usage charge to prepay.
+        priced = [replace(line, kind="base_fee") if line.of_base_fee else line for line in lines]
+        added = contract_lines(terms=contract, period=period, lines=priced, currency=currency)
         lines[contract_at:contract_at] = [
             ChargeLine(
                 kind=line.kind,
@@ -481,6 +630,7 @@ def charges_many(
             segment_usage=segment_usage.get(account.pk, {}),
             prior=prior,
             contract=contracts.get(account.pk),
+            subscriptions=subscriptions.get(account.pk, []),
         )
         for account in accounts
     }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import transaction
 
 from billing.catalogue import METRICS, PLANS
-from billing.models import Plan
+from billing.models import Plan, PlanVersion
 from billing.services.catalogue import plan_create, plan_version_create
 from usage.models import Metric
 from usage.services import metric_create
@@ -44,6 +45,8 @@ def catalogue_load() -> CatalogueLoadResult:
             currency="USD",
             base_fee=spec["base_fee"],
             price_on_request=spec.get("price_on_request", False),
+            billing_interval=spec.get("billing_interval", PlanVersion.Interval.MONTH),
+            annual_discount_percent=spec.get("annual_discount_percent", Decimal("0")),
             trial_days=spec["trial_days"],
             support_level=spec["support_level"],
             features=spec["features"],

@@ -20,7 +20,7 @@ def charges(version):
 def test_loading_twice_creates_nothing_the_second_time(catalogue):
     again = catalogue_load()
     assert (again.metrics_created, again.plans_created) == (0, 0)
-    assert Plan.objects.count() == 7
+    assert Plan.objects.count() == 10
     assert Metric.objects.count() == 7
 
 
@@ -124,3 +124,42 @@ def test_custom_enterprise_is_a_negotiated_catalogue_entry(plan):
     version = plan("messaging-custom-enterprise")
     assert version.price_on_request is True
     assert {"Negotiated pricing", "Volume discounts", "Multi-year terms"} <= set(version.features)
+
+
+@pytest.mark.parametrize(
+    "code, name, monthly_code, base_fee",
+    [
+        # 12 × $99.00, 12 × $299.00, 12 × $999.00
+        ("messaging-startup-annual", "Startup (annual)", "messaging-startup", D("1188.00")),
+        ("messaging-business-annual", "Business (annual)", "messaging-business", D("3588.00")),
+        ("messaging-enterprise-annual", "Enterprise (annual)", "messaging-enterprise", D("11988.00")),
+    ],
+)
+def test_annual_messaging_plans_bill_twelve_months_a_year_ten_percent_off(plan, code, name, monthly_code, base_fee):
+    version = plan(code)
+    monthly = plan(monthly_code)
+    assert (version.plan.name, version.base_fee, version.billing_interval) == (name, base_fee, "year")
+    assert (version.annual_discount_percent, version.trial_days, version.currency) == (D("10"), 0, "USD")
+    assert version.is_published
+    assert version.features[-1] == "Billed yearly, 10% off"
+    assert version.support_level == monthly.support_level
+
+    def terms(v):
+        return {
+            code: (c.pricing_model, c.included_quantity, c.limit, c.limit_window, c.unit_price)
+            for code, c in charges(v).items()
+        }
+
+    assert terms(version) == terms(monthly)
+
+
+def test_annual_plans_are_listed_after_the_monthly_ones_and_before_custom_enterprise(catalogue):
+    assert list(Plan.objects.filter(product="messaging").values_list("code", flat=True)) == [
+        "messaging-startup",
+        "messaging-business",
+        "messaging-enterprise",
+        "messaging-startup-annual",
+        "messaging-business-annual",
+        "messaging-enterprise-annual",
+        "messaging-custom-enterprise",
+    ]
