@@ -397,6 +397,7 @@ class ApiKeyAddForm(forms.ModelForm):
             "scope_ingest",
             "scope_read",
             "scope_disputes",
+            "scope_subscription",
             "scope_export",
             "expires_at",
             "rate_limit_per_minute",
@@ -425,6 +426,7 @@ class ApiKeyAdmin(ServiceAdmin):
         "scope_ingest",
         "scope_read",
         "scope_disputes",
+        "scope_subscription",
         "scope_export",
         ("revoked_at", admin.EmptyFieldListFilter),
     )
@@ -455,6 +457,7 @@ class ApiKeyAdmin(ServiceAdmin):
             "scope_ingest",
             "scope_read",
             "scope_disputes",
+            "scope_subscription",
             "scope_export",
             "expires_at",
             "rate_limit_per_minute",

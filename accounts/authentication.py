@@ -104,6 +104,30 @@ HasExportScope = _scope_permission("export")
 HasDisputesScope = _scope_permission("disputes")
 
 
+class HasSubscriptionScope(permissions.BasePermission):
+    """Requesting plan changes: a key with the ``subscription`` scope (read from the key's own field, so that it
+    holds whichever scopes ``ApiKey.scopes`` lists)."""
+
+    message = ERR_SCOPE.format(scope="subscription")
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise NotAuthenticated()
+        return request.auth.scope_subscription
+
+
+class HasSubscriptionReadScope(permissions.BasePermission):
+    """Reading the subscription: the account's own with a ``read`` or ``subscription`` key, any account's with
+    ``export`` (naming it with ``?account=``)."""
+
+    message = "This API key needs the 'read', 'subscription' or 'export' scope."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise NotAuthenticated()
+        return bool(request.auth.scope_subscription or {"read", "export"} & set(request.auth.scopes))
+
+
 class HasReadOrExportScope(permissions.BasePermission):
     message = "This API key needs the 'read' or 'export' scope."
 
@@ -135,5 +159,6 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "ll_<prefix>_<secret>",
-            "description": "An API key: `Authorization: Bearer ll_…`. Scopes: ingest, read, disputes, export.",
+            "description": "An API key: `Authorization: Bearer ll_…`. Scopes: ingest, read, disputes, subscription, "
+            "export.",
         }

@@ -316,6 +316,7 @@ class ApiKey(models.Model):
                 ("ingest", self.scope_ingest),
                 ("read", self.scope_read),
                 ("disputes", self.scope_disputes),
+                ("subscription", self.scope_subscription),
                 ("export", self.scope_export),
             )
             if on

@@ -370,12 +370,15 @@ def budget_delete(*, budget: Budget, actor: Any = None) -> None:
 
 
 # What a key may be given, in the order ``ApiKey.scopes`` lists them.
-KEY_SCOPES = ("ingest", "read", "disputes", "export")
-ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, disputes, export; got {scopes}."
+KEY_SCOPES = ("ingest", "read", "disputes", "subscription", "export")
+ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, disputes, subscription, export; got {scopes}."
 ERR_KEY_EXPORT_ACCOUNT = "Export keys are platform-wide: give no account or tenant, and no other scope."
-ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest, read or disputes scope belong to an account."
+ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest, read, disputes or subscription scope belong to an account."
 ERR_KEY_TENANT_ACCOUNT = "Tenant {tenant} does not belong to account {account}."
 ERR_KEY_DISPUTES_PINNED = "Disputes are the account's: a key with the disputes scope cannot be pinned to a tenant."
+ERR_KEY_SUBSCRIPTION_PINNED = (
+    "The subscription is the account's: a key with the subscription scope cannot be pinned to a tenant."
+)
 ERR_KEY_REVOKED = "API key {prefix} is already revoked."
 KEY_TOUCH_INTERVAL = dt.timedelta(seconds=60)
 
@@ -403,6 +406,8 @@ def api_key_create(
         raise BillingError(ERR_KEY_NEEDS_ACCOUNT, code="account_required", field="account")
     if "disputes" in wanted and tenant is not None:
         raise BillingError(ERR_KEY_DISPUTES_PINNED, code="invalid_scopes", field="tenant")
+    if "subscription" in wanted and tenant is not None:
+        raise BillingError(ERR_KEY_SUBSCRIPTION_PINNED, code="invalid_scopes", field="tenant")
     if tenant is not None and account is not None and tenant.account_id != account.pk:
         raise BillingError(
             ERR_KEY_TENANT_ACCOUNT.format(tenant=tenant.public_id, account=account.public_id),
@@ -420,6 +425,7 @@ def api_key_create(
         scope_read="read" in wanted,
         scope_export="export" in wanted,
         scope_disputes="disputes" in wanted,
+        scope_subscription="subscription" in wanted,
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import apis, apis_ledger
+from billing import apis, apis_ledger, apis_subscription
 
 urlpatterns = [
     path("billing/usage/current", apis.CurrentUsageApi.as_view(), name="usage-current"),
@@ -11,4 +11,6 @@ urlpatterns = [
     path("invoices/<str:number>", apis_ledger.InvoiceDetailApi.as_view(), name="invoice-detail"),
     path("invoices/<str:number>/pdf", apis_ledger.InvoicePdfApi.as_view(), name="invoice-pdf"),
     path("payments", apis_ledger.PaymentListApi.as_view(), name="payment-list"),
+    path("subscription", apis_subscription.SubscriptionApi.as_view(), name="subscription"),
+    path("subscription/changes", apis_subscription.SubscriptionChangesApi.as_view(), name="subscription-changes"),
 ]

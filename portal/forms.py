@@ -119,6 +119,7 @@ class ApiKeyForm(PortalForm):
             ("ingest", "Ingest: send usage events"),
             ("read", "Read: usage, billing, invoices and disputes"),
             ("disputes", "Disputes: open disputes on invoices and reply on them"),
+            ("subscription", "Subscription: read the plan and request plan changes"),
         ],
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Pick at least one scope."},
@@ -128,8 +129,8 @@ class ApiKeyForm(PortalForm):
         required=False,
         empty_label="Any tenant of the account",
         label="Tenant pin",
-        help_text="Optional: the key may only report and read this tenant's usage (not for the disputes scope: "
-        "disputes are the account's).",
+        help_text="Optional: the key may only report and read this tenant's usage (not for the disputes or "
+        "subscription scopes: disputes and the plan are the account's).",
     )
     expires_on = forms.DateField(
         required=False,

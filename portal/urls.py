@@ -3,7 +3,7 @@
 from django.urls import path, register_converter
 from django.urls.converters import StringConverter
 
-from portal.views import auth, billing, disputes, payments, settings, stripe_checkout
+from portal.views import auth, billing, disputes, payments, plan, settings, stripe_checkout
 
 
 class PrintableConverter(StringConverter):
@@ -43,6 +43,10 @@ urlpatterns = [
         disputes.dispute_attachment,
         name="dispute_attachment",
     ),
+    # The plan: what the account is on, the plans beside it with their cost, changing it (plan)
+    path("plan/", plan.plan_page, name="plan"),
+    path("plan/change/", plan.plan_change, name="plan_change"),
+    path("plan/changes/<printable:public_id>/cancel/", plan.plan_change_withdraw, name="plan_change_cancel"),
     # Payment method, automatic collection, balance, payments (payments)
     path("billing/", payments.billing_page, name="billing"),
     path("billing/card/", stripe_checkout.card_setup, name="card_setup"),

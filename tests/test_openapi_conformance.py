@@ -46,10 +46,12 @@ OPERATIONS = [
     "GET /v1/invoices/{number}",
     "GET /v1/invoices/{number}/pdf",
     "GET /v1/payments",
+    "GET /v1/subscription",
     "GET /v1/tenants/{tenant}/quota",
     "POST /v1/disputes",
     "POST /v1/disputes/{id}/messages",
     "POST /v1/events",
+    "POST /v1/subscription/changes",
 ]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Per operation and key: enough to reach every answer of these small endpoints, few enough that the run
@@ -68,7 +70,7 @@ HYPOTHESIS = settings(
 @pytest.fixture
 def keys(plan) -> dict[str, str | None]:
     """An account with the tenants and partner the schema's examples name, a dispute case on its invoice, and a
-    key of each kind."""
+    key of each kind (the subscription key's plan changes move the account between the catalogue's plans)."""
     account = AccountFactory(name="Acme")
     subscription_create(
         account=account, plan_version=plan("messaging-business"), started_at=dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -88,6 +90,7 @@ def keys(plan) -> dict[str, str | None]:
         "read+ingest": (["ingest", "read"], account, None),
         "tenant-pinned": (["ingest", "read"], account, tenant),
         "disputes": (["disputes"], account, None),
+        "subscription": (["subscription"], account, None),
         "export": (["export"], None, None),
     }
     found: dict[str, str | None] = {"no key": None}
@@ -135,7 +138,7 @@ def test_every_answer_is_documented_by_the_schema(keys):
                     for parameter, value in (("account", account_id), ("number", invoice_number), ("id", dispute_id))
                     if f"{{{parameter}}}" in operation.path
                 ]
-                if operation.path in ("/v1/invoices", "/v1/payments") or (
+                if operation.path in ("/v1/invoices", "/v1/payments", "/v1/subscription") or (
                     operation.path == "/v1/disputes" and operation.method.upper() == "GET"
                 ):
                     own_ledger.append(operation.as_strategy(headers=headers, query={"account": account_id}))

@@ -4,6 +4,7 @@ billing runs. Each module registers its models."""
 from billing.admin import (  # noqa: F401
     catalogue,
     collections,
+    contracts,
     invoices,
     payments,
     plan_changes,

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Case, IntegerField, Value, When
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -90,7 +91,6 @@ class PlanChangeRequestAdmin(ServiceAdmin):
     list_filter = ("state", "direction", "channel", "timing")
     search_fields = ("=public_id", "=account__public_id", "account__name")
     list_select_related = ("account", "from_version__plan", "to_version__plan")
-    ordering = ("-requested_at",)
     change_form_template = "admin/billing/planchangerequest/change_form.html"
     fields = (
         "public_id",
@@ -117,6 +117,17 @@ class PlanChangeRequestAdmin(ServiceAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("account", "from_version__plan", "to_version__plan")
+
+    def get_ordering(self, request):
+        # The queue first: requests waiting for a decision, then the scheduled ones, then what was decided (or
+        # withdrawn); newest first in each.
+        queue = Case(
+            When(state=PlanChangeRequest.State.PENDING, then=Value(0)),
+            When(state=PlanChangeRequest.State.SCHEDULED, then=Value(1)),
+            default=Value(2),
+            output_field=IntegerField(),
+        )
+        return (queue.asc(), "-requested_at", "-pk")
 
     def has_add_permission(self, request):
         return False  # customers ask in the portal or the API; staff use the subscription's "Change plan"

@@ -10,15 +10,15 @@ from django.urls import reverse
 from accounts.admin import AccountAdmin
 from accounts.models import Account
 from billing.admin.plan_changes import PlanChangeAdminMixin
-from billing.models import PlanVersion, Subscription
+from billing.admin.subscription_terms import SubscriptionTermsAdminMixin
+from billing.models import PlanChangeRequest, PlanVersion, Subscription
 from billing.services.plan_changes import PERM_APPROVE
-from billing.services.subscriptions import subscription_cancel, subscription_check, subscription_create
+from billing.services.subscriptions import subscription_check, subscription_create
 from common import clock
 from common.admin_utils import (
     ServiceAdmin,
     adopt,
     format_datetime,
-    run_action,
     truncated,
 )
 from common.errors import BillingError
@@ -41,7 +41,11 @@ class SubscriptionAddForm(forms.ModelForm):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(PlanChangeAdminMixin, ServiceAdmin):
+class SubscriptionAdmin(SubscriptionTermsAdminMixin, PlanChangeAdminMixin, ServiceAdmin):
+    """Subscriptions change only through their pages, each previewing what it does: "Change plan" (plan
+    changes), "Extend trial" and "Cancel" (per the contract, ``subscription_terms``); no bulk actions, so no
+    cancellation skips the contract's rule."""
+
     list_display = (
         "public_id",
         "account_name",
@@ -55,12 +59,19 @@ class SubscriptionAdmin(PlanChangeAdminMixin, ServiceAdmin):
     search_fields = ("public_id", "account__public_id", "account__name")
     autocomplete_fields = ("account",)
     list_select_related = ("account", "plan_version__plan")
-    actions = ("cancel_at_period_end_action", "cancel_now")
+    actions = None
     change_form_template = "admin/billing/subscription/change_form.html"
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.status != Subscription.Status.CANCELLED and request.user.has_perm(PERM_APPROVE):
             context["change_plan_url"] = reverse("admin:billing_subscription_change_plan", args=[obj.pk])
+        if obj is not None:
+            open_change = PlanChangeRequest.objects.filter(
+                subscription=obj, state__in=[PlanChangeRequest.State.PENDING, PlanChangeRequest.State.SCHEDULED]
+            ).first()
+            if open_change is not None:
+                context["open_change"] = open_change
+                context["open_change_url"] = reverse("admin:billing_planchangerequest_change", args=[open_change.pk])
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @admin.display(description="Account", ordering="account__name")
@@ -124,26 +135,6 @@ class SubscriptionAdmin(PlanChangeAdminMixin, ServiceAdmin):
             actor=request.user,
         )
         adopt(obj, saved)
-
-    @admin.action(description="Cancel at period end", permissions=["change"])
-    def cancel_at_period_end_action(self, request, queryset):
-        run_action(
-            self,
-            request,
-            queryset,
-            lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=True, actor=actor),
-            "{count} subscription(s) will end at the end of their period.",
-        )
-
-    @admin.action(description="Cancel immediately", permissions=["change"])
-    def cancel_now(self, request, queryset):
-        run_action(
-            self,
-            request,
-            queryset,
-            lambda sub, actor: subscription_cancel(subscription=sub, at_period_end=False, actor=actor),
-            "{count} subscription(s) cancelled.",
-        )
 
 
 class SubscriptionInline(admin.TabularInline):

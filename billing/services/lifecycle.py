@@ -19,7 +19,14 @@ from billing.models import Subscription
 from billing.services.account_status import account_statuses_update
 from billing.services.contracts import contracts_renew_due
 from billing.services.plan_changes import plan_changes_apply_due
-from billing.services.trials import trials_notify_due
+from billing.services.trials import (
+    REASON_INVOICE,
+    WITHOUT_PAYMENT_METHOD_CANCEL,
+    WITHOUT_PAYMENT_METHOD_INVOICE,
+    trial_end_cancel,
+    trial_end_rule,
+    trials_notify_due,
+)
 from common import clock
 from common.audit import stamp
 from common.bulk import bulk_update_fields
@@ -83,14 +90,24 @@ def lifecycle_update(*, period: Period | None = None, now: dt.datetime | None = 
     _save_rolled(batch)
     changes["rolled"] += len(batch)
 
-    # Trials that ended: the subscription and its account become active.
-    for sub in (
-        Subscription.objects.select_for_update()
+    # Trials that ended: the subscription and its account become active. With Stripe configured and no payment
+    # method on file, SUBSCRIPTIONS_TRIAL_END_WITHOUT_PAYMENT_METHOD decides: "invoice" goes on (invoices are paid
+    # by bank transfer until a card is added), "cancel" ends the subscription with its trial.
+    ended = list(
+        Subscription.objects.select_for_update(of=("self", "account"))
         .filter(status=Subscription.Status.TRIALING, trial_end__lte=now)
-        .select_related("account")
-    ):
+        .select_related("account", "plan_version__plan")
+    )
+    without_method = trial_end_rule([sub.account for sub in ended])
+    changes["trials_cancelled"] = 0
+    for sub in ended:
+        rule = without_method.get(sub.account_id)
+        if rule == WITHOUT_PAYMENT_METHOD_CANCEL:
+            trial_end_cancel(subscription=sub, now=now)
+            changes["trials_cancelled"] += 1
+            continue
         sub.status = Subscription.Status.ACTIVE
-        stamp(sub, reason="trial ended", at=now)
+        stamp(sub, reason=REASON_INVOICE if rule == WITHOUT_PAYMENT_METHOD_INVOICE else "trial ended", at=now)
         sub.save(update_fields=["status", "updated_at"])
         if sub.account.status == Account.Status.TRIALING:
             account_set_status(account=sub.account, status=Account.Status.ACTIVE, reason="trial ended")

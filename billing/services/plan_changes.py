@@ -16,6 +16,7 @@ Rules (docs/billing.md, "Plan changes"):
   usage exceeds refuses the change; usage above an included quantity that has an overage price is allowed and
   billed as overage — the preview lists both.
 - A change never moves the account's status: past due and suspended stay so.
+- No change while a cancellation is pending (409 ``cancellation_pending``); cancelling withdraws an open change.
 - Every request, approval, decline, withdrawal and application is audited (history rows with actor and reason)
   and e-mailed to the account's billing contacts; each applied change records one ``billing.subscription_updated``.
 """
@@ -35,10 +36,13 @@ from accounts.models import Account, ApiKey
 from billing.models import Contract, Plan, PlanChangeRequest, PlanCharge, PlanVersion, Subscription
 from billing.rating.engine import ChargeLine, Estimate, charges_many, terms_of
 from billing.rating.tiers import overage_amount
-from billing.services.emails.queueing import email_queue_account_notice
-from billing.services.subscriptions import subscription_change_plan
+from billing.services.plan_change_notices import acting_user as _user
+from billing.services.plan_change_notices import change_notify as _notify
+from billing.services.plan_change_notices import change_save as _save
+from billing.services.plan_change_notices import change_withdraw as _withdraw
+from billing.services.plan_change_notices import plan_changes_withdraw_open as plan_changes_withdraw_open
+from billing.services.subscriptions import subscription_change_plan, subscription_paid_period_end
 from common import clock
-from common.audit import stamp
 from common.errors import BillingError
 from common.formats import iso_utc, money_string
 from common.money import format_money, format_quantity, round_money
@@ -67,9 +71,11 @@ ERR_CANCELLATION_PENDING = (
 ERR_LIMIT = "{metric}: {quantity} this month, and {plan} allows {limit}; remove {excess} before moving."
 ERR_CHANGE_PENDING = "Plan change {change} is already {state}: withdraw it (or wait for it) before asking again."
 ERR_APPROVE_DENIED = "Only billing staff may approve or decline plan changes; {change} was not changed."
+ERR_STAFF_DENIED = "Only billing staff may change a subscription's plan."
 ERR_NOT_PENDING = "Plan change {change} is {state}: only a change waiting for approval can be {action}."
 ERR_NOT_OPEN = "Plan change {change} is {state}: only a waiting or scheduled change can be withdrawn."
 ERR_REASON = "Say why the change is declined: the customer reads it."
+ERR_ENDS_FIRST = "The subscription is set to end on {date}, so it does not move to {plan}."
 ERR_NO_LONGER_FITS = "Plan change {change} cannot apply any more: {reasons}"
 
 
@@ -156,10 +162,6 @@ def actor_label(actor: Any) -> str:
     return (f"{name} <{actor.email}>" if actor.email and name != actor.email else name or actor.email)[:200]
 
 
-def _user(actor: Any) -> Any:
-    return actor if getattr(actor, "is_authenticated", False) and not isinstance(actor, ApiKey) else None
-
-
 def monthly_base_fee(version: PlanVersion) -> Decimal:
     """The base fee per month: a yearly fee after its annual discount, divided by 12."""
     fee = version.base_fee or ZERO
@@ -201,26 +203,9 @@ def needs_approval(*, account: Account, from_version: PlanVersion, to_version: P
     return not (upgrade and settings.SUBSCRIPTIONS_UPGRADES_APPLY_AT_ONCE)
 
 
-def add_years(moment: dt.datetime, years: int) -> dt.datetime:
-    """The same moment ``years`` later (Feb 29 becomes Feb 28 in a year without it)."""
-    try:
-        return moment.replace(year=moment.year + years)
-    except ValueError:
-        return moment.replace(year=moment.year + years, day=28)
-
-
 def paid_period_end(subscription: Subscription, at: dt.datetime) -> dt.datetime:
-    """The end of the period ``at`` is in: the month (``current_period_end``), or for a yearly plan the
-    subscription year (years from the trial's end, or from the start)."""
-    if subscription.plan_version.billing_interval != PlanVersion.Interval.YEAR:
-        return max(subscription.current_period_end, month_containing(at).end)
-    anchor = subscription.trial_end or subscription.started_at
-    if at < anchor:
-        return anchor
-    years = 0
-    while add_years(anchor, years + 1) <= at:
-        years += 1
-    return add_years(anchor, years + 1)
+    """The end of the period ``at`` is in: the month, or for a yearly plan the paid subscription year."""
+    return subscription_paid_period_end(subscription, at)
 
 
 def _version_problems(account: Account, subscription: Subscription, version: PlanVersion) -> list[str]:
@@ -381,44 +366,28 @@ def _open_change(account: Account) -> PlanChangeRequest | None:
     return PlanChangeRequest.objects.filter(account=account, state__in=[State.PENDING, State.SCHEDULED]).first()
 
 
+def _check_no_cancellation(subscription: Subscription) -> None:
+    if subscription.cancel_at is not None:
+        raise BillingError(
+            ERR_CANCELLATION_PENDING.format(date=f"{subscription.cancel_at:%b} {subscription.cancel_at.day}"),
+            code="cancellation_pending",
+            status=409,
+        )
+
+
+def _check_none_open(account: Account) -> None:
+    existing = _open_change(account)
+    if existing is not None:
+        raise BillingError(
+            ERR_CHANGE_PENDING.format(change=existing.public_id, state=existing.get_state_display().lower()),
+            code="change_pending",
+            status=409,
+        )
+
+
 def _refuse(preview: ChangePreview) -> None:
     if preview.refusals:
         raise BillingError(" ".join(preview.refusals), code="change_not_allowed", field="plan_version")
-
-
-def _event_context(change: PlanChangeRequest, event: str) -> dict[str, Any]:
-    preview = change.preview or {}
-    return {
-        "event": event,
-        "change_id": change.public_id,
-        "from_plan": change.from_version.plan.name,
-        "to_plan": change.to_version.plan.name,
-        "timing": change.get_timing_display(),
-        "effective_date": change.effective_at.date().isoformat() if change.effective_at else "",
-        "requested_by": change.requested_by_label,
-        "decision_note": change.decision_note,
-        "needs_approval": change.needs_approval,
-        "new_subtotal": preview.get("new_subtotal", ""),
-        "current_subtotal": preview.get("current_subtotal", ""),
-        "currency": preview.get("currency", change.account.currency),
-        "period_label": preview.get("period", {}).get("start", "")[:7],
-    }
-
-
-def _notify(change: PlanChangeRequest, event: str, now: dt.datetime, actor: Any = None) -> None:
-    email_queue_account_notice(
-        account=change.account,
-        kind="plan_change",
-        context=_event_context(change, event),
-        now=now,
-        dedup_key=f"plan_change:{change.pk}:{event}",
-        requested_by=_user(actor),
-    )
-
-
-def _save(change: PlanChangeRequest, *, actor: Any, reason: str, now: dt.datetime) -> None:
-    stamp(change, actor=_user(actor), reason=reason, at=now)
-    change.save()
 
 
 def _apply(change: PlanChangeRequest, *, actor: Any, now: dt.datetime) -> PlanChangeRequest:
@@ -483,15 +452,12 @@ def plan_change_request(
     now = now or clock.now()
     Account.objects.select_for_update().filter(pk=account.pk).first()
     subscription = _live_subscription(account)
-    existing = _open_change(account)
-    if existing is not None:
-        raise BillingError(
-            ERR_CHANGE_PENDING.format(change=existing.public_id, state=existing.get_state_display().lower()),
-            code="change_pending",
-            status=409,
-        )
+    _check_none_open(account)
+    _check_no_cancellation(subscription)
     preview = plan_change_preview(subscription=subscription, to_version=to_version, timing=timing, now=now)
     _refuse(preview)
+    if getattr(_user(actor), "is_staff", False):
+        channel = PlanChangeRequest.Channel.ADMIN  # staff ask on the customer's behalf: recorded as such
     change = PlanChangeRequest(
         public_id=public_id_next(prefix="chg"),
         account=account,
@@ -557,6 +523,7 @@ def plan_change_approve(
         raise BillingError(
             ERR_NOT_LIVE.format(subscription=subscription.public_id), code="already_cancelled", status=409
         )
+    _check_no_cancellation(subscription)
     preview = plan_change_preview(
         subscription=subscription, to_version=change.to_version, timing=change.timing, now=now
     )
@@ -629,17 +596,13 @@ def plan_change_staff(
     """The admin's "Change plan": billing staff decide, so the change is recorded as requested and approved by
     them and applied (or scheduled) at once — audited and e-mailed like any other."""
     now = now or clock.now()
-    _check_approver(actor, PlanChangeRequest(public_id="(new)"))
+    if not (getattr(actor, "is_authenticated", False) and actor.has_perm(PERM_APPROVE)):
+        raise BillingError(ERR_STAFF_DENIED, code="permission_denied", status=403)
     account = subscription.account
     Account.objects.select_for_update().filter(pk=account.pk).first()
     subscription = _live_subscription(account)
-    existing = _open_change(account)
-    if existing is not None:
-        raise BillingError(
-            ERR_CHANGE_PENDING.format(change=existing.public_id, state=existing.get_state_display().lower()),
-            code="change_pending",
-            status=409,
-        )
+    _check_none_open(account)
+    _check_no_cancellation(subscription)
     preview = plan_change_preview(subscription=subscription, to_version=to_version, timing=timing, now=now)
     _refuse(preview)
     change = PlanChangeRequest(
@@ -668,7 +631,8 @@ def plan_change_staff(
 
 def plan_changes_apply_due(*, now: dt.datetime) -> int:
     """Apply every scheduled change whose moment has come (called by the lifecycle step before periods roll).
-    A change whose subscription ended meanwhile is withdrawn. Returns how many were applied."""
+    A change that cannot apply any more (its subscription ended, or is set to end, meanwhile) is withdrawn and the
+    customer told why; one change's failure never stops the others. Returns how many were applied."""
     applied = 0
     for change in (
         PlanChangeRequest.objects.select_for_update(skip_locked=True)
@@ -676,10 +640,21 @@ def plan_changes_apply_due(*, now: dt.datetime) -> int:
         .select_related("account", "subscription", "from_version__plan", "to_version__plan")
         .order_by("effective_at", "pk")
     ):
-        if change.subscription.status == Subscription.Status.CANCELLED:
-            change.cancel()
-            _save(change, actor=None, reason="withdrawn: the subscription ended before the change", now=now)
+        subscription = change.subscription
+        if subscription.status == Subscription.Status.CANCELLED:
+            _withdraw(change, reason="The subscription ended before the change.", actor=None, now=now)
             continue
-        _apply(change, actor=None, now=now)
+        if subscription.cancel_at is not None:
+            ends = subscription.cancel_at
+            reason = ERR_ENDS_FIRST.format(date=f"{ends:%b} {ends.day}, {ends.year}", plan=change.to_version.plan.name)
+            _withdraw(change, reason=reason, actor=None, now=now)
+            continue
+        try:
+            with transaction.atomic():
+                _apply(change, actor=None, now=now)
+        except BillingError as exc:
+            change.refresh_from_db()
+            _withdraw(change, reason=exc.message, actor=None, now=now)
+            continue
         applied += 1
     return applied

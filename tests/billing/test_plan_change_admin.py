@@ -11,11 +11,11 @@ from django.test import Client
 
 from accounts.models import AccountUser
 from billing.models import PlanChangeRequest, Subscription
-from billing.services.plan_changes import plan_change_request
+from billing.services.plan_changes import plan_change_decline, plan_change_request
 from tests.accounts.factories import AccountFactory, StaffUserFactory
 from tests.billing.cycle import JAN_1, subscribe
 from tests.disputes.factories import billing_staff, finance_admin, portal_user
-from tests.tenants.factories import TenantFactory
+from tests.tenants.factories import MasterPartnerFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC
@@ -125,3 +125,70 @@ def test_change_plan_is_not_offered_to_staff_without_the_permission(account):
     client = logged_in(viewer)
     assert "Change plan" not in client.get(f"/admin/billing/subscription/{subscription.pk}/change/").content.decode()
     assert client.get(f"/admin/billing/subscription/{subscription.pk}/change-plan/").status_code == 403
+
+
+def test_the_queue_lists_waiting_requests_first(account, plan, pending):
+    other = AccountFactory(name="Kramerica", billing_emails=["k@kramerica.example"], tax_rate=D("0"))
+    subscribe(other, plan("messaging-business"), started_at=JAN_1)
+    with time_machine.travel(NOV_16 + dt.timedelta(days=1), tick=False):
+        declined = plan_change_request(
+            account=other,
+            to_version=plan("messaging-startup"),
+            timing="now",
+            actor=portal_user(other),
+            channel=PlanChangeRequest.Channel.PORTAL,
+        )
+        plan_change_decline(change=declined, actor=billing_staff(), reason="No.")
+    client = logged_in(billing_staff("second"))
+    html = client.get("/admin/billing/planchangerequest/").content.decode()
+    # The later, declined request comes after the earlier one that waits.
+    assert html.index(pending.public_id) < html.index(declined.public_id)
+    assert "Business → Startup" in html
+    waiting = client.get("/admin/billing/planchangerequest/?state__exact=pending").content.decode()
+    assert pending.public_id in waiting and declined.public_id not in waiting
+    assert "By channel" in html and "By direction" in html
+
+
+def test_the_subscription_page_links_its_waiting_change(pending):
+    client = logged_in(billing_staff())
+    html = client.get(f"/admin/billing/subscription/{pending.subscription_id}/change/").content.decode()
+    assert (
+        f'Plan change <a href="/admin/billing/planchangerequest/{pending.pk}/change/">{pending.public_id}</a>' in html
+    )
+    assert "waiting for approval" in html
+
+
+def test_change_plan_shows_refusals_and_offers_no_confirm(plan):
+    crowded = AccountFactory(name="Crowded", billing_emails=["ap@crowded.example"], tax_rate=D("0"))
+    subscription = subscribe(crowded, plan("messaging-business"), started_at=JAN_1)
+    for n in range(12):
+        MasterPartnerFactory(account=crowded, public_id=f"prt_crowded_{n}", activated_at=JAN_1)
+    client = logged_in(finance_admin())
+    url = f"/admin/billing/subscription/{subscription.pk}/change-plan/"
+    startup = plan("messaging-startup")
+    with time_machine.travel(NOV_16, tick=False):
+        html = client.post(url, {"plan_version": startup.pk, "timing": "now", "_preview": "1"}).content.decode()
+        assert "Master partners: 12 this month, and Startup allows 10; remove 2 before moving." in html
+        assert 'name="_confirm"' not in html
+        forced = client.post(
+            url, {"plan_version": startup.pk, "timing": "now", "_confirm": "1", "previewed": f"{startup.pk}:now"}
+        )
+    assert forced.status_code == 200 and not PlanChangeRequest.objects.exists()
+    assert crowded.subscriptions.get().plan_version == plan("messaging-business")
+
+
+def test_change_plan_at_the_period_end_schedules(account, plan):
+    subscription = account.subscriptions.get()
+    client = logged_in(billing_staff())
+    url = f"/admin/billing/subscription/{subscription.pk}/change-plan/"
+    enterprise = plan("messaging-enterprise")
+    form = {"plan_version": enterprise.pk, "timing": "period_end", "note": ""}
+    with time_machine.travel(NOV_16, tick=False):
+        html = client.post(url, {**form, "_preview": "1"}).content.decode()
+        # December on Enterprise: its base fee 999.00 against Business's 299.00, nothing used yet.
+        assert "USD 999.00" in html and "USD 299.00" in html and "USD 700.00" in html
+        done = client.post(url, {**form, "_confirm": "1", "previewed": f"{enterprise.pk}:period_end"}, follow=True)
+    assert "moves to Enterprise v1 on" in done.content.decode()
+    change = PlanChangeRequest.objects.get()
+    assert change.state == PlanChangeRequest.State.SCHEDULED
+    assert change.effective_at == dt.datetime(2026, 12, 1, tzinfo=UTC)

@@ -10,10 +10,11 @@ import time_machine
 
 from accounts.models import Account, AccountUser
 from accounts.services import account_set_status
-from billing.models import PlanChangeRequest, Subscription
+from billing.models import Contract, PlanChangeRequest, Subscription
 from billing.services.lifecycle import lifecycle_update
 from billing.services.plan_changes import (
     ERR_APPROVE_DENIED,
+    ERR_CANCELLATION_PENDING,
     ERR_CHANGE_PENDING,
     ERR_REASON,
     plan_change_approve,
@@ -23,6 +24,7 @@ from billing.services.plan_changes import (
     plan_change_request,
     plan_change_staff,
 )
+from billing.services.subscriptions import subscription_cancel, subscription_change_plan
 from common.errors import BillingError
 from common.models import OutboxEvent
 from tests.accounts.factories import AccountFactory, StaffUserFactory
@@ -318,3 +320,178 @@ def test_a_change_at_the_period_end_previews_the_first_month_on_the_new_plan(pla
     # At the period's end: December on Business (its base fee 299.00, 3 tenants included), nothing used yet.
     assert preview.effective_at == dt.datetime(2026, 12, 1, tzinfo=UTC)
     assert preview.new_subtotal == D("299.00") and preview.current_subtotal == D("99.00")
+
+
+def test_a_trialing_account_keeps_what_is_left_of_its_trial(plan):
+    account = AccountFactory(name="Trialist", billing_emails=CONTACTS, tax_rate=D("0"))
+    nov_10 = dt.datetime(2026, 11, 10, tzinfo=UTC)
+    trial = subscribe(account, plan("messaging-startup"), started_at=nov_10, at=nov_10)  # 14 days: to Nov 24
+    with time_machine.travel(NOV_16, tick=False):
+        change = plan_change_request(
+            account=account,
+            to_version=plan("messaging-business"),
+            timing="now",
+            actor=portal_user(account),
+            channel=PORTAL,
+        )
+    assert change.state == PlanChangeRequest.State.APPLIED
+    new = live(account)
+    # Business's own 30 days do not start again: the trial still ends on Nov 24.
+    assert (new.status, new.trial_end) == ("trialing", dt.datetime(2026, 11, 24, tzinfo=UTC))
+    assert new.trial_end == trial.trial_end
+    account.refresh_from_db()
+    assert account.status == Account.Status.TRIALING
+
+
+def test_a_past_due_subscription_is_past_due_on_the_new_plan(plan):
+    account = account_on(plan, "messaging-startup")
+    Subscription.objects.filter(pk=live(account).pk).update(status=Subscription.Status.PAST_DUE)
+    with time_machine.travel(NOV_16, tick=False):
+        plan_change_staff(
+            subscription=live(account),
+            to_version=plan("messaging-business"),
+            timing="now",
+            actor=billing_staff(),
+            note="",
+        )
+    assert live(account).status == Subscription.Status.PAST_DUE
+
+
+def test_no_change_while_a_cancellation_is_pending_and_cancelling_withdraws_an_open_change(plan):
+    account = account_on(plan, "messaging-business")
+    owner = portal_user(account)
+    with time_machine.travel(NOV_16, tick=False):
+        waiting = plan_change_request(
+            account=account, to_version=plan("messaging-startup"), timing="now", actor=owner, channel=PORTAL
+        )
+        subscription_cancel(subscription=live(account), at_period_end=True, actor=owner)
+        waiting.refresh_from_db()
+        assert waiting.state == PlanChangeRequest.State.CANCELLED
+        assert waiting.history.latest().history_change_reason == "withdrawn: The subscription is cancelled."
+        preview = plan_change_preview(subscription=live(account), to_version=plan("messaging-startup"), timing="now")
+        assert preview.refusals == [ERR_CANCELLATION_PENDING.format(date="Dec 1")]
+        with pytest.raises(BillingError) as refused:
+            plan_change_request(
+                account=account, to_version=plan("messaging-startup"), timing="now", actor=owner, channel=PORTAL
+            )
+        with pytest.raises(BillingError) as direct:
+            subscription_change_plan(subscription=live(account), plan_version=plan("messaging-startup"), at=NOV_16)
+    assert (refused.value.code, refused.value.status) == ("cancellation_pending", 409)
+    assert (direct.value.code, direct.value.status) == ("cancellation_pending", 409)
+    assert live(account).plan_version == plan("messaging-business")
+    # The cancellation itself is one event: it ends on December 1.
+    (cancellation,) = OutboxEvent.objects.filter(type="billing.subscription_updated", dedup_key__startswith="cancel")
+    assert cancellation.payload["data"]["cancel_at_period_end"] is True
+    assert cancellation.payload["data"]["cancel_at"] == "2026-12-01T00:00:00Z"
+    assert updates(account) == []
+
+
+def test_a_scheduled_change_that_cannot_apply_is_withdrawn_by_the_lifecycle(plan):
+    account = account_on(plan, "messaging-startup")
+    with time_machine.travel(NOV_16, tick=False):
+        change = plan_change_request(
+            account=account,
+            to_version=plan("messaging-business"),
+            timing="period_end",
+            actor=portal_user(account),
+            channel=PORTAL,
+        )
+    # Set to end at the same moment by another path than subscription_cancel (a contract's term, say).
+    dec_1 = dt.datetime(2026, 12, 1, tzinfo=UTC)
+    Subscription.objects.filter(pk=live(account).pk).update(cancel_at=dec_1, cancel_at_period_end=True)
+    with time_machine.travel(dec_1 + dt.timedelta(minutes=5), tick=False):
+        counts = lifecycle_update(now=dec_1 + dt.timedelta(minutes=5))
+    change.refresh_from_db()
+    assert (counts["plan_changes_applied"], counts["cancelled"]) == (0, 1)
+    assert change.state == PlanChangeRequest.State.CANCELLED
+    assert change.history.latest().history_change_reason == (
+        "withdrawn: The subscription is set to end on Dec 1, 2026, so it does not move to Business."
+    )
+    assert not account.subscriptions.filter(plan_version=plan("messaging-business")).exists()
+    assert updates(account) == []
+
+
+def test_changes_of_contract_always_wait(plan):
+    # Monthly to yearly: Startup 99.00 a month against Startup (annual) 1,188.00 less 10 % = 1,069.20 a year,
+    # 89.10 a month: a downgrade; and a yearly plan is a change of contract.
+    account = account_on(plan, "messaging-startup")
+    with time_machine.travel(NOV_16, tick=False):
+        preview = plan_change_preview(
+            subscription=live(account), to_version=plan("messaging-startup-annual"), timing="now"
+        )
+    assert (preview.direction, preview.needs_approval) == ("downgrade", True)
+
+    # An upgrade waits while a contract is in force, though upgrades apply at once otherwise.
+    bound = account_on(plan, "messaging-startup", name="Bound")
+    Contract.objects.create(
+        account=bound,
+        public_id="CT-000001",
+        term_start=JAN_1,
+        term_months=24,
+        term_end=dt.datetime(2028, 1, 1, tzinfo=UTC),
+        auto_renew=False,
+    )
+    with time_machine.travel(NOV_16, tick=False):
+        change = plan_change_request(
+            account=bound,
+            to_version=plan("messaging-business"),
+            timing="now",
+            actor=portal_user(bound),
+            channel=PORTAL,
+        )
+    assert (change.direction, change.state) == ("upgrade", PlanChangeRequest.State.PENDING)
+
+
+def test_a_yearly_plans_period_ends_with_the_paid_year(plan):
+    account = AccountFactory(name="Yearly", billing_emails=CONTACTS, tax_rate=D("0"))
+    mar_1 = dt.datetime(2026, 3, 1, tzinfo=UTC)
+    subscribe(account, plan("messaging-business-annual"), started_at=mar_1, at=mar_1)
+    with time_machine.travel(NOV_16, tick=False):
+        change = plan_change_request(
+            account=account,
+            to_version=plan("messaging-enterprise-annual"),
+            timing="period_end",
+            actor=portal_user(account),
+            channel=PORTAL,
+        )
+        # Approved in November: it waits for the end of the year paid for on March 1.
+        change = plan_change_approve(change=change, actor=billing_staff())
+    assert change.state == PlanChangeRequest.State.SCHEDULED
+    assert change.effective_at == dt.datetime(2027, 3, 1, tzinfo=UTC)
+
+
+def test_staff_asking_for_a_customer_are_recorded_on_the_admin_channel(plan):
+    account = account_on(plan, "messaging-business")
+    with time_machine.travel(NOV_16, tick=False):
+        change = plan_change_request(
+            account=account, to_version=plan("messaging-startup"), timing="now", actor=billing_staff(), channel=PORTAL
+        )
+    assert (change.channel, change.state) == ("admin", PlanChangeRequest.State.PENDING)
+    assert change.requested_by_label == "bianca <bianca@ledgerline.example>"
+
+
+def test_the_stored_preview_is_json_with_money_as_strings(plan):
+    account = account_on(plan, "messaging-startup")
+    with time_machine.travel(NOV_16, tick=False):
+        preview = plan_change_preview(subscription=live(account), to_version=plan("messaging-business"), timing="now")
+    data = preview.as_json()
+    assert data["from_plan"] == {"code": "messaging-startup", "name": "Startup", "version": 1, "interval": "month"}
+    assert (data["current_subtotal"], data["new_subtotal"], data["difference"]) == ("99.00", "199.00", "100.00")
+    assert data["effective_at"] == "2026-11-16T00:00:00Z" and data["timing"] == "now"
+    base_fees = [line for line in data["lines"] if line["kind"] == "base_fee"]
+    assert base_fees == [
+        {
+            "kind": "base_fee",
+            "description": "Startup base fee (Nov 1–Nov 15)",
+            "amount": "49.50",
+            "first_day": "2026-11-01",
+            "last_day": "2026-11-15",
+        },
+        {
+            "kind": "base_fee",
+            "description": "Business base fee (Nov 16–Nov 30)",
+            "amount": "149.50",
+            "first_day": "2026-11-16",
+            "last_day": "2026-11-30",
+        },
+    ]

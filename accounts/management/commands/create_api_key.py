@@ -10,13 +10,16 @@ class Command(BaseCommand):
     help = (
         "Issue an API key and print its secret once. Examples: "
         "create_api_key --account acc_000001 --scopes ingest,read; "
-        "create_api_key --account acc_000001 --scopes disputes; create_api_key --scopes export"
+        "create_api_key --account acc_000001 --scopes disputes; create_api_key --account acc_000001 --scopes "
+        "read,subscription; create_api_key --scopes export"
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--account", help="Public id of the account (acc_…); omit for export keys.")
         parser.add_argument("--tenant", help="Pin the key to one tenant (ten_…) of the account.")
-        parser.add_argument("--scopes", required=True, help="Comma-separated: ingest, read, disputes, export.")
+        parser.add_argument(
+            "--scopes", required=True, help="Comma-separated: ingest, read, disputes, subscription, export."
+        )
         parser.add_argument("--name", default="", help="What the key is for.")
 
     def handle(self, *args, **options):

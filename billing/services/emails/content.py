@@ -58,7 +58,7 @@ WITHOUT_PDF = {
 
 def _payment_context(delivery: EmailDelivery) -> dict[str, Any]:
     payment = delivery.payment
-    if payment is None:
+    if payment is None or delivery.invoice_id is None:
         return {}
     collection = Collection.objects.filter(invoice_id=delivery.invoice_id).first()
     retry = collection.next_attempt_at if collection and collection.state == Collection.State.RETRYING else None
@@ -158,8 +158,10 @@ def _pdf_attachment(delivery: EmailDelivery) -> tuple[str, bytes]:
         document = document_ready(credit_note=delivery.credit_note)
         filename = f"{delivery.credit_note.number}.pdf"
     else:
-        document = document_ready(invoice=delivery.invoice)
-        filename = f"{delivery.invoice.number}.pdf"
+        invoice = delivery.invoice
+        assert invoice is not None  # e-mails about the subscription attach nothing (WITHOUT_PDF)
+        document = document_ready(invoice=invoice)
+        filename = f"{invoice.number}.pdf"
     if not document.file:
         raise TemporaryFailure(ERR_NO_PDF.format(error=document.error or "still rendering"))
     with document.file.open("rb") as pdf:
