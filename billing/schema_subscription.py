@@ -6,22 +6,18 @@ each other. The request body is the view's own input serializer (``StrictInput``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
-    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers
-from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from billing.models import Contract, PlanChangeRequest, PlanCharge, PlanVersion, Subscription
+from billing.schema_inputs import ERR_UNKNOWN_FIELD as ERR_UNKNOWN_FIELD
+from billing.schema_inputs import StrictInput, enum
 from common.money import (
     AMOUNT_MAX_DIGITS,
     CURRENCY_MINOR_UNITS,
@@ -30,12 +26,10 @@ from common.money import (
     UNIT_PRICE_DECIMAL_PLACES,
     UNIT_PRICE_MAX_DIGITS,
 )
-from usage.ingest import quoted
 from usage.schema import IDEMPOTENCY_HEADER, Error
 
 __all__ = ["IDEMPOTENCY_HEADER", "Error"]
 
-ERR_UNKNOWN_FIELD = "Unknown field."
 NOTE_MAX = 2_000
 PLAN_CODE_MAX = 63
 TIMINGS = list(PlanChangeRequest.Timing.values)
@@ -58,47 +52,7 @@ def price(**kwargs) -> serializers.DecimalField:
     )
 
 
-def enum(choices, *, allow_null: bool = False, **kwargs) -> serializers.ChoiceField:
-    """A choice, documented inline (as ``disputes.schema.enum``) rather than as a named enum component, whose
-    generated name would collide with the other documents' ``status`` and ``state`` sets."""
-    values = [value for value, _label in choices] if choices and isinstance(choices[0], tuple) else list(choices)
-    inline: dict[str, Any] = {"type": "string", "enum": values}
-    if allow_null:
-        inline = {"type": "string", "nullable": True, "enum": [*values, None]}
-    field_class = type("EnumField", (serializers.ChoiceField,), {})
-    # A lone ``allOf`` without a sibling key is unwrapped (and its enum named): a description keeps it.
-    extend_schema_field({"allOf": [inline], "description": kwargs.get("help_text") or "One of the values listed."})(
-        field_class
-    )
-    return field_class(choices=values, allow_null=allow_null, **kwargs)
-
-
 # --- Request body ---------------------------------------------------------------------------------------
-
-
-class StrictInput(serializers.Serializer):
-    """An input serializer that refuses fields it does not know (a misspelt ``timing`` is not silently dropped)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                raise ValidationError(
-                    {quoted(key): [ErrorDetail(ERR_UNKNOWN_FIELD, code="unknown_field")] for key in unknown}
-                )
-        return super().to_internal_value(data)
-
-
-class StrictInputSchema(OpenApiSerializerExtension):
-    """Documents a ``StrictInput`` as the object it is: ``additionalProperties: false``."""
-
-    target_class = StrictInput
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_basic_serializer(self.target, direction)
-        schema["additionalProperties"] = False
-        return schema
 
 
 @extend_schema_serializer(component_name="SubscriptionChangeRequest")

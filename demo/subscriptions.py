@@ -7,15 +7,27 @@ portal, the API and the admin, each step at its own moment on the test clock."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal as D
 
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
+from weasyprint import HTML
 
 from accounts.models import Account, AccountUser
-from billing.models import PlanChangeRequest, PlanVersion, Subscription
+from billing.models import Contract, ContractDiscountTier, PlanChangeRequest, PlanVersion, PrepaidCredit, Subscription
+from billing.services.contracts import (
+    contract_document_add,
+    contract_part_save,
+    contract_save,
+    contracts_renew_due,
+    term_end_after,
+)
 from billing.services.plan_changes import plan_change_decline, plan_change_request
+from billing.services.trials import trial_extend
 from common import clock
 from common.periods import month_containing
+from usage.models import Metric
 
 Channel = PlanChangeRequest.Channel
 
@@ -131,5 +143,106 @@ def demo_plan_changes_summary() -> list[str]:
         lines.append(
             f"  {change.public_id}  {change.account.name:<20} {change.from_version.plan.name} → "
             f"{change.to_version.plan.name}: {change.get_state_display().lower()}"
+        )
+    return lines
+
+
+def _signed_pdf(account: Account, reference: str, months: int) -> SimpleUploadedFile:
+    html = (
+        f"<h1>Master Services Agreement {reference}</h1><p>Between Ledgerline Demo Ltd and {account.legal_name}.</p>"
+        f"<p>Term: {months} months. Signed for both parties.</p>"
+    )
+    return SimpleUploadedFile(f"{reference}-signed.pdf", HTML(string=html).write_pdf(), "application/pdf")
+
+
+def demo_contracts(*, now: dt.datetime) -> int:
+    """Umbrella Pharma's 36-month agreement (volume-discount tiers on messages, EUR 5,000 prepaid, a yearly
+    committed minimum, an account manager, the signed PDF), Hooli Cloud's 12-month one that ends without renewal
+    soon (its renewal notice is e-mailed), and a trial extended by staff. Once: none when a contract exists."""
+    if Contract.objects.exists():
+        return 0
+    finance = get_user_model().objects.get(username="finance")
+    manager = get_user_model().objects.get(username="billing")
+    month = month_containing(now)
+    with transaction.atomic():
+        umbrella = _account("Umbrella Pharma")
+        start = month_containing(_live(umbrella).started_at).start
+        contract = contract_save(
+            contract=Contract(
+                account=umbrella,
+                reference="MSA-2026-014",
+                term_start=start,
+                term_months=36,
+                auto_renew=True,
+                renewal_notice_days=90,
+                commitment_amount=D("40000.00"),
+                commitment_period=Contract.CommitmentPeriod.YEAR,
+                cancellation=Contract.Cancellation.EARLY_TERMINATION,
+                early_termination_percent=D("50"),
+                account_manager=manager,
+                notes="Negotiated with procurement; EUR, reverse charge.",
+            ),
+            actor=finance,
+        )
+        messages = Metric.objects.get(code="messages")
+        for threshold, percent in (("200000", "10"), ("500000", "15")):
+            contract_part_save(
+                part=ContractDiscountTier(
+                    contract=contract, metric=messages, threshold=D(threshold), percent=D(percent)
+                ),
+                actor=finance,
+            )
+        contract_part_save(
+            part=PrepaidCredit(
+                contract=contract,
+                amount=D("5000.00"),
+                currency=umbrella.currency,
+                effective_at=month.start,
+                description="Prepaid usage, paid with the signature",
+            ),
+            actor=finance,
+        )
+        contract_document_add(contract=contract, upload=_signed_pdf(umbrella, "MSA-2026-014", 36), actor=finance)
+
+        hooli = _account("Hooli Cloud")
+        start = month_containing(_live(hooli).started_at).start
+        # A term that ends 30 to 60 days from now: inside its renewal notice window.
+        months = 1
+        while term_end_after(start, months) < now + dt.timedelta(days=30):
+            months += 1
+        contract_save(
+            contract=Contract(
+                account=hooli,
+                reference="ENT-2026-003",
+                term_start=start,
+                term_months=months,
+                auto_renew=False,
+                renewal_notice_days=60,
+                cancellation=Contract.Cancellation.TERM_END,
+                account_manager=manager,
+            ),
+            actor=finance,
+        )
+        contracts_renew_due(now=now)
+
+        dunder = _account("Dunder Mifflin Paper")
+        trial = _live(dunder)
+        if trial.trial_end is not None and trial.trial_end > now:
+            trial_extend(
+                subscription=trial,
+                until=trial.trial_end + dt.timedelta(days=14),
+                actor=manager,
+                reason="Procurement is still evaluating; agreed on the phone.",
+                now=now,
+            )
+    return 2
+
+
+def demo_contracts_summary() -> list[str]:
+    lines = ["Contracts (admin: Billing › Contracts; portal: Plan):"]
+    for contract in Contract.objects.select_related("account", "account_manager"):
+        lines.append(
+            f"  {contract.public_id}  {contract.account.name:<20} {contract.reference}, {contract.term_months} months "
+            f"to {contract.term_end:%Y-%m-%d}, {'renews' if contract.auto_renew else 'ends without renewal'}"
         )
     return lines

@@ -6,20 +6,17 @@ each other. The request bodies are the views' own input serializers (``StrictInp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
-from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from billing.models import CreditNote
+from billing.schema_inputs import ERR_UNKNOWN_FIELD as ERR_UNKNOWN_FIELD
+from billing.schema_inputs import StrictInput as StrictInput
+from billing.schema_inputs import enum
 from billing.schema_ledger import PAGINATION, RATE_LIMITED, UNAUTHENTICATED
 from common.money import AMOUNT_MAX_DIGITS, CURRENCY_MINOR_UNITS, QUANTITY_DECIMAL_PLACES
 from disputes.models import QUANTITY_MAX_DIGITS, Dispute, DisputeEvent, DisputeMessage
-from usage.ingest import quoted
 from usage.schema import IDEMPOTENCY_HEADER, Error
 
 __all__ = ["IDEMPOTENCY_HEADER", "PAGINATION", "RATE_LIMITED", "UNAUTHENTICATED", "Error"]
@@ -30,7 +27,6 @@ CUSTOMER_CATEGORIES = [(v, label) for v, label in Dispute.Category.choices if v 
 # An invoice line's position (``InvoiceLine.position`` is a small integer).
 LINE_POSITION_MAX = 32767
 MAX_CLAIMED_LINES = 100
-ERR_UNKNOWN_FIELD = "Unknown field."
 
 
 def money(**kwargs) -> serializers.DecimalField:
@@ -44,48 +40,7 @@ def quantity(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=QUANTITY_MAX_DIGITS, decimal_places=QUANTITY_DECIMAL_PLACES, **kwargs)
 
 
-def enum(choices, *, allow_null: bool = False, **kwargs) -> serializers.ChoiceField:
-    """A choice, documented inline (``allOf`` of an enum, which the enum post-processing leaves alone, as
-    ``billing.schema_ledger.InvoiceStatusField``) rather than as a named component: the cases' states, kinds
-    and authors would otherwise take generated names and rename the ledger's like-named enums."""
-    values = [value for value, _label in choices] if choices and isinstance(choices[0], tuple) else list(choices)
-    inline: dict[str, Any] = {"type": "string", "enum": values}
-    if allow_null:
-        inline = {"type": "string", "nullable": True, "enum": [*values, None]}
-    field_class = type("EnumField", (serializers.ChoiceField,), {})
-    # A lone ``allOf`` without a sibling key is unwrapped (and its enum named): a description keeps it.
-    extend_schema_field({"allOf": [inline], "description": kwargs.get("help_text") or "One of the values listed."})(
-        field_class
-    )
-    return field_class(choices=values, allow_null=allow_null, **kwargs)
-
-
 # --- Request bodies -------------------------------------------------------------------------------------
-
-
-class StrictInput(serializers.Serializer):
-    """An input serializer that refuses fields it does not know (a misspelt ``lines`` is not silently dropped)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                raise ValidationError(
-                    {quoted(key): [ErrorDetail(ERR_UNKNOWN_FIELD, code="unknown_field")] for key in unknown}
-                )
-        return super().to_internal_value(data)
-
-
-class StrictInputSchema(OpenApiSerializerExtension):
-    """Documents a ``StrictInput`` as the object it is: ``additionalProperties: false``."""
-
-    target_class = StrictInput
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_basic_serializer(self.target, direction)
-        schema["additionalProperties"] = False
-        return schema
 
 
 # --- Documents ------------------------------------------------------------------------------------------

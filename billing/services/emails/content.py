@@ -84,7 +84,7 @@ def _account_context(delivery: EmailDelivery) -> dict[str, Any]:
         "account": account,
         "customer_name": account.name,
         "billing_url": _billing_url(),
-        "plan_url": settings.LEDGERLINE_BASE_URL.rstrip("/") + "/portal/plan/",
+        "plan_url": settings.LEDGERLINE_BASE_URL.rstrip("/") + reverse("portal:plan"),
         "account_status": account.get_status_display().lower(),
         **(delivery.context or {}),
         "seller_name": seller.get("name", ""),

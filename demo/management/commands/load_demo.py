@@ -14,7 +14,7 @@ from demo.book import (
     demo_usage,
 )
 from demo.disputes import demo_disputes, demo_disputes_summary
-from demo.subscriptions import demo_plan_changes, demo_plan_changes_summary
+from demo.subscriptions import demo_contracts, demo_contracts_summary, demo_plan_changes, demo_plan_changes_summary
 
 
 class Command(BaseCommand):
@@ -47,6 +47,9 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         if demo_plan_changes(now=timezone.now()):
             for line in demo_plan_changes_summary():
+                self.stdout.write(line)
+        if demo_contracts(now=timezone.now()):
+            for line in demo_contracts_summary():
                 self.stdout.write(line)
         alerts = demo_budgets(now=timezone.now())
         self.stdout.write(f"Budgets evaluated as the hourly schedule does: {alerts} alerts recorded (webhook outbox).")
