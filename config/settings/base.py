@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "tenants",
     "billing",
     "disputes",
+    "webhooks",
+    "exports",
     "usage",
     "portal",
     "demo",
