@@ -7,11 +7,12 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html_join
 
-from accounts.models import Account, AccountUser, ApiKey, Budget
+from accounts.models import EXPORT_DATASETS, Account, AccountUser, ApiKey, Budget
 from accounts.selectors import account_user_email_taken
 from accounts.services import (
     ACCOUNT_EDITABLE_FIELDS,
     ERR_EMAIL_TAKEN,
+    ERR_KEY_EXPORT_LIMITS,
     KEY_SCOPES,
     account_create,
     account_reactivate,
@@ -21,6 +22,7 @@ from accounts.services import (
     account_user_set_role,
     api_key_create,
     api_key_revoke,
+    api_key_set_export_limits,
     budget_create,
     budget_update,
 )
@@ -387,7 +389,28 @@ class BudgetAdmin(ServiceAdmin):
         adopt(obj, saved)
 
 
+EXPORT_DATASET_LABELS = {
+    "events": "Events: billing events (usage)",
+    "invoices": "Invoices",
+    "credit_notes": "Credit notes",
+    "payments": "Payments",
+    "usage": "Usage: the monthly usage documents",
+}
+
+
+def _export_datasets_field() -> forms.MultipleChoiceField:
+    return forms.MultipleChoiceField(
+        choices=[(d, EXPORT_DATASET_LABELS[d]) for d in EXPORT_DATASETS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Export datasets",
+        help_text=ApiKey._meta.get_field("export_datasets").help_text,
+    )
+
+
 class ApiKeyAddForm(forms.ModelForm):
+    export_datasets = _export_datasets_field()
+
     class Meta:
         model = ApiKey
         fields = (
@@ -398,7 +421,10 @@ class ApiKeyAddForm(forms.ModelForm):
             "scope_read",
             "scope_disputes",
             "scope_subscription",
+            "scope_webhooks",
             "scope_export",
+            "export_accounts",
+            "export_datasets",
             "expires_at",
             "rate_limit_per_minute",
         )
@@ -407,7 +433,19 @@ class ApiKeyAddForm(forms.ModelForm):
         data = super().clean()
         if data.get("scope_export") and not self.may_create_export_keys:
             raise ValidationError("Only Finance admins may create platform-wide export keys.")
+        if not data.get("scope_export") and (data.get("export_accounts") or data.get("export_datasets")):
+            raise ValidationError(ERR_KEY_EXPORT_LIMITS)
         return data
+
+
+class ApiKeyExportLimitsForm(forms.ModelForm):
+    """An export key's limits, the one thing about a key that changes (by those who may create export keys)."""
+
+    export_datasets = _export_datasets_field()
+
+    class Meta:
+        model = ApiKey
+        fields = ("export_accounts", "export_datasets")
 
 
 @admin.register(ApiKey)
@@ -427,21 +465,60 @@ class ApiKeyAdmin(ServiceAdmin):
         "scope_read",
         "scope_disputes",
         "scope_subscription",
+        "scope_webhooks",
         "scope_export",
         ("revoked_at", admin.EmptyFieldListFilter),
     )
     search_fields = ("prefix", "name", "account__public_id", "account__name", "tenant__public_id")
-    autocomplete_fields = ("account", "tenant")
+    autocomplete_fields = ("account", "tenant", "export_accounts")
     list_select_related = ("account", "tenant")
     actions = ("revoke",)
+    CHANGE_FIELDS = (
+        "prefix",
+        "name",
+        "account",
+        "tenant",
+        "scope_ingest",
+        "scope_read",
+        "scope_disputes",
+        "scope_subscription",
+        "scope_webhooks",
+        "scope_export",
+        "expires_at",
+        "rate_limit_per_minute",
+        "created_at",
+        "created_by",
+        "revoked_at",
+        "last_used_at",
+    )
+    EXPORT_LIMIT_FIELDS = ("export_accounts", "export_datasets")
 
     @admin.display(description="Scopes")
     def scope_list(self, obj):
         return ", ".join(obj.scopes)
 
+    @admin.display(description="Export accounts")
+    def export_accounts_shown(self, obj):
+        accounts = [f"{a.name} ({a.public_id})" for a in obj.export_accounts.order_by("public_id")]
+        return ", ".join(accounts) or "Every account"
+
+    @admin.display(description="Export datasets")
+    def export_datasets_shown(self, obj):
+        return ", ".join(obj.export_datasets) or "Every dataset"
+
+    def _limits_editable(self, request, obj) -> bool:
+        return (
+            obj is not None
+            and obj.scope_export
+            and obj.revoked_at is None
+            and request.user.has_perm("accounts.create_export_key")
+        )
+
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = ApiKeyAddForm
+        elif self._limits_editable(request, obj):
+            kwargs["form"] = ApiKeyExportLimitsForm
         form = super().get_form(request, obj, **kwargs)
         form.may_create_export_keys = request.user.has_perm("accounts.create_export_key")
         return form
@@ -449,30 +526,31 @@ class ApiKeyAdmin(ServiceAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ApiKeyAddForm.Meta.fields
-        return (
-            "prefix",
-            "name",
-            "account",
-            "tenant",
-            "scope_ingest",
-            "scope_read",
-            "scope_disputes",
-            "scope_subscription",
-            "scope_export",
-            "expires_at",
-            "rate_limit_per_minute",
-            "created_at",
-            "created_by",
-            "revoked_at",
-            "last_used_at",
-        )
+        if not obj.scope_export:
+            return self.CHANGE_FIELDS
+        if self._limits_editable(request, obj):
+            return (*self.CHANGE_FIELDS, *self.EXPORT_LIMIT_FIELDS)
+        return (*self.CHANGE_FIELDS, "export_accounts_shown", "export_datasets_shown")
 
     def get_readonly_fields(self, request, obj=None):
-        # A key's identity and powers never change; issue a new key and revoke the old one instead.
-        return self.get_fields(request, obj) if obj else ()
+        # A key's identity and powers never change (issue a new key and revoke the old one instead), except an
+        # export key's limits, which those who may create export keys narrow or widen.
+        if obj is None:
+            return ()
+        return tuple(f for f in self.get_fields(request, obj) if f not in self.EXPORT_LIMIT_FIELDS)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
+        if change:
+            if "export_datasets" in form.fields:
+                saved = api_key_set_export_limits(
+                    api_key=ApiKey.objects.get(pk=obj.pk),
+                    export_accounts=data.get("export_accounts") or [],
+                    export_datasets=data.get("export_datasets") or [],
+                    actor=request.user,
+                )
+                adopt(obj, saved)
+            return
         scopes = [s for s in KEY_SCOPES if data.get(f"scope_{s}")]
         saved, secret = api_key_create(
             name=data["name"],
@@ -481,10 +559,18 @@ class ApiKeyAdmin(ServiceAdmin):
             tenant=data.get("tenant"),
             expires_at=data.get("expires_at"),
             rate_limit_per_minute=data.get("rate_limit_per_minute"),
+            export_accounts=data.get("export_accounts") or [],
+            export_datasets=data.get("export_datasets") or [],
             actor=request.user,
         )
         adopt(obj, saved)
         self.message_user(request, f"New API key — copy it now, it is shown only once: {secret}", messages.WARNING)
+
+    def save_related(self, request, form, formsets, change):
+        # The services above set the export accounts (with their history); the form's own many-to-many save
+        # would write them a second time, around the service.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):

@@ -116,6 +116,17 @@ class HasSubscriptionScope(permissions.BasePermission):
         return request.auth.scope_subscription
 
 
+class HasWebhooksScope(permissions.BasePermission):
+    """Managing the account's webhook endpoints: a key with the ``webhooks`` scope."""
+
+    message = ERR_SCOPE.format(scope="webhooks")
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise NotAuthenticated()
+        return request.auth.scope_webhooks
+
+
 class HasSubscriptionReadScope(permissions.BasePermission):
     """Reading the subscription: the account's own with a ``read`` or ``subscription`` key, any account's with
     ``export`` (naming it with ``?account=``)."""
@@ -160,5 +171,5 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "bearerFormat": "ll_<prefix>_<secret>",
             "description": "An API key: `Authorization: Bearer ll_…`. Scopes: ingest, read, disputes, subscription, "
-            "export.",
+            "webhooks, export.",
         }

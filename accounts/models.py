@@ -217,14 +217,31 @@ class Budget(models.Model):
         return f"{self.name}: {format_money(self.amount, self.currency)} {self.get_period_display().lower()}"
 
 
+# What an export key may be limited to (``ApiKey.export_datasets``), one per export endpoint.
+EXPORT_DATASETS = ("events", "invoices", "credit_notes", "payments", "usage")
+
+
+def validate_export_datasets(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("Export datasets are a list of dataset names.", code="invalid")
+    unknown = sorted(set(value) - set(EXPORT_DATASETS))
+    if unknown:
+        raise ValidationError(
+            f"Unknown export dataset(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_DATASETS)}.",
+            code="invalid",
+        )
+
+
 class ApiKey(models.Model):
     """A credential for the REST API, sent as ``Authorization: Bearer <key>``.
 
     The secret is shown once at creation; only its SHA-256 digest is stored (keys are 192-bit random,
     so a fast hash is safe), next to a public prefix that identifies the key in lists and logs.
     Scopes: ``ingest`` (send events), ``read`` (the account's usage, billing and invoices), ``disputes`` (open
-    and follow the account's disputes) and ``export``
-    (platform-wide read-only, for external billing/ERP systems; such keys belong to no account).
+    and follow the account's disputes), ``subscription`` (the plan and plan changes), ``webhooks`` (the account's
+    webhook endpoints) and ``export`` (platform-wide read-only, for external billing/ERP systems; such keys belong
+    to no account, and may be limited to some accounts, ``export_accounts``, and some datasets,
+    ``export_datasets``).
     """
 
     account = models.ForeignKey(
@@ -260,6 +277,26 @@ class ApiKey(models.Model):
         help_text="Read the account's subscription and request plan changes (GET /v1/subscription, "
         "POST /v1/subscription/changes).",
     )
+    scope_webhooks = models.BooleanField(
+        default=False,
+        verbose_name="webhooks scope",
+        help_text="Manage the account's webhook endpoints: /v1/webhooks/….",
+    )
+    export_accounts = models.ManyToManyField(
+        Account,
+        blank=True,
+        related_name="export_api_keys",
+        help_text="Export keys only: the accounts the key may export. Empty: every account, including accounts "
+        "created later.",
+    )
+    export_datasets = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_export_datasets],
+        help_text="Export keys only: the datasets the key may export, from "
+        + ", ".join(EXPORT_DATASETS)
+        + ". Empty: every dataset, including datasets added later.",
+    )
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute; empty uses the platform default."
     )
@@ -271,7 +308,8 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords(excluded_fields=["last_used_at"])
+    # Each history row also keeps the key's export accounts as they were then (simple-history's m2m_fields).
+    history = HistoricalRecords(excluded_fields=["last_used_at"], m2m_fields=[export_accounts])
 
     class Meta:
         ordering = ["-created_at"]
@@ -284,7 +322,8 @@ class ApiKey(models.Model):
                 | Q(scope_read=True)
                 | Q(scope_export=True)
                 | Q(scope_disputes=True)
-                | Q(scope_subscription=True),
+                | Q(scope_subscription=True)
+                | Q(scope_webhooks=True),
                 violation_error_message="Give the key at least one scope.",
             ),
             models.CheckConstraint(
@@ -296,17 +335,30 @@ class ApiKey(models.Model):
                     scope_read=False,
                     scope_disputes=False,
                     scope_subscription=False,
+                    scope_webhooks=False,
                     tenant__isnull=True,
                 )
                 | Q(scope_export=False, account__isnull=False),
                 violation_error_message="Export keys belong to no account and carry only the export scope; "
                 "every other key belongs to an account.",
             ),
+            models.CheckConstraint(
+                name="api_key_dataset_limits_only_for_export",
+                condition=Q(scope_export=True) | Q(export_datasets=[]),
+                violation_error_message="Only export keys are limited to datasets.",
+            ),
         ]
         indexes = [models.Index(fields=["account", "revoked_at"])]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def export_datasets_allowed(self) -> tuple[str, ...]:
+        """The datasets an export key may export (all of them when ``export_datasets`` is empty)."""
+        if not self.export_datasets:
+            return EXPORT_DATASETS
+        return tuple(d for d in EXPORT_DATASETS if d in self.export_datasets)
 
     @property
     def scopes(self) -> list[str]:
@@ -317,6 +369,7 @@ class ApiKey(models.Model):
                 ("read", self.scope_read),
                 ("disputes", self.scope_disputes),
                 ("subscription", self.scope_subscription),
+                ("webhooks", self.scope_webhooks),
                 ("export", self.scope_export),
             )
             if on

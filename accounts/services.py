@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import secrets
 import smtplib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 
 from accounts import api_keys
-from accounts.models import Account, AccountUser, ApiKey, Budget, default_alert_thresholds
+from accounts.models import EXPORT_DATASETS, Account, AccountUser, ApiKey, Budget, default_alert_thresholds
 from accounts.selectors import (
     account_user_email_logins,
     account_user_email_taken,
@@ -370,17 +370,38 @@ def budget_delete(*, budget: Budget, actor: Any = None) -> None:
 
 
 # What a key may be given, in the order ``ApiKey.scopes`` lists them.
-KEY_SCOPES = ("ingest", "read", "disputes", "subscription", "export")
-ERR_KEY_SCOPES = "Scopes must be a non-empty subset of ingest, read, disputes, subscription, export; got {scopes}."
+KEY_SCOPES = ("ingest", "read", "disputes", "subscription", "webhooks", "export")
+ERR_KEY_SCOPES = (
+    "Scopes must be a non-empty subset of ingest, read, disputes, subscription, webhooks, export; got {scopes}."
+)
 ERR_KEY_EXPORT_ACCOUNT = "Export keys are platform-wide: give no account or tenant, and no other scope."
-ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest, read, disputes or subscription scope belong to an account."
+ERR_KEY_NEEDS_ACCOUNT = "Keys with the ingest, read, disputes, subscription or webhooks scope belong to an account."
 ERR_KEY_TENANT_ACCOUNT = "Tenant {tenant} does not belong to account {account}."
 ERR_KEY_DISPUTES_PINNED = "Disputes are the account's: a key with the disputes scope cannot be pinned to a tenant."
 ERR_KEY_SUBSCRIPTION_PINNED = (
     "The subscription is the account's: a key with the subscription scope cannot be pinned to a tenant."
 )
+ERR_KEY_WEBHOOKS_PINNED = (
+    "Webhook endpoints are the account's: a key with the webhooks scope cannot be pinned to a tenant."
+)
+ERR_KEY_EXPORT_LIMITS = "Only export keys are limited to accounts and datasets."
+ERR_KEY_EXPORT_DATASETS = "Unknown export dataset(s) {datasets}; choose from {choices}."
+ERR_KEY_EXPORT_LIMITS_REVOKED = "API key {prefix} is revoked: its export limits no longer change."
 ERR_KEY_REVOKED = "API key {prefix} is already revoked."
 KEY_TOUCH_INTERVAL = dt.timedelta(seconds=60)
+
+
+def _export_datasets_checked(datasets: Iterable[str] | None) -> list[str]:
+    """The datasets in ``EXPORT_DATASETS`` order, without repeats; an unknown name is refused."""
+    wanted = list(datasets or ())
+    unknown = sorted({str(d) for d in wanted} - set(EXPORT_DATASETS))
+    if unknown:
+        raise BillingError(
+            ERR_KEY_EXPORT_DATASETS.format(datasets=", ".join(unknown), choices=", ".join(EXPORT_DATASETS)),
+            code="invalid_export_datasets",
+            field="export_datasets",
+        )
+    return [d for d in EXPORT_DATASETS if d in wanted]
 
 
 @transaction.atomic
@@ -392,9 +413,14 @@ def api_key_create(
     tenant: Any = None,
     expires_at: dt.datetime | None = None,
     rate_limit_per_minute: int | None = None,
+    export_accounts: Iterable[Account] | None = None,
+    export_datasets: Iterable[str] | None = None,
     actor: Any = None,
 ) -> tuple[ApiKey, str]:
-    """Issue a key. Returns the row and the secret key, which is never retrievable again."""
+    """Issue a key. Returns the row and the secret key, which is never retrievable again.
+
+    Export keys may be limited (least privilege) to ``export_accounts`` (none given: every account) and to
+    ``export_datasets`` (none given: every dataset of ``EXPORT_DATASETS``)."""
     wanted = set(scopes)
     if not wanted or not wanted <= set(KEY_SCOPES):
         raise BillingError(
@@ -408,12 +434,18 @@ def api_key_create(
         raise BillingError(ERR_KEY_DISPUTES_PINNED, code="invalid_scopes", field="tenant")
     if "subscription" in wanted and tenant is not None:
         raise BillingError(ERR_KEY_SUBSCRIPTION_PINNED, code="invalid_scopes", field="tenant")
+    if "webhooks" in wanted and tenant is not None:
+        raise BillingError(ERR_KEY_WEBHOOKS_PINNED, code="invalid_scopes", field="tenant")
     if tenant is not None and account is not None and tenant.account_id != account.pk:
         raise BillingError(
             ERR_KEY_TENANT_ACCOUNT.format(tenant=tenant.public_id, account=account.public_id),
             code="tenant_not_in_account",
             field="tenant",
         )
+    limited_accounts = list(export_accounts or ())
+    datasets = _export_datasets_checked(export_datasets)
+    if "export" not in wanted and (limited_accounts or datasets):
+        raise BillingError(ERR_KEY_EXPORT_LIMITS, code="invalid_scopes", field="export_accounts")
     key, prefix, secret_hash = api_keys.generate()
     api_key = ApiKey(
         account=account,
@@ -426,6 +458,8 @@ def api_key_create(
         scope_export="export" in wanted,
         scope_disputes="disputes" in wanted,
         scope_subscription="subscription" in wanted,
+        scope_webhooks="webhooks" in wanted,
+        export_datasets=datasets,
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
@@ -433,7 +467,43 @@ def api_key_create(
     api_key.full_clean()
     stamp(api_key, actor=actor, reason="created")
     api_key.save()
+    if limited_accounts:
+        # A second history row, in the same transaction, records the accounts (many-to-many rows need the key).
+        stamp(api_key, actor=actor, reason="created: export accounts")
+        api_key.export_accounts.set(limited_accounts)
     return api_key, key
+
+
+@transaction.atomic
+def api_key_set_export_limits(
+    *,
+    api_key: ApiKey,
+    export_accounts: Iterable[Account],
+    export_datasets: Iterable[str],
+    actor: Any = None,
+) -> ApiKey:
+    """Change what an export key may export: ``export_accounts`` (empty: every account) and ``export_datasets``
+    (empty: every dataset). One history row records who, when, and the old and new limits. Its other powers never
+    change (issue a new key instead). Takes effect in other processes within ``KEY_CACHE_SECONDS``."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if not api_key.scope_export:
+        raise BillingError(ERR_KEY_EXPORT_LIMITS, code="invalid_scopes", field="export_accounts")
+    if api_key.revoked_at is not None:
+        raise BillingError(ERR_KEY_EXPORT_LIMITS_REVOKED.format(prefix=api_key.prefix), code="already_revoked")
+    datasets = _export_datasets_checked(export_datasets)
+    accounts = list(export_accounts)
+    # The accounts change without history rows of their own, then one row snapshots both limits together.
+    api_key.skip_history_when_saving = True  # type: ignore[attr-defined]
+    try:
+        api_key.export_accounts.set(accounts)
+    finally:
+        del api_key.skip_history_when_saving  # type: ignore[attr-defined]
+    api_key.export_datasets = datasets
+    api_key.full_clean()
+    stamp(api_key, actor=actor, reason="export limits changed")
+    api_key.save(update_fields=["export_datasets"])
+    transaction.on_commit(api_key_cache_clear)
+    return api_key
 
 
 @transaction.atomic

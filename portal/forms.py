@@ -120,6 +120,7 @@ class ApiKeyForm(PortalForm):
             ("read", "Read: usage, billing, invoices and disputes"),
             ("disputes", "Disputes: open disputes on invoices and reply on them"),
             ("subscription", "Subscription: read the plan and request plan changes"),
+            ("webhooks", "Webhooks: manage the account's webhook endpoints"),
         ],
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Pick at least one scope."},
@@ -129,8 +130,8 @@ class ApiKeyForm(PortalForm):
         required=False,
         empty_label="Any tenant of the account",
         label="Tenant pin",
-        help_text="Optional: the key may only report and read this tenant's usage (not for the disputes or "
-        "subscription scopes: disputes and the plan are the account's).",
+        help_text="Optional: the key may only report and read this tenant's usage (not for the disputes, "
+        "subscription or webhooks scopes: disputes, the plan and webhook endpoints are the account's).",
     )
     expires_on = forms.DateField(
         required=False,

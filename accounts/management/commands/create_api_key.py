@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--account", help="Public id of the account (acc_…); omit for export keys.")
         parser.add_argument("--tenant", help="Pin the key to one tenant (ten_…) of the account.")
         parser.add_argument(
-            "--scopes", required=True, help="Comma-separated: ingest, read, disputes, subscription, export."
+            "--scopes", required=True, help="Comma-separated: ingest, read, disputes, subscription, webhooks, export."
         )
         parser.add_argument("--name", default="", help="What the key is for.")
 
