@@ -50,6 +50,7 @@ BILLING_STAFF_EDITABLE = {
     ("disputes", "dispute"),
     ("billing", "collection"),  # pause and resume dunning, retry a payment now
     ("billing", "planchangerequest"),  # request a plan change for a customer
+    ("webhooks", "webhookendpoint"),  # add a customer's webhook endpoint, edit, enable, disable, rotate, resend
 }
 # Internal tables: kept by services for services (numbering, webhooks, idempotent replays, the test
 # clock). Billing staff have no view permission on them, so the admin neither lists nor opens them.

@@ -283,3 +283,20 @@ PORTAL_ATTEMPT_WINDOW = env_int("PORTAL_ATTEMPT_WINDOW", 900)
 # The customer portal signs people in at /portal/login/ (the admin has its own sign-in page).
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:dashboard"
+
+# Webhooks (webhooks/): endpoints receive the account's events, signed per Standard Webhooks. A rotated secret
+# stays valid WEBHOOKS_SECRET_OVERLAP_HOURS (requests carry both signatures meanwhile). URLs must be https
+# (WEBHOOKS_REQUIRE_HTTPS) on public addresses (WEBHOOKS_ALLOW_PRIVATE_ADDRESSES off), checked when saved and at
+# every send. Requests time out after WEBHOOKS_CONNECT_TIMEOUT_SECONDS to connect and WEBHOOKS_READ_TIMEOUT_SECONDS
+# to answer; WEBHOOKS_DELIVERY_CONCURRENCY requests are in flight at once, WEBHOOKS_DELIVERY_BATCH deliveries
+# claimed per transaction, WEBHOOKS_DISPATCH_BATCH outbox events fanned out per transaction. An endpoint that has
+# failed continuously for WEBHOOKS_DISABLE_AFTER_HOURS is disabled and its account's owners are e-mailed.
+WEBHOOKS_SECRET_OVERLAP_HOURS = env_int("WEBHOOKS_SECRET_OVERLAP_HOURS", 24)
+WEBHOOKS_REQUIRE_HTTPS = env_bool("WEBHOOKS_REQUIRE_HTTPS", True)
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", False)
+WEBHOOKS_CONNECT_TIMEOUT_SECONDS = env_int("WEBHOOKS_CONNECT_TIMEOUT_SECONDS", 3)
+WEBHOOKS_READ_TIMEOUT_SECONDS = env_int("WEBHOOKS_READ_TIMEOUT_SECONDS", 10)
+WEBHOOKS_DELIVERY_CONCURRENCY = env_int("WEBHOOKS_DELIVERY_CONCURRENCY", 16)
+WEBHOOKS_DELIVERY_BATCH = env_int("WEBHOOKS_DELIVERY_BATCH", 500)
+WEBHOOKS_DISPATCH_BATCH = env_int("WEBHOOKS_DISPATCH_BATCH", 1000)
+WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 72)
