@@ -29,3 +29,7 @@ WHITENOISE_USE_FINDERS = True
 
 # Tasks run inline here: Celery's per-task "succeeded" lines would bury the demo's own output.
 LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}  # noqa: F405
+
+# Webhooks: local development may send to receivers on this machine or the local network, over plain HTTP.
+WEBHOOKS_REQUIRE_HTTPS = env_bool("WEBHOOKS_REQUIRE_HTTPS", False)  # noqa: F405
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", True)  # noqa: F405

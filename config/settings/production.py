@@ -20,3 +20,7 @@ X_FRAME_OPTIONS = "DENY"
 
 # Production always runs on the real time.
 LEDGERLINE_TEST_CLOCK = False
+
+# Webhooks go to public https addresses only, whatever the environment says.
+WEBHOOKS_REQUIRE_HTTPS = True
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = False

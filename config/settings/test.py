@@ -36,3 +36,9 @@ STORAGES = {
 # Serve static files from the finders (the apps' and STATICFILES_DIRS): no collectstatic needed for tests.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+
+# Webhooks: the tests' receivers listen on 127.0.0.1 over plain HTTP (production refuses both).
+WEBHOOKS_REQUIRE_HTTPS = False
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = True
+WEBHOOKS_CONNECT_TIMEOUT_SECONDS = 2
+WEBHOOKS_READ_TIMEOUT_SECONDS = 2

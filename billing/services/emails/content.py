@@ -53,6 +53,7 @@ WITHOUT_PDF = {
     Kind.TRIAL_ENDING,
     Kind.RENEWAL_NOTICE,
     Kind.SUBSCRIPTION,
+    "webhook_disabled",  # webhooks: an endpoint disabled after failing for days (webhooks/templates)
 }
 
 

@@ -16,6 +16,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks. Installed into django-celery-beat's tables by ``migrate`` when missing (common/schedule.py);
 # from then on the tables are the schedule: staff see, edit and pause it in the admin (Periodic tasks), and
 # beat reads it there. Celery's own CELERY_BEAT_SCHEDULE is not used, so a restart of beat keeps those edits.
+import datetime as dt  # noqa: E402
+
 from celery.schedules import crontab  # noqa: E402
 
 LEDGERLINE_SCHEDULE = {
@@ -58,5 +60,11 @@ LEDGERLINE_SCHEDULE = {
         "task": "billing.reconcile",
         "schedule": crontab(minute=15, hour=2),
         "description": "Reconciles the month so far and the month before: invoices, payments, Stripe, bank lines.",
+    },
+    "webhooks": {
+        "task": "webhooks.run",
+        "schedule": dt.timedelta(seconds=10),
+        "description": "Hands new events to the webhook endpoints and sends the deliveries due, retries included "
+        "(every 10 seconds).",
     },
 }

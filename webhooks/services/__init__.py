@@ -1,0 +1,1 @@
+"""Webhook services: endpoints and their secrets (``endpoints``), the fan-out and the deliveries (``delivery``)."""

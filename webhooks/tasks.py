@@ -1,0 +1,24 @@
+"""Celery tasks of webhooks. Thin: each calls a service.
+
+Schedule (``LEDGERLINE_SCHEDULE``): ``webhooks.run`` every 10 seconds fans the outbox's new events out to
+deliveries and sends what is due (first attempts and retries). A resend or a test event queues
+``webhooks.deliver_due`` once its transaction commits, so it goes out at once rather than at the next run.
+Runs may overlap safely: events and deliveries are claimed with ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webhooks.services.delivery import webhooks_deliver_due, webhooks_run
+
+
+@shared_task(name="webhooks.run", soft_time_limit=300, time_limit=360, ignore_result=True)
+def webhooks_run_task() -> dict[str, int]:
+    dispatched, delivered = webhooks_run()
+    return {"events": dispatched.events, "deliveries": dispatched.deliveries, "attempts": delivered.attempts}
+
+
+@shared_task(name="webhooks.deliver_due", soft_time_limit=300, time_limit=360, ignore_result=True)
+def webhooks_deliver_due_task() -> int:
+    return webhooks_deliver_due().attempts
