@@ -3,7 +3,7 @@
 from django.urls import path, register_converter
 from django.urls.converters import StringConverter
 
-from portal.views import auth, billing, disputes, payments, plan, settings, stripe_checkout
+from portal.views import auth, billing, departments, disputes, payments, plan, settings, stripe_checkout
 
 
 class PrintableConverter(StringConverter):
@@ -54,6 +54,12 @@ urlpatterns = [
     path("invoices/<printable:number>/pay/", stripe_checkout.invoice_pay, name="invoice_pay"),
     path("billing/auto-collection/", payments.auto_collection_set, name="auto_collection"),
     path("billing/payments/<printable:public_id>/", payments.payment_receipt_page, name="payment_receipt"),
+    # Departments of partners and tenants, the month's cost per department, the ERP journal (departments)
+    path("departments/", departments.departments, name="departments"),
+    path("departments/partners/<printable:public_id>/", departments.partner_department, name="partner_department"),
+    path("departments/tenants/<printable:public_id>/", departments.tenant_department, name="tenant_department"),
+    path("allocation/", departments.allocation, name="allocation"),
+    path("journal.csv", departments.journal_csv, name="journal_csv"),
     # Budgets, API keys, users (settings)
     path("budgets/", settings.budget_list, name="budgets"),
     path("budgets/new/", settings.budget_create, name="budget_create"),

@@ -32,7 +32,17 @@ class TenantAdmin(ServiceAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("account", "public_id", "name", "activated_at")
-        return ("account", "public_id", "name", "status", "activated_at", "archived_at", "created_at", "updated_at")
+        return (
+            "account",
+            "public_id",
+            "name",
+            "department",
+            "status",
+            "activated_at",
+            "archived_at",
+            "created_at",
+            "updated_at",
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -47,7 +57,9 @@ class TenantAdmin(ServiceAdmin):
         data = form.cleaned_data
         if change:
             saved = tenant_update(
-                tenant=Tenant.objects.get(pk=obj.pk), data=changed_data(form, ("name", "status")), actor=request.user
+                tenant=Tenant.objects.get(pk=obj.pk),
+                data=changed_data(form, ("name", "status", "department")),
+                actor=request.user,
             )
         else:
             saved = tenant_create(

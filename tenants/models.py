@@ -31,6 +31,11 @@ class Tenant(models.Model):
         help_text="Identifier the product reports usage with, e.g. ten_acme_eu. Unique platform-wide; never reused.",
     )
     name = models.CharField(max_length=200)
+    department = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="Cost-allocation department of the tenant's usage not sent for a master partner with a department.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     activated_at = models.DateTimeField(help_text="Start of the tenant's billable life (inclusive, UTC).")
     archived_at = models.DateTimeField(

@@ -47,7 +47,8 @@ def tenant_create(
 
 @transaction.atomic
 def tenant_update(*, tenant: Tenant, data: dict[str, Any], actor: Any = None) -> Tenant:
-    """Rename or suspend/reactivate a tenant. Archiving has its own service; ids never change."""
+    """Rename, suspend/reactivate or (re)assign the department of a tenant. Archiving has its own service; ids
+    never change."""
     if not data:
         return tenant
     if tenant.status == Tenant.Status.ARCHIVED:
@@ -55,7 +56,7 @@ def tenant_update(*, tenant: Tenant, data: dict[str, Any], actor: Any = None) ->
     if data.get("status") == Tenant.Status.ARCHIVED:
         return tenant_archive(tenant=tenant, actor=actor)
     stamp(tenant, actor=actor, reason="updated")
-    tenant, _ = model_update(instance=tenant, fields=("name", "status"), data=data)
+    tenant, _ = model_update(instance=tenant, fields=("name", "status", "department"), data=data)
     return tenant
 
 

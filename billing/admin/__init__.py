@@ -6,6 +6,7 @@ from billing.admin import (  # noqa: F401
     collections,
     contracts,
     invoices,
+    journal,
     payments,
     plan_changes,
     reconciliation,

@@ -2,6 +2,7 @@ from billing.models.catalogue import Plan, PlanCharge, PlanVersion, PriceTier
 from billing.models.contract import Contract, ContractDiscountTier, ContractDocument, PrepaidCredit
 from billing.models.documents import Document, EmailDelivery
 from billing.models.invoice import BillingRun, BillingRunItem, CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from billing.models.journal import GlAccount
 from billing.models.payment import Collection, Payment, PaymentAllocation, PaymentProfile, Refund
 from billing.models.reconciliation import BankStatementLine, ReconciliationIssue
 from billing.models.subscription import PlanChangeRequest, Subscription
@@ -25,6 +26,7 @@ __all__ = [
     "CreditNoteLine",
     "Document",
     "EmailDelivery",
+    "GlAccount",
     "Invoice",
     "InvoiceLine",
     "Plan",
