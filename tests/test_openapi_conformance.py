@@ -38,6 +38,8 @@ UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 OPERATIONS = [
     "GET /v1/accounts/{account}/billing",
+    "GET /v1/billing/allocation",
+    "GET /v1/billing/journal",
     "GET /v1/billing/usage",
     "GET /v1/billing/usage/current",
     "GET /v1/disputes",
@@ -138,10 +140,22 @@ def test_every_answer_is_documented_by_the_schema(keys):
                     for parameter, value in (("account", account_id), ("number", invoice_number), ("id", dispute_id))
                     if f"{{{parameter}}}" in operation.path
                 ]
-                if operation.path in ("/v1/invoices", "/v1/payments", "/v1/subscription") or (
-                    operation.path == "/v1/disputes" and operation.method.upper() == "GET"
-                ):
+                if operation.path in (
+                    "/v1/invoices",
+                    "/v1/payments",
+                    "/v1/subscription",
+                    "/v1/billing/journal",
+                    "/v1/billing/allocation",
+                ) or (operation.path == "/v1/disputes" and operation.method.upper() == "GET"):
                     own_ledger.append(operation.as_strategy(headers=headers, query={"account": account_id}))
+                # The journal and allocation of October (invoiced) and November (its invoice issued on the 1st).
+                if operation.path in ("/v1/billing/journal", "/v1/billing/allocation"):
+                    for month in (10, 11):
+                        for query in (
+                            {"year": 2026, "month": month},
+                            {"year": 2026, "month": month, "account": account_id},
+                        ):
+                            own_ledger.append(operation.as_strategy(headers=headers, query=query))
                 strategy = st.one_of(
                     operation.as_strategy(GenerationMode.POSITIVE, headers=headers),
                     operation.as_strategy(GenerationMode.NEGATIVE, headers=headers),
