@@ -15,7 +15,13 @@ from tests.webhooks.conftest import NOW
 from tests.webhooks.factories import endpoint_for
 from webhooks.event_types import EVENT_TYPES, TEST_EVENT, event_type
 from webhooks.models import WebhookAttempt, WebhookDelivery
-from webhooks.services.delivery import RETRY_SCHEDULE, webhooks_deliver_due, webhooks_dispatch, webhooks_run
+from webhooks.services.delivery import (
+    RETRY_SCHEDULE,
+    webhooks_deliver_batch,
+    webhooks_deliver_due,
+    webhooks_dispatch,
+    webhooks_run,
+)
 from webhooks.services.endpoints import delivery_resend, endpoint_rotate_secret, endpoint_send_test
 from webhooks.signing import secret_generate
 
@@ -249,3 +255,22 @@ def test_a_test_event_goes_to_that_endpoint_only(account, receiver):
         "message": "This is a test event from Ledgerline.",
     }
     assert WebhookAttempt.objects.get().trigger == "test"
+
+
+def test_a_failing_endpoint_gets_one_round_of_the_thread_pool_per_batch(account, receiver, settings):
+    settings.WEBHOOKS_DELIVERY_CONCURRENCY = 4
+    failing, _ = endpoint_for(account, receiver.url)
+    healthy, _ = endpoint_for(account, receiver.url)
+    for n in range(10):
+        emit(account, key=str(n))
+    webhooks_dispatch()
+    type(failing).objects.filter(pk=failing.pk).update(failing_since=NOW)  # it failed before this batch
+
+    summary = webhooks_deliver_batch()
+
+    assert summary.attempts == 14  # 4 of the failing endpoint's 10, all 10 of the healthy one's
+    assert WebhookDelivery.objects.filter(endpoint=healthy, status=Status.SUCCEEDED).count() == 10
+    assert WebhookDelivery.objects.filter(endpoint=failing, status=Status.SUCCEEDED).count() == 4
+    failing.refresh_from_db()
+    assert failing.failing_since is None  # its successes lift the cap for the next batch
+    assert webhooks_deliver_batch().attempts == 6

@@ -5,7 +5,9 @@
   subscribes to its type and existed when it happened, and marks the events handed over, in batches. Idempotent:
   a delivery is unique per endpoint and event, and events are taken with ``FOR UPDATE SKIP LOCKED``.
 - ``webhooks_deliver_due`` claims due deliveries (``FOR UPDATE SKIP LOCKED``, then a lease: their next attempt is
-  moved past the batch's longest possible duration, so a worker that dies mid-batch leaves them to be sent again),
+  moved past the batch's longest possible duration, so a worker that dies mid-batch leaves them to be sent again;
+  an endpoint that is failing gets at most ``WEBHOOKS_DELIVERY_CONCURRENCY`` of a batch, so a receiver that times
+  out cannot hold up the others),
   sends them from a thread pool (``WEBHOOKS_DELIVERY_CONCURRENCY``) over kept-alive connections, then writes the
   attempts and the deliveries' new state in bulk, in one transaction.
 - A 2xx answer is a success. Anything else (another status, a redirect, a timeout, a refused connection, an
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -182,14 +185,30 @@ def _timeouts() -> float:
 
 @transaction.atomic
 def _claim(*, now: dt.datetime, limit: int, concurrency: int) -> list[_Claimed]:
-    ids = list(
+    candidates = list(
         WebhookDelivery.objects.select_for_update(**_skip_locked())
         .filter(status=Status.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at", "id")
-        .values_list("id", flat=True)[:limit]
+        .values_list("id", "endpoint_id")[: limit * 2]
     )
-    if not ids:
+    if not candidates:
         return []
+    # An endpoint that is failing (perhaps timing out) gets at most one round of the thread pool per batch, so
+    # that it cannot hold up everyone else's deliveries; its first success lifts the cap.
+    failing = set(
+        WebhookEndpoint.objects.filter(
+            pk__in={endpoint_id for _, endpoint_id in candidates}, failing_since__isnull=False
+        ).values_list("pk", flat=True)
+    )
+    taken: dict[int, int] = {}
+    ids = []
+    for delivery_id, endpoint_id in candidates:
+        if endpoint_id in failing and taken.get(endpoint_id, 0) >= concurrency:
+            continue
+        taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
+        ids.append(delivery_id)
+        if len(ids) == limit:
+            break
     rounds = math.ceil(len(ids) / concurrency)
     lease_until = now + dt.timedelta(seconds=rounds * _timeouts()) + LEASE_MARGIN
     WebhookDelivery.objects.filter(pk__in=ids).update(next_attempt_at=lease_until)
@@ -232,19 +251,34 @@ class _Request:
     claimed: _Claimed
     target: Target | None
     refused: str
+    event_id: str
     body: bytes
-    headers: dict[str, str]
+    secrets: tuple[str, ...]
 
 
-def _send(request: _Request) -> transport.Outcome:
-    if request.target is None:
-        return transport.Outcome(status_code=None, latency_ms=0, error=request.refused[:500])
-    return transport.send(request.target, request.body, request.headers)
+class _Sender:
+    """Signs each request as it goes out (its ``webhook-timestamp`` is the moment it is sent, however long the
+    batch has been running: receivers refuse a timestamp more than a few minutes old) and sends it."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.started = time.perf_counter()
+        self.signer = Signer()
+
+    def moment(self) -> dt.datetime:
+        # Whole seconds (the resolution of webhook-timestamp): a batch that takes under a second is at ``now``.
+        return self.now + dt.timedelta(seconds=int(time.perf_counter() - self.started))
+
+    def __call__(self, request: _Request) -> tuple[dt.datetime, transport.Outcome]:
+        at = self.moment()
+        if request.target is None:
+            return at, transport.Outcome(status_code=None, latency_ms=0, error=request.refused[:500])
+        headers = self.signer.headers(event_id=request.event_id, body=request.body, at=at, secrets=request.secrets)
+        return at, transport.send(request.target, request.body, headers)
 
 
 def _prepare(claimed: list[_Claimed], now: dt.datetime) -> list[_Request]:
     secrets = _signing_secrets((c.endpoint_id for c in claimed), now)
-    signer = Signer()
     targets: dict[str, Target | str] = {}  # one resolution per URL and batch
     requests = []
     for item in claimed:
@@ -253,19 +287,20 @@ def _prepare(claimed: list[_Claimed], now: dt.datetime) -> list[_Request]:
             target = targets[item.url] = transport.resolve(item.url)
         event_id = event_public_id(item.event_id)
         body = body_bytes(event_id=event_id, event_type=item.event_type, created_at=item.event_at, data=item.data)
-        keys = secrets.get(item.endpoint_id, [])
-        headers = signer.headers(event_id=event_id, body=body, at=now, secrets=keys) if keys else {}
+        keys = tuple(secrets.get(item.endpoint_id, []))
         if isinstance(target, str):
-            requests.append(_Request(item, None, target, body, headers))
+            requests.append(_Request(item, None, target, event_id, body, keys))
         elif not keys:
-            requests.append(_Request(item, None, "The endpoint has no signing secret.", body, headers))
+            requests.append(_Request(item, None, "The endpoint has no signing secret.", event_id, body, keys))
         else:
-            requests.append(_Request(item, target, "", body, headers))
+            requests.append(_Request(item, target, "", event_id, body, keys))
     return requests
 
 
 @transaction.atomic
-def _record(requests: list[_Request], outcomes: list[transport.Outcome], now: dt.datetime) -> DeliverySummary:
+def _record(
+    requests: list[_Request], outcomes: list[tuple[dt.datetime, transport.Outcome]], now: dt.datetime
+) -> DeliverySummary:
     summary = DeliverySummary(attempts=len(requests))
     ids = [r.claimed.delivery_id for r in requests]
     # Still pending (not cancelled by a disable, nor deleted, while the batch was out): only those move on.
@@ -277,7 +312,7 @@ def _record(requests: list[_Request], outcomes: list[transport.Outcome], now: dt
     changed = []
     succeeded_endpoints: set[int] = set()
     failing_endpoints: dict[int, dt.datetime] = {}
-    for request, outcome in zip(requests, outcomes, strict=True):
+    for request, (sent_at, outcome) in zip(requests, outcomes, strict=True):
         claimed = request.claimed
         delivery = live.get(claimed.delivery_id)
         if delivery is None:
@@ -285,7 +320,7 @@ def _record(requests: list[_Request], outcomes: list[transport.Outcome], now: dt
         attempts.append(
             WebhookAttempt(
                 delivery_id=claimed.delivery_id,
-                at=now,
+                at=sent_at,
                 status_code=outcome.status_code,
                 latency_ms=outcome.latency_ms,
                 response_excerpt=outcome.excerpt[:RESPONSE_EXCERPT_LENGTH],
@@ -348,10 +383,8 @@ def webhooks_deliver_batch(*, now: dt.datetime | None = None, limit: int | None 
     if not claimed:
         return DeliverySummary()
     requests = _prepare(claimed, now)
-    if len(requests) == 1:
-        outcomes = [_send(requests[0])]
-    else:
-        outcomes = list(_pool(concurrency).map(_send, requests))
+    send = _Sender(now)
+    outcomes = [send(requests[0])] if len(requests) == 1 else list(_pool(concurrency).map(send, requests))
     return _record(requests, outcomes, now)
 
 
