@@ -10,7 +10,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_migrating_installs_the_whole_schedule():
-    rows = {t.name: (t.task, str(t.crontab.minute), str(t.crontab.hour), t.enabled) for t in PeriodicTask.objects.all()}
+    rows = {
+        t.name: (t.task, str(t.crontab.minute), str(t.crontab.hour), t.enabled)
+        for t in PeriodicTask.objects.filter(crontab__isnull=False)
+    }
     assert rows == {
         "close-billing-period": ("billing.period_close", "5", "0", True),
         "finalize-reviewed-invoices": ("billing.finalize_due", "*/15", "*", True),
@@ -20,7 +23,13 @@ def test_migrating_installs_the_whole_schedule():
         "sweep-deliveries": ("billing.deliveries_sweep", "*/10", "*", True),
         "collection-attempts": ("billing.collections_due", "*/15", "*", True),
         "reconcile-payments": ("billing.reconcile", "15", "2", True),
+        "webhooks-usage-report": ("webhooks.usage_report", "5", "*", True),
     }
+    every = {
+        (t.name, t.task, t.interval.every, t.interval.period)
+        for t in PeriodicTask.objects.filter(interval__isnull=False)
+    }
+    assert every == {("webhooks", "webhooks.run", 10, "seconds")}
     assert PeriodicTask.objects.get(name="close-billing-period").crontab.day_of_month == "1"
     assert PeriodicTask.objects.get(name="evaluate-budgets").description == (
         "Records a budget alert for every threshold a budget's spend has reached (hourly)."

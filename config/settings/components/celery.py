@@ -67,4 +67,10 @@ LEDGERLINE_SCHEDULE = {
         "description": "Hands new events to the webhook endpoints and sends the deliveries due, retries included "
         "(every 10 seconds).",
     },
+    "webhooks-usage-report": {
+        "task": "webhooks.usage_report",
+        "schedule": crontab(minute=5),
+        "description": "Records the hourly usage report (billing.usage_reported) of the hour that just ended, for "
+        "accounts with an endpoint that asked for it.",
+    },
 }
