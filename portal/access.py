@@ -23,6 +23,7 @@ Role = AccountUser.Role
 MANAGE_USERS = (Role.OWNER,)
 MANAGE_KEYS = (Role.OWNER, Role.ADMIN)
 MANAGE_BUDGETS = (Role.OWNER, Role.ADMIN)
+MANAGE_WEBHOOKS = (Role.OWNER, Role.ADMIN)
 
 
 def _membership(request: HttpRequest) -> AccountUser | None:

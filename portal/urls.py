@@ -3,7 +3,7 @@
 from django.urls import path, register_converter
 from django.urls.converters import StringConverter
 
-from portal.views import auth, billing, departments, disputes, payments, plan, settings, stripe_checkout
+from portal.views import auth, billing, departments, disputes, payments, plan, settings, stripe_checkout, webhooks
 
 
 class PrintableConverter(StringConverter):
@@ -68,6 +68,27 @@ urlpatterns = [
     path("api-keys/", settings.api_key_list, name="api_keys"),
     path("api-keys/new/", settings.api_key_create, name="api_key_create"),
     path("api-keys/<printable:prefix>/revoke/", settings.api_key_revoke, name="api_key_revoke"),
+    # Webhook endpoints, their deliveries and attempts (webhooks)
+    path("webhooks/", webhooks.webhook_list, name="webhooks"),
+    path("webhooks/new/", webhooks.webhook_create, name="webhook_create"),
+    path("webhooks/<printable:public_id>/", webhooks.webhook_detail, name="webhook"),
+    path("webhooks/<printable:public_id>/edit/", webhooks.webhook_edit, name="webhook_edit"),
+    path("webhooks/<printable:public_id>/test/", webhooks.webhook_test, name="webhook_test"),
+    path("webhooks/<printable:public_id>/resend-failed/", webhooks.webhook_resend_failed, name="webhook_resend_failed"),
+    path("webhooks/<printable:public_id>/enable/", webhooks.webhook_enable, name="webhook_enable"),
+    path("webhooks/<printable:public_id>/disable/", webhooks.webhook_disable, name="webhook_disable"),
+    path("webhooks/<printable:public_id>/rotate-secret/", webhooks.webhook_rotate, name="webhook_rotate"),
+    path("webhooks/<printable:public_id>/delete/", webhooks.webhook_delete, name="webhook_delete"),
+    path(
+        "webhooks/<printable:public_id>/deliveries/<printable:delivery_id>/",
+        webhooks.webhook_delivery,
+        name="webhook_delivery",
+    ),
+    path(
+        "webhooks/<printable:public_id>/deliveries/<printable:delivery_id>/resend/",
+        webhooks.webhook_delivery_resend,
+        name="webhook_delivery_resend",
+    ),
     path("users/", settings.user_list, name="users"),
     path("users/invite/", settings.user_invite, name="user_invite"),
     path("users/<int:pk>/", settings.user_edit, name="user_edit"),
