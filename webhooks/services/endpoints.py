@@ -49,7 +49,6 @@ PORTAL_MANAGERS = (AccountUser.Role.OWNER, AccountUser.Role.ADMIN)
 EDITABLE = ("url", "description", "event_types")
 
 ERR_NOT_FOUND = "No such webhook endpoint."
-ERR_DELIVERY_NOT_FOUND = "No such webhook delivery."
 ERR_DENIED = "You may not {what}."
 ERR_KEY_SCOPE = "This API key lacks the webhooks scope."
 ERR_KEY_PINNED = "This API key is pinned to a tenant; webhook endpoints are the account's."
@@ -295,12 +294,6 @@ def endpoint_rotate_secret(
     stamp(endpoint, actor=actor, reason=f"secret rotated by {actor_label(actor)}"[:100], at=now)
     endpoint.save(update_fields=["updated_at"])
     return endpoint, secret
-
-
-def endpoint_secret_hint(endpoint: WebhookEndpoint, *, now: dt.datetime | None = None) -> str:
-    """The last characters of the current secret, as lists show it."""
-    current = WebhookSecret.objects.filter(endpoint=endpoint, expires_at__isnull=True).first()
-    return f"whsec_…{current.hint}" if current else ""
 
 
 # --- Resends and tests ----------------------------------------------------------------------------------
