@@ -30,7 +30,7 @@ from common.errors import BillingError
 from common.money import format_money
 from common.periods import Period, month_containing, parse_month, previous_month
 from portal.access import portal_view
-from portal.charts import PALETTE, _nice_ceiling, number
+from portal.charts import PALETTE, _nice_ceiling
 from tenants.models import MasterPartner, Tenant
 from tenants.services import partner_update, tenant_update
 
@@ -226,7 +226,7 @@ def department_chart(rows: list[DepartmentRow], currency: str, title: str) -> Sa
     """Horizontal bars of the departments' totals, drawn like the dashboard's charts (``portal.charts``): an
     SVG with a title, a summary and one ``<title>`` per bar, then the figures as a table."""
     chart_id = f"departments-{id(rows)}"
-    left, right, top, bar_h, gap = 150, 70, 8, 22, 10
+    left, right, top, bar_h, gap = 150, 96, 8, 20, 10
     width = 640
     height = top + len(rows) * (bar_h + gap) + 24
     peak = max((row.total for row in rows), default=Decimal(0))
@@ -253,7 +253,7 @@ def department_chart(rows: list[DepartmentRow], currency: str, title: str) -> Sa
                 format_money(row.total, currency),
                 f"{left + w + 4:.1f}",
                 y + bar_h - 6,
-                number(row.total),
+                format_money(row.total, currency),
             )
         )
     axis_y = top + len(rows) * (bar_h + gap)

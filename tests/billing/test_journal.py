@@ -240,3 +240,18 @@ def test_the_journal_refuses_what_it_must(invoice):
         future = reader.get("/v1/billing/journal?year=2027&month=1")
     assert (missing.status_code, missing.json()["error"]["field"]) == (400, "month")
     assert (future.status_code, future.json()["error"]["code"]) == (400, "future_period")
+
+
+def test_finance_admin_edits_an_account_in_the_admin_and_billing_staff_only_see_it(invoice):
+    account = GlAccount.objects.get(kind="receivables")
+    url = f"/admin/billing/glaccount/{account.pk}/change/"
+    staff = Client()
+    staff.force_login(StaffUserFactory(groups=[Group.objects.get(name=BILLING_STAFF)]))
+    assert staff.get(url).status_code == 200
+    assert staff.post(url, {"code": "9999", "name": "Nope"}).status_code == 403
+    finance = Client()
+    finance.force_login(StaffUserFactory(groups=[Group.objects.get(name=FINANCE_ADMIN)]))
+    assert finance.post(url, {"code": "1200", "name": "Trade debtors"}).status_code == 302
+    account.refresh_from_db()
+    assert (account.code, account.name) == ("1200", "Trade debtors")
+    assert GlAccount.objects.count() == 15  # the seeded chart, none added or removed
