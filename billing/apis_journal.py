@@ -16,7 +16,7 @@ from billing import schema_ledger
 from billing.allocation import RULE, MonthAllocation, month_allocation
 from billing.apis import _account_for
 from billing.apis_ledger import LEDGER_PERMISSIONS
-from billing.journal import Journal, JournalLine, month_journal
+from billing.journal import DOCUMENTS, Journal, JournalLine, month_journal
 from common import clock
 from common.errors import BillingError
 from common.formats import decimal_string, iso_utc, money_string
@@ -63,7 +63,7 @@ class JournalLineOut(serializers.Serializer):
     date = serializers.DateField()
     reference = serializers.CharField(help_text="`<prefix>-YYYY-MM`: the journal's month.")
     entry = serializers.CharField(help_text="The invoice's or credit note's number.")
-    document = serializers.ChoiceField(choices=["invoice", "credit_note"])
+    document = serializers.ChoiceField(choices=list(DOCUMENTS))
     account_id = serializers.CharField(help_text="The customer account, acc_…")
     account_code = serializers.CharField(help_text="General-ledger account code.")
     account_name = serializers.CharField()
@@ -76,7 +76,7 @@ class JournalLineOut(serializers.Serializer):
 
 class JournalEntryOut(serializers.Serializer):
     number = serializers.CharField()
-    document = serializers.ChoiceField(choices=["invoice", "credit_note"])
+    document = serializers.ChoiceField(choices=list(DOCUMENTS))
     date = serializers.DateField()
     account_id = serializers.CharField()
     currency = serializers.CharField()
@@ -132,7 +132,8 @@ JOURNAL_DESCRIPTION = """
 The month's ERP journal: the invoices finalized and the credit notes issued in the month (UTC), as balanced
 double-entry journal entries, ready to import. An invoice debits Receivables with its total and credits revenue
 per group of lines of one kind, plan and metric (base fee, each metric's usage), debits discounts and credits tax
-payable; a credit note reverses (debits revenue and tax, credits Receivables). Revenue, discount and tax lines
+payable; a credit note reverses (debits revenue and tax, credits Receivables), and so does the void of an issued
+invoice (`invoice_void`: its entry mirrored, dated the day it was voided). Revenue, discount and tax lines
 are split per customer department (see `/v1/billing/allocation`); every entry's debits equal its credits to the
 cent. Account codes are the general-ledger accounts Finance keeps in the admin; `reference` is
 `<prefix>-YYYY-MM`. Amounts are decimal strings in each line's `currency`.

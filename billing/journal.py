@@ -13,8 +13,8 @@ An invoice's entry (``billing.models.GlAccount`` names the accounts):
 A credit note's entry reverses: debit the revenue account of each credited invoice line (Credit notes for a
 line tied to none) and Tax payable, per department of the invoice, and credit Receivables with its total.
 
-Invariants: each entry's debits equal its credits to the cent; the Receivables debits of a month equal its
-invoices' totals, and its Receivables credits its credit notes' totals. Amounts are ``Decimal`` rounded by
+Invariants: each entry's debits equal its credits to the cent; the Receivables debits of a month equal the
+totals of the invoices issued in it, and its Receivables credits the totals of its credit notes and voids. Amounts are ``Decimal`` rounded by
 ``common.money`` only (the department splits are ``common.money.allocate``).
 """
 
@@ -36,7 +36,9 @@ from common.money import round_money
 from common.periods import Period
 
 ZERO = Decimal(0)
-JOURNAL_STATUSES = (Invoice.Status.FINALIZED, Invoice.Status.PAID, Invoice.Status.UNCOLLECTIBLE)
+# Issued invoices: a voided one was issued too when it has a finalization time (its void is a reversal entry).
+JOURNAL_STATUSES = (Invoice.Status.FINALIZED, Invoice.Status.PAID, Invoice.Status.UNCOLLECTIBLE, Invoice.Status.VOID)
+DOCUMENTS = ("invoice", "credit_note", "invoice_void")
 
 CSV_HEADER = [
     "date",
@@ -70,7 +72,7 @@ class JournalLine:
     date: dt.date
     reference: str
     entry: str  # the invoice's or credit note's number
-    document: str  # "invoice" or "credit_note"
+    document: str  # "invoice", "credit_note" or "invoice_void"
     account_id: str  # the customer account's public id
     account_code: str
     account_name: str
@@ -230,6 +232,30 @@ def _invoice_entry(allocation: InvoiceAllocation, chart: _Chart, reference: str)
     return builder.entry()
 
 
+def _void_entry(allocation: InvoiceAllocation, chart: _Chart, reference: str) -> JournalEntry:
+    """A voided issued invoice: its entry mirrored (debits become credits), dated the day it was voided."""
+    invoice = allocation.invoice
+    assert invoice.voided_at is not None
+    issued = _invoice_entry(allocation, chart, reference)
+    builder = _EntryBuilder(
+        number=issued.number,
+        document="invoice_void",
+        date=invoice.voided_at.date(),
+        account_id=issued.account_id,
+        currency=issued.currency,
+        reference=reference,
+    )
+    for line in issued.lines:
+        builder.post(
+            (line.account_code, line.account_name),
+            f"Void of {line.description}",
+            line.department,
+            line.credit,
+            line.debit,
+        )
+    return builder.entry()
+
+
 def _credit_note_entry(
     note: CreditNote, allocation: InvoiceAllocation | None, chart: _Chart, reference: str
 ) -> JournalEntry:
@@ -301,6 +327,19 @@ def journal_invoices(*, period: Period, accounts: QuerySet[Account] | None = Non
     return invoices.select_related("account").order_by("finalized_at", "number")
 
 
+def journal_voided_invoices(*, period: Period, accounts: QuerySet[Account] | None = None) -> QuerySet[Invoice]:
+    invoices = Invoice.objects.filter(
+        status=Invoice.Status.VOID,
+        number__isnull=False,
+        finalized_at__isnull=False,
+        voided_at__gte=period.start,
+        voided_at__lt=period.end,
+    )
+    if accounts is not None:
+        invoices = invoices.filter(account__in=accounts)
+    return invoices.select_related("account").order_by("voided_at", "number")
+
+
 def journal_credit_notes(*, period: Period, accounts: QuerySet[Account] | None = None) -> QuerySet[CreditNote]:
     notes = CreditNote.objects.filter(
         status=CreditNote.Status.ISSUED, issued_at__gte=period.start, issued_at__lt=period.end
@@ -311,8 +350,8 @@ def journal_credit_notes(*, period: Period, accounts: QuerySet[Account] | None =
 
 
 def month_journal(*, period: Period, accounts: QuerySet[Account] | None = None) -> Journal:
-    """The journal of ``period`` for ``accounts`` (every account when ``None``): invoices first, then credit
-    notes, each in the order they were issued."""
+    """The journal of ``period`` for ``accounts`` (every account when ``None``): invoices issued, then invoices
+    voided, then credit notes, each in the order they happened."""
     chart = _Chart()
     reference = journal_reference(period)
     allocations: dict[int, InvoiceAllocation] = {}
@@ -324,6 +363,10 @@ def month_journal(*, period: Period, accounts: QuerySet[Account] | None = None) 
 
     entries = [
         _invoice_entry(allocation_of(i), chart, reference) for i in journal_invoices(period=period, accounts=accounts)
+    ]
+    entries += [
+        _void_entry(allocation_of(i), chart, reference)
+        for i in journal_voided_invoices(period=period, accounts=accounts)
     ]
     for note in journal_credit_notes(period=period, accounts=accounts):
         allocation = allocation_of(note.invoice) if note.invoice.number else None

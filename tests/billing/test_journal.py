@@ -19,6 +19,7 @@ from accounts.services import api_key_create
 from billing.journal import month_journal
 from billing.models import GlAccount
 from billing.services.credit_notes import credit_note_issue
+from billing.services.invoices import invoice_void
 from billing.services.journal import ERR_NOT_ALLOWED, gl_account_update
 from common.errors import BillingError
 from common.periods import month_period
@@ -255,3 +256,14 @@ def test_finance_admin_edits_an_account_in_the_admin_and_billing_staff_only_see_
     account.refresh_from_db()
     assert (account.code, account.name) == ("1200", "Trade debtors")
     assert GlAccount.objects.count() == 15  # the seeded chart, none added or removed
+
+
+def test_an_issued_invoice_voided_in_the_month_is_reversed(invoice, other):
+    invoice_void(invoice=other, reason="billed twice", now=DEC_5)
+    entries = [e for e in month_journal(period=DECEMBER).entries if e.number == other.number]
+    sale, void = entries
+    assert (void.document, void.date) == ("invoice_void", dt.date(2026, 12, 5))
+    # The same lines, debits and credits swapped: Receivables credited with the $147.60 total.
+    assert rows(void) == [(code, department, credit, debit) for code, department, debit, credit in rows(sale)]
+    assert void.lines[0].description == f"Void of Invoice {other.number}, November 2026"
+    assert void.debit == void.credit == D("150.16")
