@@ -305,3 +305,19 @@ def test_a_failing_endpoint_gets_one_round_of_the_thread_pool_per_batch(account,
     failing.refresh_from_db()
     assert failing.failing_since is None  # its successes lift the cap for the next batch
     assert webhooks_deliver_batch().attempts == 6
+
+
+def test_a_failing_endpoints_backlog_does_not_starve_the_others(account, receiver, settings):
+    settings.WEBHOOKS_DELIVERY_CONCURRENCY = 4
+    failing, _ = endpoint_for(account, receiver.url, ["billing.invoice_generated"])
+    healthy, _ = endpoint_for(account, receiver.url, ["billing.payment_failed"])
+    for n in range(30):  # its backlog is older than anything of the healthy endpoint's
+        emit(account, "billing.invoice_generated", key=str(n))
+    for n in range(5):
+        emit(account, "billing.payment_failed", key=str(n))
+    webhooks_dispatch()
+    type(failing).objects.filter(pk=failing.pk).update(failing_since=NOW)
+
+    assert webhooks_deliver_batch(limit=10).attempts == 9  # 4 of the failing endpoint's, the healthy one's 5
+
+    assert WebhookDelivery.objects.filter(endpoint=healthy, status=Status.SUCCEEDED).count() == 5

@@ -32,7 +32,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 
 from common import clock
 from common.bulk import bulk_update_fields
@@ -89,6 +90,11 @@ def retry_delay(attempts: int, *, rng: random.Random | None = None) -> dt.timede
 
 def _batch(setting: str, default: int) -> int:
     return max(1, int(getattr(settings, setting, default)))
+
+
+def _of_self() -> dict[str, Any]:
+    """Lock only the rows of the queried table, not those of the tables joined for the filter."""
+    return {"of": ("self",)} if connection.features.has_select_for_update_of else {}
 
 
 def _skip_locked() -> dict[str, Any]:
@@ -211,30 +217,32 @@ def _timeouts() -> float:
 
 @transaction.atomic
 def _claim(*, now: dt.datetime, limit: int, concurrency: int) -> list[_Claimed]:
-    candidates = list(
-        WebhookDelivery.objects.select_for_update(**_skip_locked())
-        .filter(status=Status.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at", "id")
-        .values_list("id", "endpoint_id")[: limit * 2]
-    )
-    if not candidates:
-        return []
     # An endpoint that is failing (perhaps timing out) gets at most one round of the thread pool per batch, so
-    # that it cannot hold up everyone else's deliveries; its first success lifts the cap.
-    failing = set(
-        WebhookEndpoint.objects.filter(
-            pk__in={endpoint_id for _, endpoint_id in candidates}, failing_since__isnull=False
-        ).values_list("pk", flat=True)
+    # that it cannot hold up everyone else's deliveries, however many of its own are due; its first success
+    # lifts the cap. Its share is picked by rank (PostgreSQL takes no FOR UPDATE with a window function), then
+    # locked; the other endpoints' due deliveries fill the rest of the batch, oldest first.
+    due = WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
+    ranked = (
+        due.filter(endpoint__failing_since__isnull=False)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("endpoint_id")], order_by=[F("next_attempt_at"), F("id")]))
+        .filter(rank__lte=concurrency)
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[: max(limit // 2, 1)]
     )
-    taken: dict[int, int] = {}
-    ids = []
-    for delivery_id, endpoint_id in candidates:
-        if endpoint_id in failing and taken.get(endpoint_id, 0) >= concurrency:
-            continue
-        taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
-        ids.append(delivery_id)
-        if len(ids) == limit:
-            break
+    ids = list(
+        WebhookDelivery.objects.select_for_update(**_skip_locked())
+        .filter(pk__in=list(ranked))
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)
+    )
+    ids += list(
+        due.select_for_update(**_skip_locked(), **_of_self())
+        .filter(endpoint__failing_since__isnull=True)
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[: limit - len(ids)]
+    )
+    if not ids:
+        return []
     rounds = math.ceil(len(ids) / concurrency)
     lease_until = now + dt.timedelta(seconds=rounds * _timeouts()) + LEASE_MARGIN
     WebhookDelivery.objects.filter(pk__in=ids).update(next_attempt_at=lease_until)
