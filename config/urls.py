@@ -25,6 +25,7 @@ urlpatterns = [
     path("v1/", include("billing.urls")),
     path("v1/", include("disputes.urls")),
     path("v1/", include("webhooks.urls")),
+    path("v1/", include("exports.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
     # dj-stripe's webhook view, with malformed bodies refused first (billing.stripe_webhooks.WebhookView).

@@ -304,3 +304,11 @@ WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 72)
 # ERP journal (billing/journal.py): each journal line's reference is "<prefix>-YYYY-MM", the prefix naming
 # the ERP's import series for billing.
 BILLING_JOURNAL_REFERENCE_PREFIX = env_str("BILLING_JOURNAL_REFERENCE_PREFIX", "AS2")
+
+# Exports (exports/): the export API for external billing/ERP systems. Rows are exported once they are
+# EXPORT_SETTLE_SECONDS old, so that a row still being written cannot appear behind a cursor already passed:
+# exactly once while new rows arrive, provided an ingest request commits within half of it after stamping its
+# events' received_at. Streams read EXPORT_STREAM_CHUNK_ROWS rows per fetch from the server-side cursor and write
+# them to the client as one chunk.
+EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 10)
+EXPORT_STREAM_CHUNK_ROWS = env_int("EXPORT_STREAM_CHUNK_ROWS", 5000)
