@@ -1,6 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from billing.stripe_webhooks import WebhookView
@@ -28,10 +29,16 @@ urlpatterns = [
     path("v1/", include("exports.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
+    # Redoc shows the webhook events (x-webhooks) beside the operations.
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **public), name="api-redoc"),
     # dj-stripe's webhook view, with malformed bodies refused first (billing.stripe_webhooks.WebhookView).
     path("stripe/webhook/<uuid:uuid>/", WebhookView.as_view(), name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
 ]
+
+# The demo's webhook receivers (demo.webhook_inbox), on the demo's own address: off unless DEMO_WEBHOOK_INBOX is set.
+if settings.DEMO_WEBHOOK_INBOX:
+    urlpatterns.append(path("", include("demo.urls")))
 
 # API paths answer these errors in the API's error shape, other paths with Django's pages.
 handler400 = "common.errorpages.bad_request"

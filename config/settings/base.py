@@ -149,6 +149,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every webhook event type with an example body (webhooks.schema_docs), after drf-spectacular's enum hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webhooks.schema_docs.add_webhook_events",
+    ],
 }
 
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
@@ -229,6 +234,8 @@ BILLING_DUNNING_RETRY_DAYS = [int(d) for d in env_list("BILLING_DUNNING_RETRY_DA
 BILLING_SUSPEND_AFTER_DAYS_OVERDUE = env_int("BILLING_SUSPEND_AFTER_DAYS_OVERDUE", 30)
 # Absolute links in e-mails (the customer portal) start with this.
 LEDGERLINE_BASE_URL = env_str("LEDGERLINE_BASE_URL", "http://127.0.0.1:8000")
+# The demo's webhook receivers at /demo/webhooks/<name>/ (demo.webhook_inbox): on in the local settings only.
+DEMO_WEBHOOK_INBOX = env_bool("DEMO_WEBHOOK_INBOX", False)
 # The settable test clock (common.clock): on for the demo and tests only.
 LEDGERLINE_TEST_CLOCK = env_bool("LEDGERLINE_TEST_CLOCK", False)
 
@@ -284,6 +291,10 @@ PORTAL_ATTEMPT_WINDOW = env_int("PORTAL_ATTEMPT_WINDOW", 900)
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:dashboard"
 
+# ERP journal (billing/journal.py): each journal line's reference is "<prefix>-YYYY-MM", the prefix naming
+# the ERP's import series for billing.
+BILLING_JOURNAL_REFERENCE_PREFIX = env_str("BILLING_JOURNAL_REFERENCE_PREFIX", "AS2")
+
 # Webhooks (webhooks/): endpoints receive the account's events, signed per Standard Webhooks. A rotated secret
 # stays valid WEBHOOKS_SECRET_OVERLAP_HOURS (requests carry both signatures meanwhile). URLs must be https
 # (WEBHOOKS_REQUIRE_HTTPS) on public addresses (WEBHOOKS_ALLOW_PRIVATE_ADDRESSES off), checked when saved and at
@@ -300,10 +311,6 @@ WEBHOOKS_DELIVERY_CONCURRENCY = env_int("WEBHOOKS_DELIVERY_CONCURRENCY", 16)
 WEBHOOKS_DELIVERY_BATCH = env_int("WEBHOOKS_DELIVERY_BATCH", 500)
 WEBHOOKS_DISPATCH_BATCH = env_int("WEBHOOKS_DISPATCH_BATCH", 1000)
 WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 72)
-
-# ERP journal (billing/journal.py): each journal line's reference is "<prefix>-YYYY-MM", the prefix naming
-# the ERP's import series for billing.
-BILLING_JOURNAL_REFERENCE_PREFIX = env_str("BILLING_JOURNAL_REFERENCE_PREFIX", "AS2")
 
 # Exports (exports/): the export API for external billing/ERP systems. Rows are exported once they are
 # EXPORT_SETTLE_SECONDS old, so that a row still being written cannot appear behind a cursor already passed:

@@ -33,3 +33,5 @@ LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}  # noqa: F405
 # Webhooks: local development may send to receivers on this machine or the local network, over plain HTTP.
 WEBHOOKS_REQUIRE_HTTPS = env_bool("WEBHOOKS_REQUIRE_HTTPS", False)  # noqa: F405
 WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", True)  # noqa: F405
+# The demo's webhook receivers, so its endpoints have somewhere to deliver (demo.webhook_inbox).
+DEMO_WEBHOOK_INBOX = env_bool("DEMO_WEBHOOK_INBOX", True)  # noqa: F405

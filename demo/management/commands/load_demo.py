@@ -13,8 +13,10 @@ from demo.book import (
     demo_portal_logins,
     demo_usage,
 )
+from demo.data_out import demo_data_out, demo_data_out_summary
 from demo.disputes import demo_disputes, demo_disputes_summary
 from demo.subscriptions import demo_contracts, demo_contracts_summary, demo_plan_changes, demo_plan_changes_summary
+from demo.webhooks import demo_webhooks, demo_webhooks_summary
 
 
 class Command(BaseCommand):
@@ -53,6 +55,12 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         alerts = demo_budgets(now=timezone.now())
         self.stdout.write(f"Budgets evaluated as the hourly schedule does: {alerts} alerts recorded (webhook outbox).")
+        if demo_webhooks(now=timezone.now()):
+            for line in demo_webhooks_summary():
+                self.stdout.write(line)
+        if demo_data_out(now=timezone.now()):
+            for line in demo_data_out_summary():
+                self.stdout.write(line)
         if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
             folder = settings.EMAIL_FILE_PATH
             self.stdout.write(f"E-mails (invoices with their PDFs, password resets) are written to {folder}/.")
