@@ -6,6 +6,7 @@ the answers (``tests/test_openapi_conformance.py`` checks the schema against the
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 from accounts.models import Account, ApiKey
 from billing import schema_ledger
 from billing.allocation import RULE, MonthAllocation, month_allocation
-from billing.apis import _account_for
+from billing.apis import ERR_ACCOUNT_UNKNOWN, _account_for
 from billing.apis_ledger import LEDGER_PERMISSIONS
 from billing.journal import DOCUMENTS, Journal, JournalLine, month_journal
 from common import clock
@@ -22,6 +23,7 @@ from common.errors import BillingError
 from common.formats import decimal_string, iso_utc, money_string
 from common.money import AMOUNT_MAX_DIGITS, CURRENCY_MINOR_UNITS, QUANTITY_DECIMAL_PLACES, QUANTITY_MAX_DIGITS
 from common.periods import Period, month_period
+from usage.ingest import quoted
 from usage.schema import Error
 
 ERR_FUTURE_MONTH = "That month has not started yet."
@@ -45,6 +47,24 @@ def _period(request) -> Period:
     if period.start > clock.now():
         raise BillingError(ERR_FUTURE_MONTH, code="future_period", field="month")
     return period
+
+
+def _exportable(api_key: ApiKey) -> QuerySet[Account]:
+    """The accounts an export key may read: those it is limited to, or every account."""
+    limited = api_key.export_accounts.all()
+    return Account.objects.filter(pk__in=limited.values("pk")) if limited.exists() else Account.objects.all()
+
+
+def _readable(request) -> Account:
+    """A read key's own account; the account an export key names, if the key may export it (else 404, as for an
+    unknown account)."""
+    account = _account_for(request)
+    api_key: ApiKey = request.auth
+    if api_key.scope_export and not _exportable(api_key).filter(pk=account.pk).exists():
+        raise BillingError(
+            ERR_ACCOUNT_UNKNOWN.format(account=quoted(account.public_id)), code="not_found", field="account", status=404
+        )
+    return account
 
 
 class PeriodOut(serializers.Serializer):
@@ -138,7 +158,8 @@ are split per customer department (see `/v1/billing/allocation`); every entry's 
 cent. Account codes are the general-ledger accounts Finance keeps in the admin; `reference` is
 `<prefix>-YYYY-MM`. Amounts are decimal strings in each line's `currency`.
 
-A `read` key reads its own account. An `export` key reads every account, or the one `?account=acc_…` names.
+A `read` key reads its own account. An `export` key reads every account it may export, or the one
+`?account=acc_…` names (an account outside the key's export accounts is a `404`).
 """
 
 _JOURNAL_LINE = {
@@ -217,13 +238,9 @@ class JournalApi(APIView):
         period = _period(request)
         api_key: ApiKey = request.auth
         if api_key.scope_export and not request.query_params.get("account"):
-            accounts = Account.objects.all()
-            # An export key limited to some accounts journals those only.
-            limited = getattr(api_key, "export_accounts", None)
-            if limited is not None and limited.exists():
-                accounts = accounts.filter(pk__in=limited.values("pk"))
+            accounts = _exportable(api_key)
         else:
-            accounts = Account.objects.filter(pk=_account_for(request).pk)
+            accounts = Account.objects.filter(pk=_readable(request).pk)
         return Response(journal_document(month_journal(period=period, accounts=accounts)))
 
 
@@ -337,5 +354,5 @@ class AllocationApi(APIView):
     )
     def get(self, request):
         period = _period(request)
-        account = _account_for(request)
+        account = _readable(request)
         return Response(allocation_document(month_allocation(account=account, period=period)))

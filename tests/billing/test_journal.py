@@ -267,3 +267,15 @@ def test_an_issued_invoice_voided_in_the_month_is_reversed(invoice, other):
     assert rows(void) == [(code, department, credit, debit) for code, department, debit, credit in rows(sale)]
     assert void.lines[0].description == f"Void of Invoice {other.number}, November 2026"
     assert void.debit == void.credit == D("150.16")
+
+
+def test_an_export_key_limited_to_some_accounts_journals_those_only(invoice, other):
+    _, secret = api_key_create(name="erp", scopes=["export"], export_accounts=[invoice.account])
+    client = Client(headers={"Authorization": f"Bearer {secret}"})
+    with time_machine.travel(DEC_10, tick=False):
+        every = client.get("/v1/billing/journal?year=2026&month=12").json()
+        refused = client.get(f"/v1/billing/journal?year=2026&month=12&account={other.account.public_id}")
+        allocation = client.get(f"/v1/billing/allocation?year=2026&month=11&account={other.account.public_id}")
+    assert [e["number"] for e in every["entries"]] == [invoice.number, "CN-2026-000001"]
+    assert (refused.status_code, refused.json()["error"]["code"]) == (404, "not_found")
+    assert allocation.status_code == 404
