@@ -59,7 +59,7 @@ class CreditNoteRow(serializers.Serializer):
     number = serializers.CharField()
     account_id = serializers.CharField()
     invoice_number = serializers.CharField()
-    status = serializers.ChoiceField(choices=["issued", "void"])
+    status = serializers.CharField(help_text="issued, or void (voided since).")
     currency = serializers.CharField()
     reason = serializers.CharField()
     subtotal = serializers.CharField()
