@@ -14,8 +14,8 @@ A credit note's entry reverses: debit the revenue account of each credited invoi
 line tied to none) and Tax payable, per department of the invoice, and credit Receivables with its total.
 
 Invariants: each entry's debits equal its credits to the cent; the Receivables debits of a month equal the
-totals of the invoices issued in it, and its Receivables credits the totals of its credit notes and voids. Amounts are ``Decimal`` rounded by
-``common.money`` only (the department splits are ``common.money.allocate``).
+totals of the invoices issued in it, and its Receivables credits the totals of its credit notes and voids.
+Amounts are ``Decimal`` rounded by ``common.money`` only (the department splits are ``common.money.allocate``).
 """
 
 from __future__ import annotations
