@@ -159,6 +159,34 @@ class HasDisputesReadScope(permissions.BasePermission):
         return bool({"read", "disputes", "export"} & set(request.auth.scopes))
 
 
+ERR_EXPORT_DATASET = "This export key is limited to the datasets {allowed}; this endpoint reads {dataset}."
+ERR_EXPORT_DATASETS_ALL = (
+    "This export key is limited to the datasets {allowed}; this endpoint reads more than those: it needs an export "
+    "key without a dataset limit."
+)
+
+
+def export_dataset_permission(dataset: str | None) -> type[permissions.BasePermission]:
+    """Least privilege beyond ``/v1/export``: an export key limited to some datasets (``export_datasets``) reads only
+    the endpoints of those datasets; ``dataset=None`` marks an endpoint outside the five datasets (disputes, the
+    subscription), which only an export key without a dataset limit reads. Other keys are not concerned."""
+
+    class ExportDataset(permissions.BasePermission):
+        def has_permission(self, request, view):
+            api_key = request.auth
+            if not isinstance(api_key, ApiKey) or not api_key.scope_export or not api_key.export_datasets:
+                return True
+            allowed = api_key.export_datasets_allowed
+            if dataset is not None and dataset in allowed:
+                return True
+            template = ERR_EXPORT_DATASET if dataset is not None else ERR_EXPORT_DATASETS_ALL
+            self.message = template.format(allowed=", ".join(allowed), dataset=dataset)
+            return False
+
+    ExportDataset.__name__ = f"ExportDataset{(dataset or 'All').title().replace('_', '')}"
+    return ExportDataset
+
+
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     """Documents the API key as an HTTP bearer token in the OpenAPI schema."""
 

@@ -100,3 +100,19 @@ def api_key_for(*, key: str, now: dt.datetime) -> ApiKey | None:
 
 def api_key_cache_clear() -> None:
     _key_cache.clear()
+
+
+def export_readable_accounts(*, api_key: ApiKey) -> QuerySet[Account]:
+    """The accounts an export key may read anywhere in the API: those it is limited to (``export_accounts``), or
+    every account. Any other account is answered as if it did not exist (404)."""
+    limited = api_key.export_accounts.all()
+    if limited.exists():
+        return Account.objects.filter(pk__in=limited.values("pk"))
+    return Account.objects.all()
+
+
+def export_may_read_account(*, api_key: ApiKey, account_id: int) -> bool:
+    """Whether ``api_key`` may read ``account_id``: its own account, or one its export scope covers."""
+    if not api_key.scope_export:
+        return api_key.account_id == account_id
+    return export_readable_accounts(api_key=api_key).filter(pk=account_id).exists()

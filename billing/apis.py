@@ -14,8 +14,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import HasIngestScope, HasReadOrExportScope
+from accounts.authentication import HasIngestScope, HasReadOrExportScope, export_dataset_permission
 from accounts.models import Account, ApiKey
+from accounts.selectors import export_readable_accounts
 from billing import schema
 from billing.quotas import quota_statuses
 from billing.rating.allocation import partner_breakdown, tenant_breakdown
@@ -45,7 +46,8 @@ def _account_for(request) -> Account:
         if not public_id:
             raise BillingError(ERR_ACCOUNT_PARAM, code="required", field="account")
         # No account id has unprintable characters (and PostgreSQL cannot even compare a NUL).
-        account = Account.objects.filter(public_id=public_id).first() if public_id.isprintable() else None
+        readable = export_readable_accounts(api_key=api_key)
+        account = readable.filter(public_id=public_id).first() if public_id.isprintable() else None
         if account is None:
             raise BillingError(
                 ERR_ACCOUNT_UNKNOWN.format(account=quoted(public_id)), code="not_found", field="account", status=404
@@ -134,7 +136,7 @@ def usage_document(account: Account, period: Period, now: dt.datetime, tenant: T
 
 
 class CurrentUsageApi(APIView):
-    permission_classes = [HasReadOrExportScope]
+    permission_classes = [HasReadOrExportScope, export_dataset_permission("usage")]
 
     @extend_schema(
         operation_id="usage_current",
@@ -158,7 +160,7 @@ class CurrentUsageApi(APIView):
 
 
 class MonthUsageApi(APIView):
-    permission_classes = [HasReadOrExportScope]
+    permission_classes = [HasReadOrExportScope, export_dataset_permission("usage")]
 
     class Query(serializers.Serializer):
         year = serializers.IntegerField(min_value=2000, max_value=9998)
@@ -196,7 +198,7 @@ class MonthUsageApi(APIView):
 
 
 class TenantQuotaApi(APIView):
-    permission_classes = [HasReadOrExportScope | HasIngestScope]
+    permission_classes = [HasReadOrExportScope | HasIngestScope, export_dataset_permission("usage")]
 
     @extend_schema(
         operation_id="tenant_quota",
@@ -223,6 +225,8 @@ class TenantQuotaApi(APIView):
             scope = scope.filter(account=api_key.account)
             if api_key.tenant_id:
                 scope = scope.filter(pk=api_key.tenant_id)
+        else:
+            scope = scope.filter(account__in=export_readable_accounts(api_key=api_key))
         if not tenant.isprintable():  # no tenant id has such characters (and PostgreSQL cannot compare a NUL)
             raise NotFound()
         found = get_object_or_404(scope, public_id=tenant)

@@ -6,13 +6,13 @@ the answers (``tests/test_openapi_conformance.py`` checks the schema against the
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Account, ApiKey
+from accounts.selectors import export_readable_accounts
 from billing import schema_ledger
 from billing.allocation import RULE, MonthAllocation, month_allocation
 from billing.apis import ERR_ACCOUNT_UNKNOWN, _account_for
@@ -49,18 +49,12 @@ def _period(request) -> Period:
     return period
 
 
-def _exportable(api_key: ApiKey) -> QuerySet[Account]:
-    """The accounts an export key may read: those it is limited to, or every account."""
-    limited = api_key.export_accounts.all()
-    return Account.objects.filter(pk__in=limited.values("pk")) if limited.exists() else Account.objects.all()
-
-
 def _readable(request) -> Account:
     """A read key's own account; the account an export key names, if the key may export it (else 404, as for an
     unknown account)."""
     account = _account_for(request)
     api_key: ApiKey = request.auth
-    if api_key.scope_export and not _exportable(api_key).filter(pk=account.pk).exists():
+    if api_key.scope_export and not export_readable_accounts(api_key=api_key).filter(pk=account.pk).exists():
         raise BillingError(
             ERR_ACCOUNT_UNKNOWN.format(account=quoted(account.public_id)), code="not_found", field="account", status=404
         )
@@ -238,7 +232,7 @@ class JournalApi(APIView):
         period = _period(request)
         api_key: ApiKey = request.auth
         if api_key.scope_export and not request.query_params.get("account"):
-            accounts = _exportable(api_key)
+            accounts = export_readable_accounts(api_key=api_key)
         else:
             accounts = Account.objects.filter(pk=_readable(request).pk)
         return Response(journal_document(month_journal(period=period, accounts=accounts)))

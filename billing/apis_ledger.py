@@ -26,8 +26,9 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import HasReadOrExportScope
+from accounts.authentication import HasReadOrExportScope, export_dataset_permission
 from accounts.models import Account, ApiKey
+from accounts.selectors import export_readable_accounts
 from billing import schema_ledger as schema
 from billing.apis import _account_for
 from billing.models import (
@@ -82,7 +83,8 @@ class IsAccountWideKey(permissions.BasePermission):
         return not (isinstance(request.auth, ApiKey) and request.auth.tenant_id)
 
 
-LEDGER_PERMISSIONS = [HasReadOrExportScope, IsAccountWideKey]
+LEDGER_PERMISSIONS = [HasReadOrExportScope, IsAccountWideKey, export_dataset_permission("invoices")]
+PAYMENT_PERMISSIONS = [HasReadOrExportScope, IsAccountWideKey, export_dataset_permission("payments")]
 
 
 def _readable_account(api_key: ApiKey, public_id: str) -> Account:
@@ -94,7 +96,7 @@ def _readable_account(api_key: ApiKey, public_id: str) -> Account:
     if not public_id.isprintable():
         raise not_found
     if api_key.scope_export:
-        account = Account.objects.filter(public_id=public_id).first()
+        account = export_readable_accounts(api_key=api_key).filter(public_id=public_id).first()
     else:
         account = api_key.account if api_key.account.public_id == public_id else None
     if account is None:
@@ -103,9 +105,13 @@ def _readable_account(api_key: ApiKey, public_id: str) -> Account:
 
 
 def _readable_invoice(api_key: ApiKey, number: str) -> Invoice:
-    """An issued invoice ``api_key`` may read (any account's for an export key); else 404."""
+    """An issued invoice ``api_key`` may read (for an export key: of any account it may read); else 404."""
     if api_key.scope_export:
-        scope = Invoice.objects.filter(status__in=CUSTOMER_VISIBLE_STATUSES, number__isnull=False)
+        scope = Invoice.objects.filter(
+            status__in=CUSTOMER_VISIBLE_STATUSES,
+            number__isnull=False,
+            account__in=export_readable_accounts(api_key=api_key),
+        )
     else:
         scope = customer_invoices(account=api_key.account)
     invoice = scope.select_related("account").filter(number=number).first() if number.isprintable() else None
@@ -610,7 +616,7 @@ class InvoicePdfApi(APIView):
 
 
 class PaymentListApi(APIView):
-    permission_classes = LEDGER_PERMISSIONS
+    permission_classes = PAYMENT_PERMISSIONS
 
     @extend_schema(
         operation_id="payments_list",

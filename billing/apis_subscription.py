@@ -22,7 +22,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import HasSubscriptionReadScope, HasSubscriptionScope
+from accounts.authentication import HasSubscriptionReadScope, HasSubscriptionScope, export_dataset_permission
 from accounts.models import Account, ApiKey
 from billing import schema_subscription as schema
 from billing.apis import _account_for
@@ -55,7 +55,8 @@ class IsAccountWideKey(permissions.BasePermission):
         return not (isinstance(request.auth, ApiKey) and request.auth.tenant_id)
 
 
-READ_PERMISSIONS = [HasSubscriptionReadScope, IsAccountWideKey]
+# The subscription is none of an export key's datasets: an export key limited to some datasets does not read it.
+READ_PERMISSIONS = [HasSubscriptionReadScope, IsAccountWideKey, export_dataset_permission(None)]
 WRITE_PERMISSIONS = [HasSubscriptionScope, IsAccountWideKey]
 
 

@@ -22,6 +22,9 @@ from common.money import (
 )
 from usage.schema import Error
 
+# One name for a payment's status wherever a schema shows it (settings' ENUM_NAME_OVERRIDES).
+PAYMENT_STATUS_VALUES = list(Payment.Status.values)
+
 # The statuses of invoices a customer sees: drafts are still in staff review and never shown.
 INVOICE_STATUSES = [s for s in Invoice.Status.values if s != Invoice.Status.DRAFT]
 PAYMENT_STATUSES = list(Payment.Status.values)

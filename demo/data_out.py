@@ -53,8 +53,8 @@ def demo_data_out(*, now: dt.datetime) -> bool:
         HTTP_AUTHORIZATION=f"Bearer {secret}",
     )
     response = InvoiceExportApi.as_view()(request)
-    b"".join(response.streaming_content if response.streaming else [response.content])  # read it to the end
-    response.close()
+    # Read to the end: the stream records its export request when it has sent its last row.
+    b"".join(response.streaming_content if response.streaming else [response.content])
     return True
 
 

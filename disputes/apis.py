@@ -24,8 +24,9 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import HasDisputesReadScope, HasDisputesScope
+from accounts.authentication import HasDisputesReadScope, HasDisputesScope, export_dataset_permission
 from accounts.models import ApiKey
+from accounts.selectors import export_readable_accounts
 from billing.apis import _account_for
 from billing.apis_ledger import _filtered, _page
 from billing.models import Invoice
@@ -64,7 +65,8 @@ class IsAccountWideKey(permissions.BasePermission):
         return not (isinstance(request.auth, ApiKey) and request.auth.tenant_id)
 
 
-READ_PERMISSIONS = [HasDisputesReadScope, IsAccountWideKey]
+# Disputes are none of an export key's datasets: an export key limited to some datasets does not read them.
+READ_PERMISSIONS = [HasDisputesReadScope, IsAccountWideKey, export_dataset_permission(None)]
 WRITE_PERMISSIONS = [HasDisputesScope, IsAccountWideKey]
 
 
@@ -72,7 +74,8 @@ def _listed_disputes(request) -> QuerySet[Dispute]:
     """The cases a key lists: its account's; an export key's every account's, or the one ``?account=`` names."""
     api_key: ApiKey = request.auth
     if api_key.scope_export and not request.query_params.get("account"):
-        return Dispute.objects.select_related("account", "invoice")
+        readable = export_readable_accounts(api_key=api_key)
+        return Dispute.objects.filter(account__in=readable).select_related("account", "invoice")
     return customer_disputes(account=_account_for(request)).select_related("account")
 
 
@@ -82,7 +85,8 @@ def _readable_dispute(api_key: ApiKey, public_id: str) -> Dispute:
     if public_id.isprintable():
         if not api_key.scope_export:
             return dispute_for_customer(account=api_key.account, public_id=public_id)
-        dispute = Dispute.objects.select_related("account", "invoice").filter(public_id=public_id).first()
+        readable = Dispute.objects.filter(account__in=export_readable_accounts(api_key=api_key))
+        dispute = readable.select_related("account", "invoice").filter(public_id=public_id).first()
         if dispute is not None:
             return dispute
     raise BillingError(ERR_DISPUTE_NOT_FOUND.format(id=quoted(public_id)), code="not_found", status=404)

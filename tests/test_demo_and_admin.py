@@ -100,7 +100,7 @@ def test_every_admin_page_renders_for_a_superuser(client, demo):
             if hasattr(model, "history"):
                 assert client.get(f"{base}{obj.pk}/history/").status_code == 200
         checked += 1
-    assert checked == 30  # every Ledgerline model with an admin page (disputes and plan changes included)
+    assert checked == 34  # every Ledgerline model with an admin page (webhooks, exports and GL accounts included)
 
 
 def _request_for(client):

@@ -79,6 +79,7 @@ class EmailDelivery(models.Model):
         TRIAL_ENDING = "trial_ending", "Trial ending soon"
         RENEWAL_NOTICE = "renewal_notice", "Contract renewal notice"
         SUBSCRIPTION = "subscription", "Subscription changed"
+        WEBHOOK_DISABLED = "webhook_disabled", "Webhook endpoint disabled"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -149,6 +149,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A payment's status appears in two components (the ledger's payments and the export's rows): one name.
+    "ENUM_NAME_OVERRIDES": {"PaymentStatusEnum": "billing.schema_ledger.PAYMENT_STATUS_VALUES"},
     # Every webhook event type with an example body (webhooks.schema_docs), after drf-spectacular's enum hook.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
