@@ -22,7 +22,7 @@ def test_every_streamed_line_equals_the_pages_row(api, two_accounts):  # noqa: F
         usage_event(tenant="ten_nw_us", at="2026-11-10T09:30:00Z", transaction_id="sms-2", quantity="1"),
         usage_event(tenant="ten_nw_us", at="2026-11-11T23:59:59.000001Z", transaction_id="sms-3", quantity="1000"),
     ]
-    items[0]["properties"] = {"channel": "sms", "partner_id": "prt_nw_1", "note": "é \"quoted\""}
+    items[0]["properties"] = {"channel": "sms", "partner_id": "prt_nw_1", "note": 'é "quoted"'}
     with time_machine.travel(T0, tick=False):
         events_ingest(account=northwind, items=items, now=T0)
     secret = key("export")
