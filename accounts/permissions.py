@@ -31,7 +31,7 @@ from django.contrib.auth.management import create_permissions
 BILLING_STAFF = "Billing staff"
 FINANCE_ADMIN = "Finance admin"
 
-LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common", "usage", "webhooks", "exports")
+LEDGERLINE_APPS = ("accounts", "tenants", "billing", "disputes", "common", "usage", "webhooks", "exports", "insights")
 # Finance admins also run the billing schedule (django-celery-beat's periodic tasks).
 FINANCE_EXTRA_APPS = ("django_celery_beat",)
 # ... and see failed sign-in attempts, lifting a lock by deleting its row (django-axes).

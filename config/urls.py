@@ -27,6 +27,7 @@ urlpatterns = [
     path("v1/", include("disputes.urls")),
     path("v1/", include("webhooks.urls")),
     path("v1/", include("exports.urls")),
+    path("v1/", include("insights.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="api-docs"),
     # Redoc shows the webhook events (x-webhooks) beside the operations.

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "disputes",
     "webhooks",
     "exports",
+    "insights",
     "usage",
     "portal",
     "demo",

@@ -1,0 +1,1 @@
+"""Insights' periodic tasks: thin, each calls one service."""
