@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F, Q
 
+from accounts.models import Account
+
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
 
@@ -101,3 +103,13 @@ class Forecast(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.month:%Y-%m} on {self.made_on}: {self.expected} {self.currency}"
+
+
+class AccountCostAnalysis(Account):
+    """An account seen through its costs: the admin's cost analysis page for account managers (no table of its
+    own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "cost analysis"
+        verbose_name_plural = "cost analysis"
