@@ -576,14 +576,17 @@ def charges_many(
     period: Period,
     now: dt.datetime,
     subscriptions: dict[int, list[Subscription]] | None = None,
+    usage: dict[int, dict[str, MetricUsage]] | None = None,
 ) -> dict[int, Estimate]:
     """What each account's invoice for ``period`` would show if the period closed at ``now``.
 
     ``subscriptions`` (account pk → subscriptions in start order, saved or not) rates those accounts as if
     they had been on these plans instead of their own: a plan change's preview, or what the account's usage
-    would have cost on another plan. The same arithmetic writes the invoices."""
+    would have cost on another plan. The same arithmetic writes the invoices. ``usage``: the accounts'
+    ``period_usage_many`` for ``period`` at ``now``, when the caller has read it already (re-rating)."""
     ids = [a.pk for a in accounts]
-    usage = period_usage_many(account_ids=ids, period=period, now=now)
+    if usage is None:
+        usage = period_usage_many(account_ids=ids, period=period, now=now)
     loaded = _subscriptions([a for a in ids if a not in (subscriptions or {})], period)
     subscriptions = {**loaded, **(subscriptions or {})}
     segments = {a: plan_segments(subscriptions.get(a, []), period) for a in ids}

@@ -1,0 +1,120 @@
+"""Insights' writes: re-rating accounts and replacing their recommendations.
+
+``recommendations_refresh`` re-rates one account's last closed months (``insights.rerate``), builds its advice
+(``insights.recommendations``) and replaces the account's ``Recommendation`` rows in one transaction.
+``recommendations_refresh_book`` does the same for every account with a live subscription, in chunks of
+``CHUNK`` accounts (a fixed number of queries per chunk, one transaction per chunk), nightly
+(``insights.recommendations_refresh_book``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+
+from django.db import transaction
+
+from accounts.models import Account
+from billing.models import Subscription
+from common import clock
+from common.periods import Period, month_containing, previous_month
+from insights.models import Recommendation
+from insights.recommendations import MAX_MONTHS, Advice, advice_for, advice_inputs_many
+from insights.rerate import rerate_many
+
+CHUNK = 200
+
+
+def closed_months(*, now: dt.datetime, months: int = MAX_MONTHS) -> list[Period]:
+    """The last ``months`` closed calendar months before ``now``, oldest first."""
+    periods: list[Period] = []
+    month = previous_month(month_containing(now))
+    while len(periods) < months:
+        periods.append(month)
+        month = previous_month(month)
+    return list(reversed(periods))
+
+
+def _rows(
+    account: Account, advice: Sequence[Advice], periods: Sequence[Period], now: dt.datetime
+) -> list[Recommendation]:
+    start, end = periods[0].start.date(), periods[-1].end.date()
+    return [
+        Recommendation(
+            account=account,
+            kind=a.kind,
+            title=a.title[:200],
+            evidence=a.evidence,
+            details=a.details,
+            plan_version=a.plan_version,
+            tenant=a.tenant,
+            partner=a.partner,
+            currency=account.currency,
+            current_monthly=a.current_monthly,
+            proposed_monthly=a.proposed_monthly,
+            saving_monthly=a.saving_monthly,
+            saving_percent=a.saving_percent,
+            months_start=start,
+            months_end=end,
+            computed_at=now,
+        )
+        for a in advice
+    ]
+
+
+def _refresh_chunk(accounts: Sequence[Account], *, now: dt.datetime, months: int) -> int:
+    """Re-rate ``accounts`` and replace their recommendations (one transaction). Returns the rows written."""
+    inputs = advice_inputs_many(accounts=accounts, now=now)
+    periods = closed_months(now=now, months=months)
+    live = [a for a in accounts if a.pk in inputs]
+    versions = {a.pk: [inputs[a.pk].version, *inputs[a.pk].options] for a in live}
+    rerated = rerate_many(
+        accounts=live,
+        periods=periods,
+        versions=versions,
+        now=now,
+        since={a.pk: inputs[a.pk].first_started for a in live},
+    )
+    rows: list[Recommendation] = []
+    for account in live:
+        entry = rerated[account.pk]
+        if not entry.periods:
+            continue
+        advice = advice_for(rerate=entry, inputs=inputs[account.pk], now=now)
+        rows.extend(_rows(account, advice, entry.periods, now))
+    with transaction.atomic():
+        Recommendation.objects.filter(account__in=[a.pk for a in accounts]).delete()
+        Recommendation.objects.bulk_create(rows, batch_size=500)
+    return len(rows)
+
+
+def recommendations_refresh(*, account: Account, now: dt.datetime | None = None, months: int = MAX_MONTHS) -> int:
+    """Re-rate ``account``'s last ``months`` closed months (back to the month it was first subscribed in) and
+    replace its recommendations with the advice they give, in one transaction. An account without a live
+    subscription keeps none. Returns the number of recommendations written."""
+    return _refresh_chunk([account], now=now or clock.now(), months=months)
+
+
+def _book(chunk: int) -> Iterator[list[Account]]:
+    ids = list(
+        Subscription.objects.exclude(status=Subscription.Status.CANCELLED)
+        .order_by("account_id")
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    for lo in range(0, len(ids), chunk):
+        yield list(Account.objects.filter(pk__in=ids[lo : lo + chunk]).order_by("pk"))
+
+
+def recommendations_refresh_book(*, now: dt.datetime | None = None, chunk: int = CHUNK) -> int:
+    """``recommendations_refresh`` for every account with a live subscription, ``chunk`` accounts at a time (each
+    chunk its own transaction). Recommendations of accounts without a live subscription are removed. Returns the
+    number of recommendations written."""
+    now = now or clock.now()
+    written = 0
+    for accounts in _book(chunk):
+        written += _refresh_chunk(accounts, now=now, months=MAX_MONTHS)
+    Recommendation.objects.exclude(
+        account__in=Subscription.objects.exclude(status=Subscription.Status.CANCELLED).values("account_id")
+    ).delete()
+    return written
