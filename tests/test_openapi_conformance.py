@@ -39,6 +39,7 @@ NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 OPERATIONS = [
     "GET /v1/accounts/{account}/billing",
     "GET /v1/billing/allocation",
+    "GET /v1/billing/forecast",
     "GET /v1/billing/journal",
     "GET /v1/billing/usage",
     "GET /v1/billing/usage/current",
@@ -170,6 +171,7 @@ def test_every_answer_is_documented_by_the_schema(keys):
                     "/v1/subscription",
                     "/v1/billing/journal",
                     "/v1/billing/allocation",
+                    "/v1/billing/forecast",
                     "/v1/export/events",
                     "/v1/export/invoices",
                     "/v1/export/credit-notes",
