@@ -14,8 +14,8 @@ The running month (``month_forecast``), per metric:
   included, is expected at level × its weekday's factor; today counts at least what it has already used.
   The range comes from the spread of past weeks: the 7-day blocks of the history (counted back from yesterday),
   each divided by the block before it; the empirical 10 % and 90 % quantiles of these ratios (linear interpolation)
-  scale the days left, giving an ~80 % interval (with fewer than 4 ratios: ×0.7 to ×1.3). Always
-  ``so far ≤ low ≤ expected ≤ high``.
+  scale the days left, giving an ~80 % interval (with fewer than 4 ratios: ×0.7 to ×1.3), never narrower than
+  ×0.95 to ×1.05 (a steady history is no promise of a steady month). Always ``so far ≤ low ≤ expected ≤ high``.
 - *Storage* (time-weighted GB-months): the current level is held to the month's end; the range holds instead the
   lowest and the highest daily average level of the last 28 complete days (and the current level).
 - *Monthly counts* (active users, premium features, maxima): the count so far is a floor; expected is the larger of
@@ -81,6 +81,7 @@ WEEK = 7
 LOW_QUANTILE, HIGH_QUANTILE = Decimal("0.1"), Decimal("0.9")  # an ~80 % interval
 MIN_RATIOS = 4
 DEFAULT_WEEK_SPREAD = (Decimal("0.7"), Decimal("1.3"))
+MIN_WEEK_SPREAD = Decimal("0.05")  # the days left are never given a range narrower than ±5 %
 COUNT_HISTORY_MONTHS = 3  # monthly counts of the running month: the median and maximum of these months
 MONTH_HISTORY = 24
 SEASONAL_MIN_MONTHS = 12
@@ -142,10 +143,13 @@ def week_ratios(days: Sequence[DayValue]) -> list[Decimal]:
 
 
 def week_spread(ratios: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
-    """The 10 % and 90 % quantiles of ``ratios``, widened to hold 1 (fewer than ``MIN_RATIOS``: 0.7 and 1.3)."""
+    """The 10 % and 90 % quantiles of ``ratios``, widened to at least 0.95 and 1.05 (fewer than ``MIN_RATIOS``:
+    0.7 and 1.3)."""
     if len(ratios) < MIN_RATIOS:
         return DEFAULT_WEEK_SPREAD
-    return min(quantile(ratios, LOW_QUANTILE), ONE), max(quantile(ratios, HIGH_QUANTILE), ONE)
+    low = min(quantile(ratios, LOW_QUANTILE), ONE - MIN_WEEK_SPREAD)
+    high = max(quantile(ratios, HIGH_QUANTILE), ONE + MIN_WEEK_SPREAD)
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -212,3 +212,201 @@ def bar_chart(
         legend,
         table,
     )
+
+
+def range_chart(
+    *,
+    title: str,
+    days: list[dt.date],
+    actual: list[Decimal],
+    expected: list[Decimal],
+    low: list[Decimal],
+    high: list[Decimal],
+    unit: str,
+    metric: MetricLike | None = None,
+    width: int = 640,
+    height: int = 240,
+) -> SafeString:
+    """A running total over the days of a month: a solid line for the days so far (``actual``, one figure per day
+    from the first), then a dashed line for the days projected (``expected``, one per day after those) inside the
+    shaded band of their range (``low`` to ``high``). Drawn like ``bar_chart``: an SVG with a title, a summary
+    and one ``<title>`` per point, then every figure as a table inside a ``<details>``."""
+    chart_id = f"chart-{next(_ids)}"
+
+    def figure(value: Decimal) -> str:
+        return format_metric_quantity(value, metric)
+
+    left, right, top, bottom = 64, 12, 12, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    ceiling = _nice_ceiling(max([*actual, *high, Decimal(0)]))
+    slot = plot_w / max(len(days), 1)
+    first_projected = len(actual)
+
+    def x(i: int) -> float:
+        return left + i * slot + slot / 2
+
+    def y(value: Decimal) -> float:
+        return top + plot_h - float(value / ceiling) * plot_h
+
+    def points(pairs: list[tuple[int, Decimal]]) -> str:
+        return " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in pairs)
+
+    parts: list[str] = []
+    steps = 4 if ceiling.scaleb(-ceiling.adjusted()) == 2 else 5
+    for q in range(steps + 1):
+        tick = ceiling * q / steps
+        ty = y(tick)
+        parts.append(
+            format_html(
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
+                '<text x="{}" y="{}" text-anchor="end" class="tick">{}</text>',
+                left,
+                width - right,
+                f"{ty:.1f}",
+                f"{ty:.1f}",
+                left - 6,
+                f"{ty + 4:.1f}",
+                number(tick),
+            )
+        )
+    # The projection starts from the last day so far (or from zero before the month's first day).
+    start = [(first_projected - 1, actual[-1])] if actual else []
+    projected = list(range(first_projected, first_projected + len(expected)))
+    if expected:
+        band = start + list(zip(projected, high, strict=True)) + list(reversed(list(zip(projected, low, strict=True))))
+        parts.append(
+            format_html(
+                '<polygon class="band" points="{}" fill="{}" fill-opacity="0.18" stroke="none"/>',
+                points(band),
+                PALETTE[0],
+            )
+        )
+        parts.append(
+            format_html(
+                '<polyline class="projected" points="{}" fill="none" stroke="{}" stroke-width="2" '
+                'stroke-dasharray="6 4"/>',
+                points(start + list(zip(projected, expected, strict=True))),
+                PALETTE[0],
+            )
+        )
+    if actual:
+        parts.append(
+            format_html(
+                '<polyline class="actual" points="{}" fill="none" stroke="{}" stroke-width="2.5"/>',
+                points(list(enumerate(actual))),
+                PALETTE[1],
+            )
+        )
+    for i, value in enumerate(actual):
+        parts.append(
+            format_html(
+                '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {} {} so far</title></circle>',
+                f"{x(i):.1f}",
+                f"{y(value):.1f}",
+                PALETTE[1],
+                f"{days[i]:%b} {days[i].day}",
+                figure(value),
+                unit,
+            )
+        )
+    for n, i in enumerate(projected):
+        parts.append(
+            format_html(
+                '<circle cx="{}" cy="{}" r="2.5" fill="#fff" stroke="{}"><title>{}: {} {} expected ({} to {})</title>'
+                "</circle>",
+                f"{x(i):.1f}",
+                f"{y(expected[n]):.1f}",
+                PALETTE[0],
+                f"{days[i]:%b} {days[i].day}",
+                figure(expected[n]),
+                unit,
+                figure(low[n]),
+                figure(high[n]),
+            )
+        )
+    every = 1 if len(days) <= 10 else 5
+    for i, day in enumerate(days):
+        if i == 0 or day.day % every == 0:
+            parts.append(
+                format_html(
+                    '<text x="{}" y="{}" text-anchor="middle" class="tick">{}</text>',
+                    f"{x(i):.1f}",
+                    top + plot_h + 18,
+                    day.day,
+                )
+            )
+    parts.append(
+        format_html(
+            '<line x1="{}" x2="{}" y1="{}" y2="{}" class="axis"/>'
+            '<text x="{}" y="{}" text-anchor="middle" class="axis-label">Day of {} (UTC)</text>'
+            '<text x="14" y="{}" text-anchor="middle" class="axis-label" transform="rotate(-90 14 {})">{}</text>',
+            left,
+            width - right,
+            top + plot_h,
+            top + plot_h,
+            left + plot_w / 2,
+            height - 4,
+            f"{days[0]:%B}" if days else "the month",
+            f"{top + plot_h / 2:.1f}",
+            f"{top + plot_h / 2:.1f}",
+            unit,
+        )
+    )
+    summary = (
+        f"{title}: {figure(actual[-1]) if actual else '0'} {unit} in {len(actual)} day{'s' if len(actual) != 1 else ''}"
+    )
+    if expected:
+        summary += (
+            f"; {figure(expected[-1])} {unit} expected by {days[-1]:%b} {days[-1].day}"
+            f" (range {figure(low[-1])} to {figure(high[-1])})"
+        )
+    summary += "."
+    svg = format_html(
+        '<svg class="chart" viewBox="0 0 {w} {h}" width="100%" preserveAspectRatio="xMidYMid meet" role="img"'
+        ' aria-label="{summary}" aria-describedby="{id}-desc"><title id="{id}-title">{title}</title>'
+        '<desc id="{id}-desc">{summary} The data table below the chart has every figure.</desc>{body}</svg>',
+        w=width,
+        h=height,
+        id=chart_id,
+        title=title,
+        summary=summary,
+        body=mark_safe("".join(parts)),  # noqa: S308 - every part above is built with format_html
+    )
+    legend = format_html(
+        '<ul class="legend"><li><span class="swatch" style="background:{}" aria-hidden="true"></span>So far</li>'
+        '<li><span class="swatch" style="background:{}" aria-hidden="true"></span>Expected, with its range shaded'
+        "</li></ul>",
+        PALETTE[1],
+        PALETTE[0],
+    )
+    rows = [(f"{days[i]:%b} {days[i].day}", figure(v), "", "", "") for i, v in enumerate(actual)]
+    rows += [
+        (f"{days[i]:%b} {days[i].day}", "", figure(expected[n]), figure(low[n]), figure(high[n]))
+        for n, i in enumerate(projected)
+    ]
+    table = format_html(
+        '<details class="chart-data"><summary>{} as a table</summary><div class="table-wrap"><table>'
+        '<caption class="visually-hidden">{} ({}, running total)</caption><thead><tr><th scope="col">Day</th>'
+        '<th scope="col" class="num">So far</th><th scope="col" class="num">Expected</th>'
+        '<th scope="col" class="num">Low</th><th scope="col" class="num">High</th></tr></thead>'
+        "<tbody>{}</tbody></table></div></details>",
+        title,
+        title,
+        unit,
+        format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
+            '<td class="num">{}</td></tr>',
+            rows,
+        ),
+    )
+    return format_html(
+        '<figure class="chart-figure" aria-labelledby="{}-caption">{}<figcaption id="{}-caption">{}{}</figcaption>{}'
+        "</figure>",
+        chart_id,
+        svg,
+        chart_id,
+        title,
+        legend,
+        table,
+    )

@@ -3,7 +3,9 @@
 from django.urls import path, register_converter
 from django.urls.converters import StringConverter
 
+from portal.views import analysis as analysis_views
 from portal.views import auth, billing, departments, disputes, payments, plan, settings, stripe_checkout, webhooks
+from portal.views import forecast as forecast_views
 
 
 class PrintableConverter(StringConverter):
@@ -60,6 +62,10 @@ urlpatterns = [
     path("departments/tenants/<printable:public_id>/", departments.tenant_department, name="tenant_department"),
     path("allocation/", departments.allocation, name="allocation"),
     path("journal.csv", departments.journal_csv, name="journal_csv"),
+    # Forecast
+    path("forecast/", forecast_views.forecast_page, name="forecast"),
+    # Cost analysis: a range of months per charge, tenant, partner and feature, and the efficiency metrics
+    path("analysis/", analysis_views.analysis_page, name="analysis"),
     # Budgets, API keys, users (settings)
     path("budgets/", settings.budget_list, name="budgets"),
     path("budgets/new/", settings.budget_create, name="budget_create"),

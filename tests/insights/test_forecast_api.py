@@ -59,13 +59,13 @@ def test_a_read_key_reads_its_accounts_forecast(account):
         {
             "made_on": day,
             "expected": "989.00",
-            "low": "989.00",
-            "high": "989.00",
+            "low": low,
+            "high": high,
             "error": "50.00",
             "error_percent": "4.81",
             "in_range": False,
         }
-        for day in ("2026-11-16", "2026-11-17")
+        for day, low, high in (("2026-11-16", "959.50", "1018.50"), ("2026-11-17", "962.00", "1016.00"))
     ]
 
 

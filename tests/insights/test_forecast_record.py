@@ -73,12 +73,13 @@ def test_the_days_forecast_is_recorded_once(plan):
     assert again.pk == first.pk
     assert Forecast.objects.filter(account=account).count() == 1
     assert (first.month, first.made_on, first.currency) == (dt.date(2026, 11, 1), dt.date(2026, 11, 16), "USD")
-    # From the complete days Nov 1–15 (11,000 messages): 22,800 by the month's end, 989.00 USD; the exact
-    # pattern's weeks never stray, so the range is the figure itself.
+    # From the complete days Nov 1–15 (11,000 messages): 22,800 by the month's end, 989.00 USD. The exact
+    # pattern's weeks never stray, so the 11,800 messages still to come get the narrowest range, ±5 %:
+    # 11,000 + 11,210 = 22,210 (959.50 USD) to 11,000 + 12,390 = 23,390 (1,018.50 USD).
     assert (first.expected, first.low, first.high, first.actual) == (
         Decimal("989.00"),
-        Decimal("989.00"),
-        Decimal("989.00"),
+        Decimal("959.50"),
+        Decimal("1018.50"),
         None,
     )
     forecast_record(account=account, now=NOV_17_0230)
@@ -106,10 +107,27 @@ def test_the_actual_bill_is_filled_in_and_the_error_shown(plan):
 
     (november,) = forecast_accuracy(account=account, now=dt.datetime(2026, 12, 10, tzinfo=UTC))
     assert (november.period, november.invoice_number, november.actual) == (NOVEMBER, invoice.number, Decimal("1039.00"))
-    assert [(c.made_on, c.expected, c.error, c.error_percent, c.in_range) for c in november.checks] == [
-        # 1,039.00 − 989.00 = 50.00, 4.81 % of the bill; the point range did not hold the extra 1,000 messages.
-        (dt.date(2026, 11, 16), Decimal("989.00"), Decimal("50.00"), Decimal("4.81"), False),
-        (dt.date(2026, 11, 17), Decimal("989.00"), Decimal("50.00"), Decimal("4.81"), False),
+    assert [(c.made_on, c.expected, c.low, c.high, c.error, c.error_percent, c.in_range) for c in november.checks] == [
+        # 1,039.00 − 989.00 = 50.00, 4.81 % of the bill: the extra 1,000 messages took the bill past both ranges
+        # (on the 17th, 12,000 so far and 10,800 to come: 22,260 to 23,340 messages, 962.00 to 1,016.00 USD).
+        (
+            dt.date(2026, 11, 16),
+            Decimal("989.00"),
+            Decimal("959.50"),
+            Decimal("1018.50"),
+            Decimal("50.00"),
+            Decimal("4.81"),
+            False,
+        ),
+        (
+            dt.date(2026, 11, 17),
+            Decimal("989.00"),
+            Decimal("962.00"),
+            Decimal("1016.00"),
+            Decimal("50.00"),
+            Decimal("4.81"),
+            False,
+        ),
     ]
     assert (november.in_range_share, november.mean_absolute_error_percent) == (Decimal("0.00"), Decimal("4.81"))
     assert november.halfway.made_on == dt.date(2026, 11, 16)
