@@ -39,6 +39,7 @@ NOW = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 OPERATIONS = [
     "GET /v1/accounts/{account}/billing",
     "GET /v1/billing/allocation",
+    "GET /v1/billing/analysis",
     "GET /v1/billing/forecast",
     "GET /v1/billing/journal",
     "GET /v1/billing/usage",
@@ -172,6 +173,7 @@ def test_every_answer_is_documented_by_the_schema(keys):
                     "/v1/billing/journal",
                     "/v1/billing/allocation",
                     "/v1/billing/forecast",
+                    "/v1/billing/analysis",
                     "/v1/export/events",
                     "/v1/export/invoices",
                     "/v1/export/credit-notes",
@@ -186,6 +188,9 @@ def test_every_answer_is_documented_by_the_schema(keys):
                             {"year": 2026, "month": month, "account": account_id},
                         ):
                             own_ledger.append(operation.as_strategy(headers=headers, query=query))
+                if operation.path == "/v1/billing/analysis":  # October (invoiced) to November (running)
+                    for query in ({"from": "2026-10", "to": "2026-11"}, {"from": "2026-10", "account": account_id}):
+                        own_ledger.append(operation.as_strategy(headers=headers, query=query))
                 strategy = st.one_of(
                     operation.as_strategy(GenerationMode.POSITIVE, headers=headers),
                     operation.as_strategy(GenerationMode.NEGATIVE, headers=headers),

@@ -67,29 +67,31 @@ def _per_unit(code: str, included: str, price: str) -> ChargeSpec:
     )
 
 
-def _month_events(account, month: int, beta_messages: int, beta_gb: int) -> list[dict]:
+def _month_events(account, month: int, beta_messages: int, beta_gb: int, ids: str = "") -> list[dict]:
     p = f"{account.pk}-{month}"
+    alpha, beta = f"ten_{ids}alpha", f"ten_{ids}beta"
     at = f"2026-{month:02d}-10T10:00:00Z"
     items = [
-        event(f"{p}-m1", "ten_alpha", "messages", 1000, at, partner_id="prt_xpress"),
-        event(f"{p}-m2", "ten_alpha", "messages", 500, at),
-        event(f"{p}-m3", "ten_beta", "messages", beta_messages, at),
-        event(f"{p}-a1", "ten_alpha", "api_requests", 30000, at),
-        event(f"{p}-u1", "ten_alpha", "active_users", 1, at, user_id="u1"),
-        event(f"{p}-u2", "ten_alpha", "active_users", 1, at, user_id="u2"),
-        event(f"{p}-u3", "ten_beta", "active_users", 1, at, user_id="u3"),
-        event(f"{p}-s1", "ten_beta", "storage_gb", beta_gb, f"2026-{month:02d}-01T00:00:00Z"),
-        event(f"{p}-f0", "ten_alpha", "premium_features", 1, f"2026-{month:02d}-12T10:00:00Z", feature="audit"),
+        event(f"{p}-m1", alpha, "messages", 1000, at, partner_id="prt_xpress"),
+        event(f"{p}-m2", alpha, "messages", 500, at),
+        event(f"{p}-m3", beta, "messages", beta_messages, at),
+        event(f"{p}-a1", alpha, "api_requests", 30000, at),
+        event(f"{p}-u1", alpha, "active_users", 1, at, user_id="u1"),
+        event(f"{p}-u2", alpha, "active_users", 1, at, user_id="u2"),
+        event(f"{p}-u3", beta, "active_users", 1, at, user_id="u3"),
+        event(f"{p}-s1", beta, "storage_gb", beta_gb, f"2026-{month:02d}-01T00:00:00Z"),
+        event(f"{p}-f0", alpha, "premium_features", 1, f"2026-{month:02d}-12T10:00:00Z", feature="audit"),
     ]
     items += [
-        event(f"{p}-f{day}", "ten_alpha", "premium_features", 1, f"2026-{month:02d}-0{day}T10:00:00Z", feature="sso")
+        event(f"{p}-f{day}", alpha, "premium_features", 1, f"2026-{month:02d}-0{day}T10:00:00Z", feature="sso")
         for day in range(5, 10)
     ]
     return items
 
 
-def worked_account(name: str = "Globex"):
-    """The account above, with October and November 2026 invoiced (finalized at once)."""
+def worked_account(name: str = "Globex", ids: str = ""):
+    """The account above, with October and November 2026 invoiced (finalized at once). ``ids`` goes into the
+    tenants' public ids (``ten_<ids>alpha``), for a second such account."""
     account = AccountFactory(name=name, tax_rate=D("10"))
     version = PlanVersionFactory(
         base_fee=D("100.00"),
@@ -102,12 +104,12 @@ def worked_account(name: str = "Globex"):
         ],
     )
     subscribe(account, version, at=dt.datetime(2026, 10, 1, tzinfo=UTC))
-    TenantFactory(account=account, public_id="ten_alpha", name="Alpha", activated_at=JAN_1)
-    TenantFactory(account=account, public_id="ten_beta", name="Beta", activated_at=JAN_1)
+    TenantFactory(account=account, public_id=f"ten_{ids}alpha", name="Alpha", activated_at=JAN_1)
+    TenantFactory(account=account, public_id=f"ten_{ids}beta", name="Beta", activated_at=JAN_1)
     MasterPartnerFactory(account=account, public_id="prt_xpress", name="Xpress", activated_at=JAN_1)
-    ingest(account, _month_events(account, 10, 500, 2), now=dt.datetime(2026, 10, 31, 12, tzinfo=UTC))
+    ingest(account, _month_events(account, 10, 500, 2, ids), now=dt.datetime(2026, 10, 31, 12, tzinfo=UTC))
     close(period=OCTOBER, now=dt.datetime(2026, 11, 1, 0, 5, tzinfo=UTC))
-    ingest(account, _month_events(account, 11, 2300, 3), now=dt.datetime(2026, 11, 30, 12, tzinfo=UTC))
+    ingest(account, _month_events(account, 11, 2300, 3, ids), now=dt.datetime(2026, 11, 30, 12, tzinfo=UTC))
     close(period=NOVEMBER, now=dt.datetime(2026, 12, 1, 0, 5, tzinfo=UTC))
     return account
 
