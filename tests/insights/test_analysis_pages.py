@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.permissions import BILLING_STAFF
-from tests.accounts.factories import AccountUserFactory, StaffUserFactory
+from tests.accounts.factories import AccountFactory, AccountUserFactory, StaffUserFactory
 from tests.insights.test_analysis_worked import DEC_10, worked_account
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +96,11 @@ def test_a_customer_never_reaches_the_admin(accounts):
     for url in ("/admin/insights/accountcostanalysis/", f"/admin/insights/accountcostanalysis/{account.pk}/change/"):
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_an_account_without_invoices_or_plan_reads_an_empty_analysis(catalogue):
+    page = signed_in(AccountFactory(name="Fresh"), "owner").get("/portal/analysis/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<dd id="analysis-subtotal">USD 0.00</dd>' in html
+    assert "No cost in these months." in html
