@@ -27,6 +27,7 @@ from pathlib import Path
 
 import django
 from django.conf import settings
+from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import post_migrate
@@ -121,7 +122,24 @@ def session_database_create(*, run_id: str | None, force_rebuild: bool, serializ
     if serialize:
         # What transactional tests with serialized_rollback=True restore after their flush.
         connection._test_serialized_contents = creation.serialize_db_to_string()
+        _restore_into_an_empty_database(connection)
     return original_name
+
+
+def _restore_into_an_empty_database(connection) -> None:
+    """Restore the serialized rows into empty tables. The flush after a transactional test without
+    serialized_rollback re-creates content types and permissions under new ids, and the rows restored under their
+    old ids would collide with them (a duplicate ``(app_label, model)``): so the tables are emptied first."""
+    creation = connection.creation
+    restore = creation.deserialize_db_from_string
+
+    def deserialize_db_from_string(data: str) -> None:
+        tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+        statements = connection.ops.sql_flush(no_style(), tables, reset_sequences=False, allow_cascade=True)
+        connection.ops.execute_sql_flush(statements)
+        restore(data)
+
+    creation.deserialize_db_from_string = deserialize_db_from_string
 
 
 def session_database_drop(*, original_name: str) -> None:
