@@ -75,6 +75,8 @@ STATUS_LABELS = {
     ESTIMATE: "Running month (estimate)",
     NOT_INVOICED: "Not invoiced",
 }
+# The values as the API documents them (one named enum, MonthStatusEnum).
+MONTH_STATUS_VALUES = tuple(STATUS_LABELS)
 
 # The charges that are not a metric's usage, by line kind, as the analysis names them.
 FEE_LABELS: dict[str, str] = {

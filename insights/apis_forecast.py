@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from accounts.authentication import HasReadOrExportScope, export_dataset_permission
 from billing import schema_ledger
 from billing.apis import _account_for
+from billing.apis_journal import PeriodOut
 from billing.apis_ledger import IsAccountWideKey
 from common import clock
 from common.formats import decimal_string, iso_utc, money_string
@@ -55,11 +56,6 @@ def _money(**kwargs) -> serializers.DecimalField:
 
 def _quantity(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=QUANTITY_MAX_DIGITS, decimal_places=QUANTITY_DECIMAL_PLACES, **kwargs)
-
-
-class PeriodOut(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField(help_text="Exclusive.")
 
 
 class MetricForecastOut(serializers.Serializer):

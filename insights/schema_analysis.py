@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from billing.apis_journal import PeriodOut
 from billing.schema_ledger import MONTH_PATTERN
 from common.money import AMOUNT_MAX_DIGITS, CURRENCY_MINOR_UNITS, QUANTITY_DECIMAL_PLACES, QUANTITY_MAX_DIGITS
 from insights.analysis import MAX_MONTHS, STATUS_LABELS
@@ -27,11 +28,6 @@ def _quantity(**kwargs) -> serializers.DecimalField:
 
 def _percent(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=12, decimal_places=1, allow_null=True, **kwargs)
-
-
-class PeriodOut(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField(help_text="Exclusive.")
 
 
 class ChargeOut(serializers.Serializer):

@@ -151,7 +151,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # A payment's status appears in two components (the ledger's payments and the export's rows): one name.
-    "ENUM_NAME_OVERRIDES": {"PaymentStatusEnum": "billing.schema_ledger.PAYMENT_STATUS_VALUES"},
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "billing.schema_ledger.PAYMENT_STATUS_VALUES",
+        "MonthStatusEnum": "insights.analysis.MONTH_STATUS_VALUES",
+    },
     # Every webhook event type with an example body (webhooks.schema_docs), after drf-spectacular's enum hook.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -319,6 +322,8 @@ WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 72)
 # EXPORT_SETTLE_SECONDS old, so that a row still being written cannot appear behind a cursor already passed:
 # exactly once while new rows arrive, provided an ingest request commits within half of it after stamping its
 # events' received_at. Streams read EXPORT_STREAM_CHUNK_ROWS rows per fetch from the server-side cursor and write
-# them to the client as one chunk.
+# them to the client as one chunk (NDJSON events on PostgreSQL: lines from COPY, below).
 EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 10)
 EXPORT_STREAM_CHUNK_ROWS = env_int("EXPORT_STREAM_CHUNK_ROWS", 5000)
+# NDJSON event streams on PostgreSQL come from COPY; they are sent in chunks of about this many bytes.
+EXPORT_STREAM_CHUNK_BYTES = env_int("EXPORT_STREAM_CHUNK_BYTES", 1 << 20)
