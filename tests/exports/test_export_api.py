@@ -226,7 +226,7 @@ def test_bad_filters_cursors_and_page_sizes_are_a_400_naming_the_field(api, two_
 
 
 def test_an_ndjson_stream_carries_every_row_with_its_cursor_and_resumes_from_one(api, two_accounts, settings):
-    settings.EXPORT_STREAM_CHUNK_ROWS = 4  # several chunks
+    settings.EXPORT_STREAM_CHUNK_BYTES = 1000  # several chunks
     northwind = two_accounts["Northwind"]
     ingest(northwind, "ten_nw_eu", 10)
     secret = key("export")
@@ -236,7 +236,7 @@ def test_an_ndjson_stream_carries_every_row_with_its_cursor_and_resumes_from_one
     chunks = list(response.streaming_content)
     lines = [orjson.loads(line) for line in b"".join(chunks).splitlines()]
     assert [row["transaction_id"] for row in lines] == [f"evt-{n}" for n in range(10)]
-    assert len(chunks) == 3  # 4 + 4 + 2 rows
+    assert len(chunks) > 1
     resumed = get(api, secret, f"/v1/export/events?format=ndjson&cursor={lines[6]['cursor']}")
     assert [orjson.loads(line)["transaction_id"] for line in streamed(resumed).splitlines()] == [
         "evt-7",
@@ -283,23 +283,38 @@ def test_a_csv_stream_has_a_header_and_flat_rows(api, two_accounts):
     ]
 
 
-def test_a_stream_reads_from_a_server_side_cursor_in_chunks(api, two_accounts, settings):
+def test_a_csv_stream_reads_from_a_server_side_cursor_in_chunks(api, two_accounts, settings):
     """Constant memory: the rows come from a PostgreSQL cursor, EXPORT_STREAM_CHUNK_ROWS at a time, inside the
     stream's own transaction — not a list of the month."""
     settings.EXPORT_STREAM_CHUNK_ROWS = 3
     ingest(two_accounts["Northwind"], "ten_nw_eu", 9)
-    response = get(api, key("export"), "/v1/export/events?format=ndjson")
+    response = get(api, key("export"), "/v1/export/events?format=csv")
     content = iter(response.streaming_content)
     first = next(content)
     with connection.cursor() as cursor:
         cursor.execute("SELECT name, is_holdable FROM pg_cursors WHERE name LIKE '_django_curs_%%'")
         open_cursors = cursor.fetchall()
     assert len(open_cursors) == 1 and open_cursors[0][1] is False  # streamed, not materialized WITH HOLD
-    assert first.count(b"\n") == 3
-    assert sum(chunk.count(b"\n") for chunk in content) == 6
+    assert first.count(b"\r\n") == 1 + 3  # the header and the first chunk
+    assert sum(chunk.count(b"\r\n") for chunk in content) == 6
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE '_django_curs_%%'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_an_ndjson_stream_comes_from_copy_in_chunks_that_end_on_a_line(api, two_accounts, settings):
+    """Constant memory: the lines come from one COPY of the database, passed on in chunks of about
+    EXPORT_STREAM_CHUNK_BYTES, each ending on a whole line; the audit counts the lines and keeps the last cursor."""
+    settings.EXPORT_STREAM_CHUNK_BYTES = 700
+    ingest(two_accounts["Northwind"], "ten_nw_eu", 12)
+    response = get(api, key("export"), "/v1/export/events?format=ndjson")
+    chunks = list(response.streaming_content)
+    assert len(chunks) >= 3
+    assert all(chunk.endswith(b"\n") for chunk in chunks)
+    rows = [orjson.loads(line) for line in b"".join(chunks).splitlines()]
+    assert sorted(row["transaction_id"] for row in rows) == sorted(f"evt-{n}" for n in range(12))
+    record = ExportRequest.objects.get()
+    assert (record.row_count, record.status, record.last_cursor) == (12, "completed", rows[-1]["cursor"])
 
 
 # --- Least privilege -------------------------------------------------------------------------------------
@@ -404,7 +419,7 @@ def test_every_export_request_is_recorded_with_its_row_count(api, two_accounts):
 # The server ends the request as a real one does (request_finished), outside a test transaction.
 @pytest.mark.django_db(transaction=True)
 def test_a_stream_the_client_leaves_is_recorded_as_interrupted(api, two_accounts, settings):
-    settings.EXPORT_STREAM_CHUNK_ROWS = 2
+    settings.EXPORT_STREAM_CHUNK_BYTES = 1  # a chunk per line
     ingest(two_accounts["Northwind"], "ten_nw_eu", 6)
     response = get(api, key("export"), "/v1/export/events?format=ndjson")
     content = response.streaming_content
@@ -414,5 +429,5 @@ def test_a_stream_the_client_leaves_is_recorded_as_interrupted(api, two_accounts
     record = ExportRequest.objects.get()
     # Counted are the rows of chunks the server finished writing (it asked for the next one): the second chunk's
     # write is the one that failed.
-    assert (record.status, record.row_count) == ("interrupted", 2)
+    assert (record.status, record.row_count) == ("interrupted", 1)
     assert record.error == "The client closed the connection before the last row."
