@@ -67,6 +67,12 @@ LEDGERLINE_SCHEDULE = {
         "description": "Hands new events to the webhook endpoints and sends the deliveries due, retries included "
         "(every 10 seconds).",
     },
+    "recommendations-refresh": {
+        "task": "insights.recommendations_refresh_book",
+        "schedule": crontab(minute=45, hour=3),
+        "description": "Re-rates the last 12 closed months of every subscribed account on every plan it could be on "
+        "and replaces its recommendations (03:45 UTC).",
+    },
     "webhooks-usage-report": {
         "task": "webhooks.usage_report",
         "schedule": crontab(minute=5),
