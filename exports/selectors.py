@@ -241,7 +241,7 @@ class _Joined(Func):
     template = "(%(expressions)s)"
 
 
-def _json(expression: Any, *, nullable: bool = False) -> Func:
+def _json(expression: Any, *, nullable: bool = False) -> Func[Any]:
     """A value as JSON text (``to_json`` escapes strings); ``null`` for a missing one."""
     value = Func(
         expression, function="to_json", template="%(function)s(%(expressions)s)::text", output_field=TextField()

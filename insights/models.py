@@ -77,8 +77,8 @@ class Recommendation(models.Model):
 
 class Forecast(models.Model):
     """The running month's total as forecast on one day of it: the expected figure and its range. Written once a
-    day by ``insights.services.forecast_record``; ``actual`` is filled when the month's invoice is issued, so the
-    portal can show how far the forecasts were from the bill."""
+    day by ``insights.services_forecast.forecast_record``; ``actual`` is filled when the month's invoice is issued,
+    so the portal can show how far the forecasts were from the bill."""
 
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="forecasts")
     month = models.DateField(help_text="The first day of the month forecast.")

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from insights import tasks_forecast  # noqa: F401  (the forecasts' daily task)
 from insights.services import recommendations_refresh_book
 
 

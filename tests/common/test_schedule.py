@@ -23,6 +23,7 @@ def test_migrating_installs_the_whole_schedule():
         "sweep-deliveries": ("billing.deliveries_sweep", "*/10", "*", True),
         "collection-attempts": ("billing.collections_due", "*/15", "*", True),
         "reconcile-payments": ("billing.reconcile", "15", "2", True),
+        "forecasts-record": ("insights.forecasts_record", "30", "2", True),
         "recommendations-refresh": ("insights.recommendations_refresh_book", "45", "3", True),
         "webhooks-usage-report": ("webhooks.usage_report", "5", "*", True),
     }

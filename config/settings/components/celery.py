@@ -67,6 +67,12 @@ LEDGERLINE_SCHEDULE = {
         "description": "Hands new events to the webhook endpoints and sends the deliveries due, retries included "
         "(every 10 seconds).",
     },
+    "forecasts-record": {
+        "task": "insights.forecasts_record",
+        "schedule": crontab(minute=30, hour=2),
+        "description": "Records today's forecast of every subscribed account's running month and fills in the actual "
+        "bill of the months invoiced since (02:30 UTC).",
+    },
     "recommendations-refresh": {
         "task": "insights.recommendations_refresh_book",
         "schedule": crontab(minute=45, hour=3),
