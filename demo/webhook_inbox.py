@@ -60,6 +60,11 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
+class _InboxServer(ThreadingHTTPServer):
+    request_queue_size = 64  # the deliveries' 16 connections at once, with room to spare
+    daemon_threads = True
+
+
 @contextmanager
 def temporary_inbox(base_url: str, secrets_by_path: dict[str, list[str]]) -> Iterator[str]:
     """Serve the inboxes on ``base_url``'s address while the block runs and yield that base URL; when the address
@@ -69,10 +74,9 @@ def temporary_inbox(base_url: str, secrets_by_path: dict[str, list[str]]) -> Ite
     host = parts.hostname or "127.0.0.1"
     handler = type("Inbox", (_Handler,), {"secrets": secrets_by_path})  # read at each request: filled in later
     try:
-        server = ThreadingHTTPServer((host, parts.port or 80), handler)
+        server = _InboxServer((host, parts.port or 80), handler)
     except OSError:
-        server = ThreadingHTTPServer((host, 0), handler)
-    server.daemon_threads = True
+        server = _InboxServer((host, 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="demo-webhook-inbox", daemon=True)
     thread.start()
     try:
