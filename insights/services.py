@@ -4,25 +4,32 @@
 (``insights.recommendations``) and replaces the account's ``Recommendation`` rows in one transaction.
 ``recommendations_refresh_book`` does the same for every account with a live subscription, in chunks of
 ``CHUNK`` accounts (a fixed number of queries per chunk, one transaction per chunk), nightly
-(``insights.recommendations_refresh_book``).
+(``insights.recommendations_refresh_book``). ``recommendations_rerate`` is staff's "re-rate now" from the admin:
+the same for one account, recorded in the account's history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from django.db import transaction
 
 from accounts.models import Account
 from billing.models import Subscription
 from common import clock
+from common.errors import BillingError
 from common.periods import Period, month_containing, previous_month
 from insights.models import Recommendation
 from insights.recommendations import MAX_MONTHS, Advice, advice_for, advice_inputs_many
 from insights.rerate import rerate_many
 
 CHUNK = 200
+# Re-rating changes nothing the customer owes, and a customer's own visit re-rates stale recommendations too, so
+# whoever may read the recommendations may re-rate them (billing staff and finance admins).
+PERM_RERATE = "insights.view_recommendation"
+ERR_RERATE_DENIED = "You do not have permission to re-rate accounts."
 
 
 def closed_months(*, now: dt.datetime, months: int = MAX_MONTHS) -> list[Period]:
@@ -117,4 +124,26 @@ def recommendations_refresh_book(*, now: dt.datetime | None = None, chunk: int =
     Recommendation.objects.exclude(
         account__in=Subscription.objects.exclude(status=Subscription.Status.CANCELLED).values("account_id")
     ).delete()
+    return written
+
+
+@transaction.atomic
+def recommendations_rerate(*, account: Account, actor: Any = None, now: dt.datetime | None = None) -> int:
+    """Staff's "re-rate now": ``recommendations_refresh`` for ``account`` at once, and an entry in the account's
+    history saying who re-rated it, when (the billing clock's now) and how many recommendations it has since, in
+    the same transaction. ``actor`` must hold ``PERM_RERATE``; ``None`` is the system itself (not checked).
+    Returns the number of recommendations written."""
+    if actor is not None and not (getattr(actor, "is_authenticated", False) and actor.has_perm(PERM_RERATE)):
+        raise BillingError(ERR_RERATE_DENIED, code="permission_denied", status=403)
+    now = now or clock.now()
+    written = recommendations_refresh(account=account, now=now)
+    # The history row holds the account as it is now (read afresh), so it shows no change of its fields.
+    current = Account.objects.get(pk=account.pk)
+    Account.history.bulk_history_create(
+        [current],
+        update=True,
+        default_user=actor if getattr(actor, "is_authenticated", False) else None,
+        default_change_reason=f"recommendations re-rated: {written} written",
+        default_date=now,
+    )
     return written
