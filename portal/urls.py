@@ -6,6 +6,7 @@ from django.urls.converters import StringConverter
 from portal.views import analysis as analysis_views
 from portal.views import auth, billing, departments, disputes, payments, plan, settings, stripe_checkout, webhooks
 from portal.views import forecast as forecast_views
+from portal.views import recommendations as recommendation_views
 
 
 class PrintableConverter(StringConverter):
@@ -66,6 +67,8 @@ urlpatterns = [
     path("forecast/", forecast_views.forecast_page, name="forecast"),
     # Cost analysis: a range of months per charge, tenant, partner and feature, and the efficiency metrics
     path("analysis/", analysis_views.analysis_page, name="analysis"),
+    # Recommendations: the advice of the last re-rating of the closed months, and the risks
+    path("recommendations/", recommendation_views.recommendations_page, name="recommendations"),
     # Budgets, API keys, users (settings)
     path("budgets/", settings.budget_list, name="budgets"),
     path("budgets/new/", settings.budget_create, name="budget_create"),
