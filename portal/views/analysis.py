@@ -14,6 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -23,10 +24,15 @@ from common.money import format_money
 from insights.analysis import CostAnalysis, cost_analysis
 from insights.apis_analysis import default_range, requested_range
 from insights.efficiency import efficiency
+from insights.selectors import RISKS, recommendations_for
 from portal.access import portal_view
 from portal.charts import PALETTE, Series, _nice_ceiling, number
+from portal.views.forecast import forecast_summary_context
+from portal.views.recommendations import recommendation_cards
 
 MAX_TENANT_BARS = 12
+# The biggest savings shown on the page (the Recommendations page has them all, and the risks).
+TOP_RECOMMENDATIONS = 3
 _chart_ids = itertools.count(1)
 
 
@@ -308,6 +314,12 @@ def analysis_page(request):
         start, end = default_range(now)
     analysis = cost_analysis(account=request.account, start_month=start, end_month=end, now=now)
     eff = efficiency(account=request.account, analysis=analysis, now=now)
+    # The stored recommendations only: re-rating is the Recommendations page's (and the nightly run's) work.
+    top = list(
+        recommendations_for(account=request.account)
+        .exclude(kind__in=RISKS)
+        .filter(saving_monthly__gt=0)[:TOP_RECOMMENDATIONS]
+    )
     return render(
         request,
         "portal/analysis.html",
@@ -321,9 +333,8 @@ def analysis_page(request):
             "month_chart": month_chart(analysis) if analysis.charges else None,
             "tenant_chart": tenant_chart(analysis) if analysis.tenants else None,
             "latest_change": next((m.change for m in reversed(analysis.months) if m.change), None),
-            # Provided by the recommendations and forecast parts (the template includes them when set).
-            "recommendations": None,
-            "forecast_summary": None,
+            **recommendation_cards(request, top, risks=False, all_url=reverse("portal:recommendations")),
+            **forecast_summary_context(request.account, now),
         },
         status=400 if error else 200,
     )
