@@ -154,7 +154,7 @@ def test_risks_are_in_their_own_section_with_the_extra_cost_expected(wayne):
         "Likely to outgrow the plan Messages will pass Business's limit of 25,000 in about 1 month(s): "
         "31,000 expected in 3 months, USD 180.00 a month more"
     )
-    assert "USD 180.00 a month more expected USD 299.00 → USD 479.00 a month" in risk
+    assert "USD 180.00 a month more expected USD 299.00 → USD 479.00 a month at the usage expected" in risk
     assert "Request this plan" not in risk
     # Not among the ways to save.
     assert 'data-kind="outgrow_risk"' not in html[: html.index('id="risks-heading"')]
