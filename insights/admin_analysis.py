@@ -3,7 +3,8 @@ account with last month's invoiced cost (before tax), and an account's page is i
 and ``insights.efficiency``) for a chosen range of months. Read-only: nothing is added, changed or deleted here.
 
 Who may read it: staff with the view permission of the cost-analysis proxy, or of accounts (billing staff and
-finance admins read accounts already)."""
+finance admins read accounts already). The page links to the account's recommendations in the admin, for staff who
+may read them."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from common import clock
 from common.errors import BillingError
 from common.money import format_money
 from common.periods import month_containing, previous_month
+from insights.admin_recommendations import recommendations_url
 from insights.analysis import cost_analysis
 from insights.apis_analysis import default_range, requested_range
 from insights.efficiency import efficiency
 from insights.models import AccountCostAnalysis
+from insights.selectors import recommendations_for
 
 VIEW_PERMISSIONS = ("insights.view_accountcostanalysis", "accounts.view_account")
+VIEW_RECOMMENDATIONS = "insights.view_recommendation"
 
 
 @admin.register(AccountCostAnalysis)
@@ -69,6 +73,14 @@ class AccountCostAnalysisAdmin(admin.ModelAdmin):
     def last_month_cost(self, account) -> str:
         return "not invoiced" if account.last_month is None else format_money(account.last_month, account.currency)
 
+    def _recommendations(self, request, account) -> dict:
+        if not request.user.has_perm(VIEW_RECOMMENDATIONS):
+            return {}
+        return {
+            "recommendations_url": recommendations_url(account),
+            "recommendations_count": recommendations_for(account=account).count(),
+        }
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         account = self.get_object(request, unquote(object_id))
         if account is None:
@@ -94,6 +106,7 @@ class AccountCostAnalysisAdmin(admin.ModelAdmin):
             "from_value": f"{start:%Y-%m}",
             "to_value": f"{end:%Y-%m}",
             "error": error,
+            **self._recommendations(request, account),
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.analysis_template, context, status=400 if error else 200)
