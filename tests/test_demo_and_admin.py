@@ -100,7 +100,9 @@ def test_every_admin_page_renders_for_a_superuser(client, demo):
             if hasattr(model, "history"):
                 assert client.get(f"{base}{obj.pk}/history/").status_code == 200
         checked += 1
-    assert checked == 34  # every Ledgerline model with an admin page (webhooks, exports and GL accounts included)
+    # Every Ledgerline model with an admin page: webhooks, exports, GL accounts and insights (cost analysis, forecasts,
+    # recommendations) included.
+    assert checked == 37
 
 
 def _request_for(client):
