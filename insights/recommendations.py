@@ -51,7 +51,7 @@ from typing import Any
 from django.db.models import Max, Min, Q
 
 from accounts.models import Account
-from billing.models import Plan, PlanCharge, PlanVersion, Subscription
+from billing.models import Invoice, Plan, PlanCharge, PlanVersion, Subscription
 from billing.rating.engine import is_yearly
 from common.money import format_money, format_quantity
 from common.periods import Period
@@ -107,7 +107,7 @@ class AdviceInputs:
 
     version: PlanVersion  # the live subscription's
     options: list[PlanVersion]  # the plans it may move to (any interval), charges loaded
-    first_started: dt.datetime
+    first_started: dt.datetime  # the first subscription's start, or the first usage or invoice when later
     idle_tenants: list[IdleSource] = field(default_factory=list)
     idle_partners: list[IdleSource] = field(default_factory=list)
     features: dict[str, set[int]] = field(default_factory=dict)  # premium feature → indexes of months it was used
@@ -151,6 +151,24 @@ def advice_inputs_many(*, accounts: Sequence[Account], now: dt.datetime) -> dict
         .annotate(first=Min("started_at"))
         .values_list("account_id", "first")
     )
+    # Months before the account's first usage or first invoice (whichever is earlier) are not re-rated: an account
+    # brought over from another system has no usage here for them, and re-rating empty months would advise on them.
+    history_since = now - dt.timedelta(days=31 * (MAX_MONTHS + 1))
+    evidence = dict(
+        UsageRollup.objects.filter(account_id__in=live, hour__gte=history_since)
+        .values("account_id")
+        .annotate(first=Min("hour"))
+        .values_list("account_id", "first")
+    )
+    for account_id, start in (
+        Invoice.objects.filter(account_id__in=live, period_start__gte=history_since)
+        .values("account_id")
+        .annotate(first=Min("period_start"))
+        .values_list("account_id", "first")
+    ):
+        evidence[account_id] = min(evidence.get(account_id, start), start)
+    for account_id, seen in evidence.items():
+        first[account_id] = max(first[account_id], seen)
     products = {s.plan_version.plan.product for s in live.values()}
     plans = list(
         Plan.objects.filter(product__in=products, is_active=True).filter(
@@ -163,7 +181,6 @@ def advice_inputs_many(*, accounts: Sequence[Account], now: dt.datetime) -> dict
         by_product[(version.plan.product, version.currency)].append(version)
 
     idle_before = now - dt.timedelta(days=IDLE_DAYS)
-    history_since = now - dt.timedelta(days=31 * (MAX_MONTHS + 1))
     tenant_last = dict(
         UsageRollup.objects.filter(account_id__in=live, hour__gte=history_since)
         .values("tenant_id")

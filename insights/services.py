@@ -90,6 +90,9 @@ def _refresh_chunk(accounts: Sequence[Account], *, now: dt.datetime, months: int
         advice = advice_for(rerate=entry, inputs=inputs[account.pk], now=now)
         rows.extend(_rows(account, advice, entry.periods, now))
     with transaction.atomic():
+        # Two re-ratings of an account at once (a customer's visit and the nightly run) take turns here, so the
+        # second one's delete sees the first one's rows: never two sets of recommendations.
+        list(Account.objects.select_for_update().filter(pk__in=[a.pk for a in accounts]).values_list("pk"))
         Recommendation.objects.filter(account__in=[a.pk for a in accounts]).delete()
         Recommendation.objects.bulk_create(rows, batch_size=500)
     return len(rows)

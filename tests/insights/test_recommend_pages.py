@@ -170,12 +170,11 @@ def test_stale_recommendations_are_re_rated_on_opening(plan):
     rows = list(Recommendation.objects.filter(account=account))
     assert rows and not old & {r.pk for r in rows}
     assert {r.computed_at for r in rows} == {OPENED}
-    # Re-rated back to January, the month of the subscription. Enterprise's 60-day trial ran Jan 1 – Mar 1, so
-    # March was billed 30 of its 31 days (999.00 × 30 / 31 = 966.77), April to November 999.00 each:
-    # (966.77 + 7,992.00) / 11 = 814.43 a month; Business 299.00 every month, 515.43 less (63.29 %).
+    # Re-rated over the last 12 closed months, less those before the account's first usage (September): Enterprise
+    # 999.00 a month, Business 299.00, 700.00 less (70.07 %).
     plan_card = card(html, "plan")
-    assert "USD 515.43 a month less (63.29 %) USD 814.43 → USD 299.00 a month on Business" in plan_card
-    assert "Months re-rated: Jan 2026 – Nov 2026 (11 months); re-rated on Dec 7, 2026 at 10:00 UTC" in plan_card
+    assert "USD 700.00 a month less (70.07 %) USD 999.00 → USD 299.00 a month on Business" in plan_card
+    assert "Months re-rated: Sep 2026 – Nov 2026 (3 months); re-rated on Dec 7, 2026 at 10:00 UTC" in plan_card
 
 
 def test_the_analysis_page_shows_the_top_card_and_the_forecast_summary(fabrikam):
