@@ -61,6 +61,7 @@ from billing.rating.engine import (
     Estimate,
     _prior_lines,
     charges_estimate,
+    charges_many,
     plan_segments,
     rate,
 )
@@ -544,7 +545,9 @@ def month_forecast(*, account: Account, now: dt.datetime | None = None) -> Month
     """The running month at its end, per metric and in money, with ranges (see the module's docstring)."""
     now = now or clock.now()
     period = month_containing(now)
-    estimate = charges_estimate(account=account, period=period, now=now)
+    # The usage until ``now`` only: a forecast made (or recomputed) after the fact must not see the rest of the month.
+    until_now = period_usage_many(account_ids=[account.pk], period=period, now=now, until=now)
+    estimate = charges_many(accounts=[account], period=period, now=now, usage=until_now)[account.pk]
     today = now.astimezone(dt.UTC).date()
     day_start = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
     remaining = []
