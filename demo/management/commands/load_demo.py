@@ -15,6 +15,7 @@ from demo.book import (
 )
 from demo.data_out import demo_data_out, demo_data_out_summary
 from demo.disputes import demo_disputes, demo_disputes_summary
+from demo.insights import demo_insights, demo_insights_summary
 from demo.subscriptions import demo_contracts, demo_contracts_summary, demo_plan_changes, demo_plan_changes_summary
 from demo.webhooks import demo_webhooks, demo_webhooks_summary
 
@@ -60,6 +61,9 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         if demo_data_out(now=timezone.now()):
             for line in demo_data_out_summary():
+                self.stdout.write(line)
+        if demo_insights(now=timezone.now()):
+            for line in demo_insights_summary():
                 self.stdout.write(line)
         if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
             folder = settings.EMAIL_FILE_PATH
