@@ -7,8 +7,8 @@ re-rated with a tenant, partner or feature taken out, or with a projected quanti
 ``advice_inputs_many`` loads those inputs for a chunk of accounts in a fixed number of queries.
 
 Rules:
-- Months: the account's last closed months (at most 12, back to the month it was first subscribed in); plan,
-  right-sizing and trend advice need at least ``MIN_MONTHS`` of them.
+- Months: the account's last closed months (at most 12, back to the month it was first subscribed in, and none
+  before its first usage or first invoice); plan, right-sizing and trend advice need at least ``MIN_MONTHS`` of them.
 - *Current*: the months on the account's own terms (its subscriptions, its contract), averaged month with month
   (a yearly fee as one twelfth).
 - *Plan*: the cheapest plan that fits, among the plans the account may move to (``plan_options``'s rule: the
