@@ -279,6 +279,25 @@ LIST_BAD_REQUEST = OpenApiResponse(
     "without `?account=`.",
 )
 EXPORT_ACCOUNT_UNKNOWN = OpenApiResponse(Error, description="An export key naming an unknown account.")
+
+
+def account_wide_responses(ok) -> dict:
+    """The answers of a read-only endpoint about one account's money (read keys: their own account; export keys:
+    the one ``?account=`` names), with ``ok`` the 200 answer's serializer."""
+    return {
+        200: ok,
+        400: OpenApiResponse(Error, description="An export key without `?account=`."),
+        401: UNAUTHENTICATED,
+        403: OpenApiResponse(
+            Error,
+            description="A key without the read or export scope, a key pinned to one tenant, or an export key "
+            "limited to some datasets.",
+        ),
+        404: EXPORT_ACCOUNT_UNKNOWN,
+        429: RATE_LIMITED,
+    }
+
+
 INVOICE_NOT_FOUND = OpenApiResponse(
     Error, description="No such invoice, a draft, or another account's invoice (for a read key)."
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,7 +32,6 @@ from insights.forecast import (
     month_forecast,
     next_months_forecast,
 )
-from usage.schema import Error
 
 METRIC_METHODS = [
     "weekday_pattern",
@@ -291,18 +290,7 @@ class ForecastApi(APIView):
         summary="The running month's forecast, the next three months and past forecasts' error",
         description=FORECAST_DESCRIPTION,
         parameters=[schema_ledger.EXPORT_ACCOUNT],
-        responses={
-            200: ForecastOut,
-            400: OpenApiResponse(Error, description="An export key without `?account=`."),
-            401: schema_ledger.UNAUTHENTICATED,
-            403: OpenApiResponse(
-                Error,
-                description="A key without the read or export scope, a key pinned to one tenant, or an export key "
-                "limited to some datasets.",
-            ),
-            404: schema_ledger.EXPORT_ACCOUNT_UNKNOWN,
-            429: schema_ledger.RATE_LIMITED,
-        },
+        responses=schema_ledger.account_wide_responses(ForecastOut),
         examples=[FORECAST_EXAMPLE],
         tags=["Billing"],
     )

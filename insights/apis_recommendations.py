@@ -6,7 +6,7 @@ shape of the answer (``tests/test_openapi_conformance.py`` checks the schema aga
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +19,6 @@ from common.formats import iso_utc, money_string
 from common.money import AMOUNT_MAX_DIGITS, CURRENCY_MINOR_UNITS
 from insights.models import Recommendation
 from insights.selectors import recommendations_for
-from usage.schema import Error
 
 PERMISSIONS = [HasReadOrExportScope, IsAccountWideKey, export_dataset_permission(None)]
 
@@ -133,18 +132,7 @@ class RecommendationsApi(APIView):
         summary="The account's recommendations: cheaper plans, annual terms, right-sizing, idle tenants, risks",
         description=DESCRIPTION,
         parameters=[schema_ledger.EXPORT_ACCOUNT],
-        responses={
-            200: RecommendationsOut,
-            400: OpenApiResponse(Error, description="An export key without `?account=`."),
-            401: schema_ledger.UNAUTHENTICATED,
-            403: OpenApiResponse(
-                Error,
-                description="A key without the read or export scope, a key pinned to one tenant, or an export key "
-                "limited to some datasets.",
-            ),
-            404: schema_ledger.EXPORT_ACCOUNT_UNKNOWN,
-            429: schema_ledger.RATE_LIMITED,
-        },
+        responses=schema_ledger.account_wide_responses(RecommendationsOut),
         examples=[EXAMPLE],
         tags=["Billing"],
     )
