@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +27,50 @@ _ids = itertools.count(1)
 class Series:
     label: str
     values: list[Decimal]
+
+
+def grid_lines(*, ceiling: Decimal, left: float, right: float, y: Callable[[Decimal], float]) -> list[SafeString]:
+    """Grid lines from ``left`` to ``right`` with their y ticks at round steps: quarters of a 2 × 10ⁿ top
+    (``ceiling``), fifths of the others; ``y`` places a value."""
+    steps = 4 if ceiling.scaleb(-ceiling.adjusted()) == 2 else 5
+    lines = []
+    for q in range(steps + 1):
+        tick = ceiling * q / steps
+        ty = y(tick)
+        lines.append(
+            format_html(
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
+                '<text x="{}" y="{}" text-anchor="end" class="tick">{}</text>',
+                left,
+                right,
+                f"{ty:.1f}",
+                f"{ty:.1f}",
+                left - 6,
+                f"{ty + 4:.1f}",
+                number(tick),
+            )
+        )
+    return lines
+
+
+def _month_axes(*, box: tuple, days: list, unit: str) -> SafeString:
+    """The x axis line with "Day of <month> (UTC)" under it and the unit along the y axis."""
+    left, right, top, plot_w, plot_h, width, height = box
+    return format_html(
+        '<line x1="{}" x2="{}" y1="{}" y2="{}" class="axis"/>'
+        '<text x="{}" y="{}" text-anchor="middle" class="axis-label">Day of {} (UTC)</text>'
+        '<text x="14" y="{}" text-anchor="middle" class="axis-label" transform="rotate(-90 14 {})">{}</text>',
+        left,
+        width - right,
+        top + plot_h,
+        top + plot_h,
+        left + plot_w / 2,
+        height - 4,
+        f"{days[0]:%B}" if days else "the month",
+        f"{top + plot_h / 2:.1f}",
+        f"{top + plot_h / 2:.1f}",
+        unit,
+    )
 
 
 def number(value: Decimal | int) -> str:
@@ -80,24 +125,7 @@ def bar_chart(
         return top + plot_h - float(value / ceiling) * plot_h
 
     parts: list[str] = []
-    # Grid lines and y ticks at round steps: quarters of a 2 × 10ⁿ top, fifths of the others.
-    steps = 4 if ceiling.scaleb(-ceiling.adjusted()) == 2 else 5
-    for q in range(steps + 1):
-        tick = ceiling * q / steps
-        ty = y(tick)
-        parts.append(
-            format_html(
-                '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
-                '<text x="{}" y="{}" text-anchor="end" class="tick">{}</text>',
-                left,
-                width - right,
-                f"{ty:.1f}",
-                f"{ty:.1f}",
-                left - 6,
-                f"{ty + 4:.1f}",
-                number(tick),
-            )
-        )
+    parts.extend(grid_lines(ceiling=ceiling, left=left, right=width - right, y=y))
     for i, day in enumerate(days):
         x = left + i * slot + (slot - bar_w) / 2
         base = Decimal(0)
@@ -130,23 +158,7 @@ def bar_chart(
                     day.day,
                 )
             )
-    parts.append(
-        format_html(
-            '<line x1="{}" x2="{}" y1="{}" y2="{}" class="axis"/>'
-            '<text x="{}" y="{}" text-anchor="middle" class="axis-label">Day of {} (UTC)</text>'
-            '<text x="14" y="{}" text-anchor="middle" class="axis-label" transform="rotate(-90 14 {})">{}</text>',
-            left,
-            width - right,
-            top + plot_h,
-            top + plot_h,
-            left + plot_w / 2,
-            height - 4,
-            f"{days[0]:%B}" if days else "the month",
-            f"{top + plot_h / 2:.1f}",
-            f"{top + plot_h / 2:.1f}",
-            unit,
-        )
-    )
+    parts.append(_month_axes(box=(left, right, top, plot_w, plot_h, width, height), days=days, unit=unit))
     busiest = max(range(len(days)), key=lambda i: totals[i]) if days and peak > 0 else None
     summary = (
         f"{title}: {len(days)} days, {figure(sum(totals, Decimal(0)))} {unit} in all"
@@ -252,23 +264,7 @@ def range_chart(
         return " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in pairs)
 
     parts: list[str] = []
-    steps = 4 if ceiling.scaleb(-ceiling.adjusted()) == 2 else 5
-    for q in range(steps + 1):
-        tick = ceiling * q / steps
-        ty = y(tick)
-        parts.append(
-            format_html(
-                '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
-                '<text x="{}" y="{}" text-anchor="end" class="tick">{}</text>',
-                left,
-                width - right,
-                f"{ty:.1f}",
-                f"{ty:.1f}",
-                left - 6,
-                f"{ty + 4:.1f}",
-                number(tick),
-            )
-        )
+    parts.extend(grid_lines(ceiling=ceiling, left=left, right=width - right, y=y))
     # The projection starts from the last day so far (or from zero before the month's first day).
     start = [(first_projected - 1, actual[-1])] if actual else []
     projected = list(range(first_projected, first_projected + len(expected)))
@@ -335,23 +331,7 @@ def range_chart(
                     day.day,
                 )
             )
-    parts.append(
-        format_html(
-            '<line x1="{}" x2="{}" y1="{}" y2="{}" class="axis"/>'
-            '<text x="{}" y="{}" text-anchor="middle" class="axis-label">Day of {} (UTC)</text>'
-            '<text x="14" y="{}" text-anchor="middle" class="axis-label" transform="rotate(-90 14 {})">{}</text>',
-            left,
-            width - right,
-            top + plot_h,
-            top + plot_h,
-            left + plot_w / 2,
-            height - 4,
-            f"{days[0]:%B}" if days else "the month",
-            f"{top + plot_h / 2:.1f}",
-            f"{top + plot_h / 2:.1f}",
-            unit,
-        )
-    )
+    parts.append(_month_axes(box=(left, right, top, plot_w, plot_h, width, height), days=days, unit=unit))
     summary = (
         f"{title}: {figure(actual[-1]) if actual else '0'} {unit} in {len(actual)} day{'s' if len(actual) != 1 else ''}"
     )

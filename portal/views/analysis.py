@@ -26,7 +26,7 @@ from insights.apis_analysis import default_range, requested_range
 from insights.efficiency import efficiency
 from insights.selectors import RISKS, recommendations_for
 from portal.access import portal_view
-from portal.charts import PALETTE, Series, _nice_ceiling, number
+from portal.charts import PALETTE, Series, _nice_ceiling, grid_lines
 from portal.views.forecast import forecast_summary_context
 from portal.views.recommendations import recommendation_cards
 
@@ -77,23 +77,7 @@ def stacked_column_chart(
         return top + plot_h - float(value / ceiling) * plot_h
 
     parts: list[str] = []
-    steps = 4 if ceiling.scaleb(-ceiling.adjusted()) == 2 else 5
-    for q in range(steps + 1):
-        tick = ceiling * q / steps
-        ty = y(tick)
-        parts.append(
-            format_html(
-                '<line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>'
-                '<text x="{}" y="{}" text-anchor="end" class="tick">{}</text>',
-                left,
-                width - right,
-                f"{ty:.1f}",
-                f"{ty:.1f}",
-                left - 6,
-                f"{ty + 4:.1f}",
-                number(tick),
-            )
-        )
+    parts.extend(grid_lines(ceiling=ceiling, left=left, right=width - right, y=y))
     for i, category in enumerate(categories):
         x = left + i * slot + (slot - bar_w) / 2
         base = Decimal(0)
