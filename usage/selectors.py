@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncMonth
 
@@ -472,25 +472,31 @@ def _gauge_unit_hours_ends(
 
 
 def _last_levels_many(account_ids: list[int], metric: Metric, **hours: Any) -> dict[tuple[int, int], Decimal]:
-    """Each (account, tenant)'s last gauge reading in the hours selected by ``hours``."""
-    buckets = UsageRollup.objects.filter(
-        account_id__in=account_ids, metric=metric, partner__isnull=True, gauge_last_at__isnull=False, **hours
-    )
-    if connection.features.can_distinct_on_fields:
-        rows = (
-            buckets.order_by("account_id", "tenant_id", "-hour")
-            .distinct("account_id", "tenant_id")
-            .values_list("account_id", "tenant_id", "gauge_last_value")
+    """Each (account, tenant)'s last gauge reading in the hours selected by ``hours``.
+
+    One probe per tenant of the accounts (a tenant's rollups are its own account's), for its latest bucket with a
+    reading: ordered as the bucket index is (``usage_rollup_bucket``: account, tenant, metric, partner, hour),
+    backwards, so the probe stops at the first row however many months of buckets lie behind it."""
+    last = (
+        UsageRollup.objects.filter(
+            account_id=OuterRef("account_id"),
+            tenant_id=OuterRef("pk"),
+            metric=metric,
+            partner__isnull=True,
+            gauge_last_at__isnull=False,
+            **hours,
         )
-        # ``gauge_last_value`` is set wherever ``gauge_last_at`` is (``_GaugeRow``).
-        return {(a, t): v for a, t, v in cast("Iterable[tuple[int, int, Decimal]]", rows)}
-    latest: dict[tuple[int, int], Decimal] = {}
-    ordered = buckets.order_by("account_id", "tenant_id", "hour").values_list(
-        "account_id", "tenant_id", "gauge_last_value"
+        .order_by("-partner_id", "-hour")
+        .values("gauge_last_value")[:1]
     )
-    for a, t, value in cast("Iterable[tuple[int, int, Decimal]]", ordered):
-        latest[(a, t)] = value
-    return latest
+    rows = (
+        Tenant.objects.filter(account_id__in=account_ids)
+        .annotate(level=Subquery(last))
+        .order_by()
+        .values_list("account_id", "pk", "level")
+    )
+    # ``gauge_last_value`` is set wherever ``gauge_last_at`` is (``_GaugeRow``): None means no reading.
+    return {(a, t): v for a, t, v in cast("Iterable[tuple[int, int, Decimal | None]]", rows) if v is not None}
 
 
 def gauge_current_level(*, account: Account, metric: Metric, now: dt.datetime) -> Decimal:
