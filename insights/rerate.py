@@ -26,6 +26,7 @@ For an account that never had a yearly plan both are the same.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,10 +129,27 @@ def whole_month(account: Account, version: PlanVersion, period: Period) -> Subsc
     )
 
 
-def rate_on(*, account: Account, version: PlanVersion, period: Period, usage: dict[str, MetricUsage]) -> MonthFigure:
+def _moved(subscription: Subscription, period: Period) -> Subscription:
+    """A copy of the unsaved whole-month ``subscription`` (``whole_month``) for the whole of ``period`` instead:
+    what ``whole_month`` returns for it, without building the model instance again (a re-rating makes thousands)."""
+    moved = copy.copy(subscription)
+    moved.started_at = moved.current_period_start = period.start
+    moved.current_period_end = period.end
+    return moved
+
+
+def rate_on(
+    *,
+    account: Account,
+    version: PlanVersion,
+    period: Period,
+    usage: dict[str, MetricUsage],
+    subscription: Subscription | None = None,
+) -> MonthFigure:
     """``usage`` of ``period`` priced by the engine on ``version`` for the whole month (no queries once the version's
-    charges are loaded). Late usage is not priced: the figure leaves it out."""
-    segments = plan_segments([whole_month(account, version, period)], period)
+    charges are loaded). Late usage is not priced: the figure leaves it out. ``subscription``: that whole-month
+    subscription (``whole_month(account, version, period)``), when the caller has made it already."""
+    segments = plan_segments([subscription or whole_month(account, version, period)], period)
     estimate = rate(account=account, period=period, segments=segments, usage=usage, segment_usage={}, prior={})
     return _figure(estimate, hypothetical=True)
 
@@ -154,6 +172,8 @@ def rerate_many(
     accounts = list(accounts)
     result = {a.pk: AccountRerate(account=a, periods=[]) for a in accounts}
     since = since or {}
+    # One hypothetical subscription per account and version, moved to each month (``_moved``).
+    hypothetical: dict[tuple[int, int], Subscription] = {}
     for period in periods:
         rated = [a for a in accounts if a.pk not in since or since[a.pk] < period.end]
         if not rated:
@@ -173,6 +193,13 @@ def rerate_many(
                     in_force.append(segment.version)
             entry.current_versions.append(in_force)
             for version in versions.get(account.pk, ()):
-                figure = rate_on(account=account, version=version, period=period, usage=usage[account.pk])
+                key = (account.pk, version.pk)
+                if key in hypothetical:
+                    subscription = _moved(hypothetical[key], period)
+                else:
+                    subscription = hypothetical[key] = whole_month(account, version, period)
+                figure = rate_on(
+                    account=account, version=version, period=period, usage=usage[account.pk], subscription=subscription
+                )
                 entry.plans.setdefault(version.pk, []).append(figure)
     return result
