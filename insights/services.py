@@ -11,7 +11,7 @@ the same for one account, recorded in the account's history.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -105,29 +105,40 @@ def recommendations_refresh(*, account: Account, now: dt.datetime | None = None,
     return _refresh_chunk([account], now=now or clock.now(), months=months)
 
 
-def _book(chunk: int) -> Iterator[list[Account]]:
+def recommendations_book_chunks(*, chunk: int = CHUNK) -> list[list[int]]:
+    """The ids of the accounts with a live subscription, ``chunk`` at a time (the nightly run's fan-out)."""
     ids = list(
         Subscription.objects.exclude(status=Subscription.Status.CANCELLED)
         .order_by("account_id")
         .values_list("account_id", flat=True)
         .distinct()
     )
-    for lo in range(0, len(ids), chunk):
-        yield list(Account.objects.filter(pk__in=ids[lo : lo + chunk]).order_by("pk"))
+    return [ids[lo : lo + chunk] for lo in range(0, len(ids), chunk)]
+
+
+def recommendations_refresh_accounts(*, account_ids: Sequence[int], now: dt.datetime, months: int = MAX_MONTHS) -> int:
+    """``recommendations_refresh`` for one chunk of accounts at once (one transaction; a fixed number of queries
+    per month whatever the chunk's size). Returns the number of recommendations written."""
+    accounts = list(Account.objects.filter(pk__in=list(account_ids)).order_by("pk"))
+    return _refresh_chunk(accounts, now=now, months=months)
+
+
+def recommendations_prune() -> int:
+    """Remove the recommendations of accounts without a live subscription. Returns the number removed."""
+    live = Subscription.objects.exclude(status=Subscription.Status.CANCELLED).values("account_id")
+    removed, _ = Recommendation.objects.exclude(account__in=live).delete()
+    return removed
 
 
 def recommendations_refresh_book(*, now: dt.datetime | None = None, chunk: int = CHUNK) -> int:
     """``recommendations_refresh`` for every account with a live subscription, ``chunk`` accounts at a time (each
-    chunk its own transaction). Recommendations of accounts without a live subscription are removed. Returns the
-    number of recommendations written."""
+    chunk its own transaction), in this process; the nightly task runs the same chunks as parallel tasks.
+    Recommendations of accounts without a live subscription are removed. Returns the number written."""
     now = now or clock.now()
-    written = 0
-    for accounts in _book(chunk):
-        written += _refresh_chunk(accounts, now=now, months=MAX_MONTHS)
-    Recommendation.objects.exclude(
-        account__in=Subscription.objects.exclude(status=Subscription.Status.CANCELLED).values("account_id")
-    ).delete()
-    return written
+    recommendations_prune()
+    return sum(
+        recommendations_refresh_accounts(account_ids=ids, now=now) for ids in recommendations_book_chunks(chunk=chunk)
+    )
 
 
 @transaction.atomic

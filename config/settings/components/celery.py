@@ -77,7 +77,7 @@ LEDGERLINE_SCHEDULE = {
         "task": "insights.recommendations_refresh_book",
         "schedule": crontab(minute=45, hour=3),
         "description": "Re-rates the last 12 closed months of every subscribed account on every plan it could be on "
-        "and replaces its recommendations (03:45 UTC).",
+        "and replaces its recommendations, one task per 200 accounts run by the workers in parallel (03:45 UTC).",
     },
     "webhooks-usage-report": {
         "task": "webhooks.usage_report",
