@@ -56,6 +56,20 @@ def _account_for(request) -> Account:
     return api_key.account
 
 
+def account_of_request(request) -> Account:
+    """``_account_for``, and a read key that names an account other than its own with ``?account=`` finds none
+    (404), rather than reading its own account under another's name."""
+    api_key: ApiKey = request.auth
+    if api_key.scope_export:
+        return _account_for(request)
+    named = request.query_params.get("account")
+    if named and named != api_key.account.public_id:
+        raise BillingError(
+            ERR_ACCOUNT_UNKNOWN.format(account=quoted(named)), code="not_found", field="account", status=404
+        )
+    return api_key.account
+
+
 def _pinned_tenant(request) -> Tenant | None:
     api_key: ApiKey = request.auth
     return api_key.tenant if api_key.tenant_id else None

@@ -293,7 +293,11 @@ def account_wide_responses(ok) -> dict:
             description="A key without the read or export scope, a key pinned to one tenant, or an export key "
             "limited to some datasets.",
         ),
-        404: EXPORT_ACCOUNT_UNKNOWN,
+        404: OpenApiResponse(
+            Error,
+            description="`?account=` names an account the key may not read: for an export key, one outside its "
+            "accounts; for a read key, any account but its own.",
+        ),
         429: RATE_LIMITED,
     }
 

@@ -14,9 +14,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import Account, ApiKey
 from billing import schema_ledger
-from billing.apis import ERR_ACCOUNT_UNKNOWN, _account_for
+from billing.apis import account_of_request
 from billing.apis_ledger import LEDGER_PERMISSIONS
 from common import clock
 from common.errors import BillingError
@@ -36,7 +35,6 @@ from insights.analysis import (
     range_error,
 )
 from insights.efficiency import Efficiency, efficiency
-from usage.ingest import quoted
 
 ERR_MONTH = "Give the month as YYYY-MM."
 DEFAULT_CLOSED_MONTHS = 3
@@ -55,19 +53,6 @@ def default_range(now: dt.datetime) -> tuple[dt.date, dt.date]:
     """The last three closed months and the running month."""
     running = month_containing(now).start.date()
     return add_months(running, -DEFAULT_CLOSED_MONTHS), running
-
-
-def _account(request) -> Account:
-    api_key: ApiKey = request.auth
-    if api_key.scope_export:
-        return _account_for(request)
-    named = request.query_params.get("account")
-    assert api_key.account is not None  # a read key without export scope belongs to an account
-    if named and named != api_key.account.public_id:
-        raise BillingError(
-            ERR_ACCOUNT_UNKNOWN.format(account=quoted(named)), code="not_found", field="account", status=404
-        )
-    return api_key.account
 
 
 def _q(value: Decimal | None) -> str | None:
@@ -297,6 +282,6 @@ class AnalysisApi(APIView):
     def get(self, request):
         now = clock.now()
         start, end = requested_range(request.query_params, now)
-        account = _account(request)
+        account = account_of_request(request)
         analysis = cost_analysis(account=account, start_month=start, end_month=end, now=now)
         return Response(analysis_document(analysis, efficiency(account=account, analysis=analysis, now=now)))

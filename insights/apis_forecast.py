@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import HasReadOrExportScope, export_dataset_permission
 from billing import schema_ledger
-from billing.apis import _account_for
+from billing.apis import account_of_request
 from billing.apis_journal import PeriodOut
 from billing.apis_ledger import IsAccountWideKey
 from common import clock
@@ -295,7 +295,7 @@ class ForecastApi(APIView):
         tags=["Billing"],
     )
     def get(self, request):
-        account = _account_for(request)
+        account = account_of_request(request)
         now = clock.now()
         return Response(
             forecast_document(

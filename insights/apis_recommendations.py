@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import HasReadOrExportScope, export_dataset_permission
 from billing import schema_ledger
-from billing.apis import _account_for
+from billing.apis import account_of_request
 from billing.apis_ledger import IsAccountWideKey
 from common.formats import iso_utc, money_string
 from common.money import AMOUNT_MAX_DIGITS, CURRENCY_MINOR_UNITS
@@ -137,6 +137,6 @@ class RecommendationsApi(APIView):
         tags=["Billing"],
     )
     def get(self, request):
-        account = _account_for(request)
+        account = account_of_request(request)
         rows = recommendations_for(account=account)
         return Response({"account": account.public_id, "recommendations": [recommendation_document(r) for r in rows]})

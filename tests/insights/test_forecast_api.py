@@ -91,8 +91,10 @@ def test_an_export_key_limited_to_other_accounts_finds_none_of_this_one(account,
 
 def test_a_read_key_never_reads_another_account(account, plan):
     other = invoiced_november(plan, name="Globex", public_id="ten_globex")
-    body = key(["read"], other).get(f"{URL}?account={account.public_id}").json()
-    assert body["account_id"] == other.public_id
+    theirs = key(["read"], other)
+    response = theirs.get(f"{URL}?account={account.public_id}")
+    assert response.status_code == 404 and response.json()["error"]["field"] == "account"
+    assert theirs.get(URL).json()["account_id"] == other.public_id
 
 
 def test_the_forecast_refuses_what_it_must(account):

@@ -52,13 +52,15 @@ def test_a_read_key_reads_its_own_accounts_recommendations(fabrikam):
     assert body["recommendations"][0]["saving_monthly"] == "700.00"  # the biggest saving first
 
 
-def test_another_accounts_read_key_sees_none_of_them(fabrikam):
+def test_another_accounts_read_key_finds_none_of_them(fabrikam):
     other = AccountFactory(name="Contoso")
+    theirs = key(["read"], other)
 
-    response = key(["read"], other).get(URL, {"account": fabrikam.public_id})
+    response = theirs.get(URL, {"account": fabrikam.public_id})
 
-    assert response.status_code == 200
-    assert response.json() == {"account": other.public_id, "recommendations": []}
+    assert response.status_code == 404
+    assert response.json()["error"]["field"] == "account"
+    assert theirs.get(URL).json() == {"account": other.public_id, "recommendations": []}
 
 
 def test_an_export_key_reads_an_account_it_may_export_and_not_another(fabrikam):
