@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Recommendations benchmark: re-rate a book's last 12 closed months on every plan it may move to.
 
-    .venv/bin/python bench/recommend.py [--accounts 10000] [--hours 24] [--chunk 200] [--reuse-data]
+    .venv/bin/python bench/recommend.py [--accounts 10000] [--hours 24] [--chunk 200] [--workers 2] [--reuse-data]
 
 Runs against its own PostgreSQL database ``ledgerline_bench_rec`` (dropped and recreated unless ``--reuse-data``
 finds the same book in it) and a copy of it, ``ledgerline_bench_rec_close``, that the month close bills; Redis
@@ -15,15 +15,22 @@ db 15. Nothing else is touched.
    over ``generate_series``, indexes built after the load. Usage grows or shrinks month on month per account;
    one account in ten has a tenant gone idle in December; some use a premium feature in 2 months of 12.
 2. Floor: the month close of January 2026 for the whole book, the path of ``bench/billing_cycle.py`` (imported,
-   not copied): ``billing_run_start``, 2 worker processes running ``billing_run_chunk``, ``billing_run_finish``,
-   ``lifecycle_update``; invoices checked with ``billing_cycle.check_invoices``. Rate: account-months closed/s.
-3. Re-rating: ``insights.services.recommendations_refresh_book(now=2026-02-01 00:05)`` in one fresh process,
-   as the nightly Celery task runs it (one task, chunks one after another). Rate: plan-months/s, where a
-   plan-month is one account's month priced on one set of terms: its own (the invoice's arithmetic) and each
-   plan it may move to. Peak RSS (VmHWM) before and after, RSS sampled through the run.
+   not copied): ``billing_run_start``, ``--close-workers`` (2) processes running ``billing_run_chunk``,
+   ``billing_run_finish``, ``lifecycle_update``; invoices checked with ``billing_cycle.check_invoices``. Rate:
+   account-months closed/s.
+3. Re-rating: the nightly run as production does it (``insights.recommendations_refresh_book`` fanning the book
+   out as one ``insights.recommendations_refresh_chunk`` task per chunk): ``recommendations_prune``, then the
+   chunks of ``recommendations_book_chunks`` pulled from one queue by ``--workers`` (2) fresh processes, each
+   with Django loaded and its own connection, calling ``recommendations_refresh_accounts(now=2026-02-01 00:05)``
+   chunk after chunk; ``--workers 1`` runs the same chunks one after another in one process (what
+   ``recommendations_refresh_book`` does). Rate: plan-months/s, where a plan-month is one account's month priced
+   on one set of terms: its own (the invoice's arithmetic) and each plan it may move to. Per worker: CPU, its
+   PostgreSQL backend's CPU, peak RSS (VmHWM) before and after, RSS sampled through the run.
 Reports both rates, their ratio, the projected time for 10,000 accounts x 12 months x 7 plans (840,000
-plan-months) at the measured rate, and PASS/FAIL against the target: under 5 minutes on 2 cores, memory flat.
-Checks: the re-rated January on each sample account's own terms equals its invoice's subtotal from the close.
+plan-months) at the measured rate, the CPU demand (workers + their PostgreSQL backends), and PASS/FAIL against
+the target: under 5 minutes on 2 cores, each worker's memory flat. Checks: the re-rated January on each sample
+account's own terms equals its invoice's subtotal from the close; every account in one chunk, re-rated once; the
+recommendations written are the rows in the table.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import cProfile
 import datetime as dt
 import io
 import json
+import multiprocessing as mp
 import os
 import pstats
 import subprocess
@@ -418,7 +426,9 @@ def write_data(args) -> float:
 
 def close_phase(args) -> dict:
     """The month close of January for the book, as bench/billing_cycle.py's fanned-out run does it."""
-    return billing_cycle.run_phase(SimpleNamespace(db=args.db, chunk=args.chunk, mode="fanout", workers=args.workers))
+    return billing_cycle.run_phase(
+        SimpleNamespace(db=args.db, chunk=args.chunk, mode="fanout", workers=args.close_workers)
+    )
 
 
 class RssSampler(threading.Thread):
@@ -480,59 +490,176 @@ def sample_januaries() -> dict[str, str]:
     return {a.public_id: str(rerated[a.pk].current[0].billed) for a in accounts}
 
 
+class ChunkWorker:
+    """One process re-rating chunks as a Celery worker runs ``insights.recommendations_refresh_chunk``: Django
+    loaded and frozen before the clock starts, its own connection, chunks one after another. Measures what it
+    did: chunks, plan-months (``Counted``), busy seconds, its CPU and its PostgreSQL backend's, RSS."""
+
+    def __init__(self):
+        from django.db import connection
+
+        from insights import services
+
+        self.services = services
+        self.counted = services.rerate_many = Counted(services.rerate_many)
+        connection.ensure_connection()
+        billing_cycle.freeze_startup_objects()
+        self.rss_start, self.maxrss_start = rss_mb(), maxrss_mb()
+        self.backend0, self.cpu0 = backend_cpu_seconds(), time.process_time()
+        self.sampler: RssSampler | None = None
+        self.chunks, self.written, self.busy, self.first_chunk = 0, 0, 0.0, 0.0
+
+    def run(self, account_ids: list[int]) -> None:
+        if self.sampler is None:  # sampled from the first chunk on, not while waiting for it
+            self.sampler = RssSampler()
+            self.sampler.start()
+        t0 = time.perf_counter()
+        self.written += self.services.recommendations_refresh_accounts(account_ids=account_ids, now=NOW)
+        self.busy += time.perf_counter() - t0
+        self.chunks += 1
+        if self.chunks == 1:
+            self.first_chunk = self.busy
+
+    def report(self) -> dict:
+        cpu, backend1 = time.process_time() - self.cpu0, backend_cpu_seconds()
+        samples = []
+        if self.sampler is not None:
+            self.sampler.stop.set()
+            self.sampler.join()
+            samples = self.sampler.samples
+        return {
+            "chunks": self.chunks,
+            "written": self.written,
+            "busy": self.busy,
+            "first_chunk": self.first_chunk,
+            "cpu": cpu,
+            "backend_cpu": None if self.backend0 is None or backend1 is None else backend1 - self.backend0,
+            "accounts": self.counted.accounts,
+            "account_months": self.counted.account_months,
+            "plan_months": self.counted.plan_months,
+            "rss": [self.rss_start, rss_mb()],
+            "maxrss": [self.maxrss_start, maxrss_mb()],
+            "samples": samples,
+        }
+
+
+def refresh_worker(idx: int, db: str, tasks, results, ready) -> None:
+    """A re-rating worker process (spawned): ready once Django is loaded, then chunks pulled from ``tasks`` until
+    the end marker; its report on ``results``."""
+    is_ready = False
+    try:
+        billing_cycle.django_setup(db)
+        worker = ChunkWorker()
+        ready.put(idx)
+        is_ready = True
+        while (account_ids := tasks.get()) is not None:
+            worker.run(account_ids)
+        results.put(worker.report())
+    except BaseException as exc:
+        if not is_ready:
+            ready.put(idx)
+        results.put({"fatal": repr(exc)})
+
+
 def refresh_phase(args) -> dict:
-    """``recommendations_refresh_book`` in this fresh process, frozen as a Celery worker is at start."""
+    """The nightly re-rating as production runs it, in this fresh process: ``recommendations_prune``, then the
+    chunks of ``recommendations_book_chunks`` re-rated by ``--workers`` worker processes pulling them from one
+    queue (``recommendations_refresh_accounts``, all as of ``NOW``), as the fanned-out
+    ``insights.recommendations_refresh_chunk`` tasks are; with ``--workers 1``, the same chunks one after another
+    in this process (what ``recommendations_refresh_book`` does). Timed from the prune to the last chunk's end."""
     billing_cycle.django_setup(args.db)
-    from django.db import connection
     from django.db.models import Count
 
     from insights import services
     from insights.models import Recommendation
 
     Recommendation.objects.all().delete()  # every run writes the same rows into an empty table
-    counted = services.rerate_many = Counted(services.rerate_many)
-    connection.ensure_connection()
-    billing_cycle.freeze_startup_objects()
-    rss_start, maxrss_start = rss_mb(), maxrss_mb()
-    sampler = RssSampler()
-    sampler.start()
-    backend0, cpu0, t0 = backend_cpu_seconds(), time.process_time(), time.perf_counter()
-    written = services.recommendations_refresh_book(now=NOW, chunk=args.chunk)
-    seconds, cpu, backend1 = time.perf_counter() - t0, time.process_time() - cpu0, backend_cpu_seconds()
-    sampler.stop.set()
-    sampler.join()
-    rss_end, maxrss_end = rss_mb(), maxrss_mb()
+    procs, coordinator = [], None
+    if args.workers == 1:
+        local = ChunkWorker()
+        t0 = time.perf_counter()
+        pruned = services.recommendations_prune()
+        chunks = services.recommendations_book_chunks(chunk=args.chunk)
+        for account_ids in chunks:
+            local.run(account_ids)
+        seconds = time.perf_counter() - t0
+        reports = [local.report()]
+    else:
+        ctx = mp.get_context("spawn")
+        tasks, results, ready = ctx.Queue(), ctx.Queue(), ctx.Queue()
+        procs = [
+            ctx.Process(target=refresh_worker, args=(i, args.db, tasks, results, ready)) for i in range(args.workers)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            for _ in procs:
+                ready.get(timeout=180)
+            billing_cycle.freeze_startup_objects()
+            backend0, cpu0 = backend_cpu_seconds(), time.process_time()
+            t0 = time.perf_counter()
+            pruned = services.recommendations_prune()
+            chunks = services.recommendations_book_chunks(chunk=args.chunk)
+            for account_ids in chunks:
+                tasks.put(account_ids)
+            for _ in procs:
+                tasks.put(None)
+            reports = [results.get(timeout=7200) for _ in procs]
+            seconds = time.perf_counter() - t0
+            cpu, backend1 = time.process_time() - cpu0, backend_cpu_seconds()
+        finally:
+            for p in procs:
+                p.join(timeout=30)
+                if p.is_alive():
+                    p.kill()
+        fatal = [r["fatal"] for r in reports if "fatal" in r]
+        if fatal:
+            raise RuntimeError(f"re-rating worker failed: {fatal[0]}")
+        coordinator = {
+            "cpu": cpu,
+            "backend_cpu": None if backend0 is None or backend1 is None else backend1 - backend0,
+        }
     kinds = dict(Recommendation.objects.values_list("kind").annotate(n=Count("id")).order_by("kind"))
+    total = {key: sum(r[key] for r in reports) for key in ("written", "accounts", "account_months", "plan_months")}
     return {
         "seconds": seconds,
-        "cpu": cpu,
-        "backend_cpu": None if backend0 is None or backend1 is None else backend1 - backend0,
-        "written": written,
-        "accounts": counted.accounts,
-        "account_months": counted.account_months,
-        "plan_months": counted.plan_months,
+        **total,
+        "pruned": pruned,
+        "chunks": len(chunks),
+        "chunked_accounts": sum(len(ids) for ids in chunks),
+        "rows": sum(kinds.values()),
         "kinds": kinds,
-        "rss": [rss_start, rss_end],
-        "maxrss": [maxrss_start, maxrss_end],
-        "samples": sampler.samples,
+        "workers": reports,
+        "coordinator": coordinator,
         "januaries": sample_januaries(),
     }
+
+
+def worker_memory(report: dict) -> tuple[bool | None, float, str]:
+    """Whether a worker's RSS stayed flat: growth after its first chunk or the first tenth of its run, whichever
+    ends later (a chunk's working set is reached in the first chunk). ``None`` when it had too few chunks."""
+    samples = report["samples"]
+    if report["chunks"] < 4 or len(samples) < 10:
+        return None, 0.0, f"too few chunks ({report['chunks']}) to judge"
+    until = max(report["first_chunk"], samples[-1][0] / 10)
+    early = max([r for t, r in samples if t <= until] or [samples[0][1]])
+    growth = max(r for _, r in samples) - early
+    return growth <= FLAT_MB, growth, f"{growth:+.0f} MB after its first chunk"
 
 
 def profile_phase(args) -> None:
     """cProfile of the refresh of the first ``--chunk`` accounts (one chunk of the nightly run)."""
     billing_cycle.django_setup(args.db)
-    from accounts.models import Account
-    from insights.services import _refresh_chunk
+    from insights.services import recommendations_book_chunks, recommendations_refresh_accounts
 
     billing_cycle.freeze_startup_objects()
-    accounts = list(Account.objects.order_by("pk")[: args.chunk])
+    account_ids = recommendations_book_chunks(chunk=args.chunk)[0]
     profiler = cProfile.Profile()
     t0 = time.perf_counter()
     profiler.enable()
-    _refresh_chunk(accounts, now=NOW, months=N_MONTHS)
+    recommendations_refresh_accounts(account_ids=account_ids, now=NOW, months=N_MONTHS)
     profiler.disable()
-    print(f"one chunk of {len(accounts)} accounts: {time.perf_counter() - t0:.2f} s (under cProfile)")
+    print(f"one chunk of {len(account_ids)} accounts: {time.perf_counter() - t0:.2f} s (under cProfile)")
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
     stats.print_stats(40)
@@ -544,7 +671,7 @@ def profile_phase(args) -> None:
 
 def spawn_phase(phase: str, db: str, args) -> dict:
     cmd = [sys.executable, __file__, "--phase", phase, "--db", db, "--chunk", str(args.chunk)]
-    cmd += ["--workers", str(args.workers)]
+    cmd += ["--workers", str(args.workers), "--close-workers", str(args.close_workers)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=7200, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT="):
@@ -578,7 +705,13 @@ def main() -> int:
         "--hours", type=int, default=24, help="hours a month with usage, per message series and per tenant's API"
     )
     parser.add_argument("--chunk", type=int, default=200, help="accounts per chunk (refresh and close)")
-    parser.add_argument("--workers", type=int, default=2, help="processes of the month close (the floor)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes re-rating the chunks (1: one after another in one process)",
+    )
+    parser.add_argument("--close-workers", type=int, default=2, help="processes of the month close (the floor)")
     parser.add_argument("--reuse-data", action="store_true", help="keep the book of the last run with the same sizes")
     parser.add_argument("--profile", action="store_true", help="profile one chunk of the refresh instead")
     parser.add_argument("--profile-out", help="with --profile: also write the pstats file here")
@@ -597,7 +730,7 @@ def main() -> int:
     if args.phase == "profile":
         profile_phase(args)
         return 0
-    if args.accounts < len(PLAN_MIX) or min(args.hours, args.chunk, args.workers) < 1:
+    if args.accounts < len(PLAN_MIX) or min(args.hours, args.chunk, args.workers, args.close_workers) < 1:
         parser.error(f"--accounts must be at least {len(PLAN_MIX)}; sizes positive")
 
     started = time.monotonic()
@@ -630,11 +763,14 @@ def main() -> int:
         conn.execute(f"CREATE DATABASE {CLOSE_DB} TEMPLATE {DB_NAME} STRATEGY FILE_COPY")
         log(f"copied the book to {CLOSE_DB} for the month close ({time.monotonic() - t:.0f} s)")
 
-    log(f"floor: the month close of January 2026, {args.workers} worker processes (bench/billing_cycle.py's path)")
+    log(
+        f"floor: the month close of January 2026, {args.close_workers} worker processes (bench/billing_cycle.py's path)"
+    )
     close = spawn_phase("close", CLOSE_DB, args)
     log(f"floor: {close['invoices']:,} invoices in {close['seconds']:.1f} s")
     checks, problems = billing_cycle.check_invoices(CLOSE_DB, args.accounts)
-    log("re-rating: recommendations_refresh_book over 12 months, one process")
+    how = "one process" if args.workers == 1 else f"{args.workers} worker processes"
+    log(f"re-rating: recommendations_prune, then recommendations_refresh_accounts per chunk over 12 months, {how}")
     load_refresh = os.getloadavg()[0]
     refresh = spawn_phase("refresh", DB_NAME, args)
     log(f"re-rating: {refresh['plan_months']:,} plan-months in {refresh['seconds']:.1f} s")
@@ -644,28 +780,40 @@ def main() -> int:
             problems.append(f"{public_id}: January re-rated {rerated}, invoiced {invoiced.get(public_id)}")
     if refresh["accounts"] != args.accounts or refresh["account_months"] != args.accounts * N_MONTHS:
         problems.append(f"re-rated {refresh['accounts']:,} accounts, {refresh['account_months']:,} account-months")
+    if refresh["chunked_accounts"] != args.accounts:
+        problems.append(f"the chunks hold {refresh['chunked_accounts']:,} accounts of {args.accounts:,}")
     if not refresh["written"]:
         problems.append("no recommendation written")
+    if refresh["rows"] != refresh["written"]:
+        problems.append(f"{refresh['written']:,} recommendations written, {refresh['rows']:,} in the table")
 
+    workers = refresh["workers"]
+    coordinator = refresh["coordinator"] or {"cpu": 0.0, "backend_cpu": 0.0}
     close_rate = close["invoices"] / close["seconds"]
     plan_rate = refresh["plan_months"] / refresh["seconds"]
     account_month_rate = refresh["account_months"] / refresh["seconds"]
     plans_per_month = refresh["plan_months"] / refresh["account_months"]
     projected = TARGET_PLAN_MONTHS / plan_rate
     book_projected = 10_000 * N_MONTHS / account_month_rate
-    # CPU demand: the refresh process and its PostgreSQL backend, which take turns (one waits for the other), so on
-    # two otherwise idle cores the wall clock is their sum.
-    demand = refresh["cpu"] + (refresh["backend_cpu"] or 0.0)
+    # CPU demand: every worker process and its PostgreSQL backend (and the coordinator's prune and chunk listing).
+    # A worker and its backend take turns (one waits for the other), so at most min(workers, cores) of them run at
+    # once: on idle cores the wall clock is at least the demand divided by that.
+    backends = [w["backend_cpu"] for w in workers] + [coordinator["backend_cpu"]]
+    has_backend = all(b is not None for b in backends)
+    worker_cpu = sum(w["cpu"] for w in workers)
+    backend_cpu = sum(b or 0.0 for b in backends) - (coordinator["backend_cpu"] or 0.0)
+    coord_cpu = coordinator["cpu"] + (coordinator["backend_cpu"] or 0.0)
+    demand = worker_cpu + backend_cpu + coord_cpu
     cpu_projected = TARGET_PLAN_MONTHS * demand / refresh["plan_months"]
-    rss = [r for _, r in refresh["samples"]]
-    chunks = -(-args.accounts // args.chunk)
-    if chunks >= 10 and len(rss) >= 10:
-        early = max(rss[: len(rss) // 10])
-        growth = max(rss) - early
-        flat = growth <= FLAT_MB
-        memory = f"{'flat' if flat else 'NOT flat'}: {growth:+.0f} MB after the first 10 % of the run"
+    lanes = min(args.workers, os.cpu_count() or 1)
+    cpu_floor = cpu_projected / lanes
+    memories = [worker_memory(w) for w in workers]
+    judged = [m for m in memories if m[0] is not None]
+    flat = all(m[0] for m in judged)
+    if judged:
+        memory = f"{'flat' if flat else 'NOT flat'}: at most {max(m[1] for m in judged):+.0f} MB after a first chunk"
     else:
-        flat, memory = True, f"too few chunks ({chunks}) to judge: run with at least {10 * args.chunk} accounts"
+        memory = f"too few chunks per worker to judge: run with at least {4 * args.workers * args.chunk} accounts"
     passed = projected <= TARGET_SECONDS and flat and not problems
 
     width = 118
@@ -673,8 +821,8 @@ def main() -> int:
     print("=" * width)
     print(
         f"Ledgerline recommendations benchmark: {os.cpu_count()} CPUs, {args.accounts:,} accounts, 12 closed months"
-        f" (Feb 2025 - Jan 2026), chunks of {args.chunk}; load average {load_before:.1f} at start,"
-        f" {load_refresh:.1f} before the re-rating, {os.getloadavg()[0]:.1f} at the end"
+        f" (Feb 2025 - Jan 2026), chunks of {args.chunk}, re-rated on {how}; load average {load_before:.1f} at"
+        f" start, {load_refresh:.1f} before the re-rating, {os.getloadavg()[0]:.1f} at the end"
     )
     print(
         f"Book (not timed): {rollups:,} hourly rollups and {uniques:,} unique values ({args.hours} hours a month per"
@@ -685,19 +833,25 @@ def main() -> int:
         (
             "Floor: month close of Jan 2026",
             f"{close_rate:,.1f} account-months/s",
-            f"{close['invoices']:,} invoices in {close['seconds']:.1f} s, {args.workers} processes running"
+            f"{close['invoices']:,} invoices in {close['seconds']:.1f} s, {args.close_workers} processes running"
             f" billing_run_chunk; peak RSS {max(close['maxrss']):.0f} MB",
         ),
         (
-            "Re-rating: recommendations_refresh_book",
+            "Re-rating: fanned out by chunk" if args.workers > 1 else "Re-rating: chunk after chunk",
             f"{plan_rate:,.0f} plan-months/s",
             f"{refresh['plan_months']:,} plan-months = {refresh['account_months']:,} account-months x"
-            f" {plans_per_month:.2f} (own terms + each version rated) in {refresh['seconds']:.1f} s, 1 process",
+            f" {plans_per_month:.2f} (own terms + each version rated) in {refresh['seconds']:.1f} s wall",
         ),
         (
             "",
             f"{account_month_rate:,.1f} account-months/s",
-            f"{refresh['written']:,} recommendations: " + ", ".join(f"{k} {n:,}" for k, n in refresh["kinds"].items()),
+            f"{refresh['chunks']} chunks of {args.chunk} (recommendations_refresh_accounts) on {how}, after"
+            f" recommendations_prune ({refresh['pruned']} removed)",
+        ),
+        (
+            "",
+            f"{refresh['written']:,} written",
+            "recommendations: " + ", ".join(f"{k} {n:,}" for k, n in refresh["kinds"].items()),
         ),
         (
             "Ratio to the floor",
@@ -712,21 +866,32 @@ def main() -> int:
             f" {verdict(projected)}; 10,000 accounts of this mix: {book_projected:,.0f} s",
         ),
     ]
-    if refresh["backend_cpu"] is not None:
+    if has_backend:
         rows.append(
             (
                 "CPU demand (load-independent)",
                 f"{cpu_projected:,.0f} s",
-                f"refresh {refresh['cpu']:.1f} s + its PostgreSQL backend {refresh['backend_cpu']:.1f} s of CPU for"
-                f" {refresh['seconds']:.1f} s wall; 840,000 plan-months on 2 idle cores: {verdict(cpu_projected)}",
+                f"workers {worker_cpu:.1f} s + their PostgreSQL backends {backend_cpu:.1f} s + coordinator"
+                f" {coord_cpu:.1f} s of CPU for {refresh['seconds']:.1f} s wall; 840,000 plan-months on"
+                f" {lanes} idle core{'s' if lanes > 1 else ''}: at least {cpu_floor:,.0f} s, {verdict(cpu_floor)}",
+            )
+        )
+    for i, (w, (_, _, mem)) in enumerate(zip(workers, memories, strict=True), 1):
+        rss = [r for _, r in w["samples"]] or w["rss"]
+        backend = "" if w["backend_cpu"] is None else f" + backend {w['backend_cpu']:.1f} s"
+        rows.append(
+            (
+                f"Worker {i}" if args.workers > 1 else "The one process",
+                f"{w['chunks']} chunks",
+                f"{w['plan_months']:,} plan-months, busy {w['busy']:.1f} s, CPU {w['cpu']:.1f} s{backend};"
+                f" peak RSS {w['maxrss'][0]:.0f} -> {w['maxrss'][1]:.0f} MB, RSS max {max(rss):.0f} MB, {mem}",
             )
         )
     rows.append(
         (
-            "Memory (refresh process)",
+            "Memory (per worker)",
             "flat" if flat else "NOT flat",
-            f"peak RSS (VmHWM) {refresh['maxrss'][0]:.0f} MB at start, {refresh['maxrss'][1]:.0f} MB at end;"
-            f" RSS max {max(rss or refresh['rss']):.0f} MB; {memory} (flat: <= {FLAT_MB} MB)",
+            f"{memory} (flat: <= {FLAT_MB} MB); peak RSS at most {max(w['maxrss'][1] for w in workers):.0f} MB",
         )
     )
     for label, figure, detail in rows:
@@ -734,7 +899,8 @@ def main() -> int:
     print("-" * width)
     print(
         f"Checks: {checks['invoices']:,} invoices closed, numbered, totals = lines + tax; January re-rated on the"
-        f" account's own terms = its invoice's subtotal for {len(refresh['januaries'])} sample accounts"
+        f" account's own terms = its invoice's subtotal for {len(refresh['januaries'])} sample accounts; every"
+        " account in one chunk, re-rated once; the rows written are the rows in the table"
     )
     if problems:
         print("PROBLEMS:")
@@ -742,7 +908,7 @@ def main() -> int:
             print("  " + p)
     print(
         f"{'PASS' if passed else 'FAIL'}: the whole book (840,000 plan-months) re-rated in under {TARGET_SECONDS // 60}"
-        f" minutes on this machine's 2 cores ({projected:,.0f} s projected), memory flat"
+        f" minutes on this machine's 2 cores with {how} ({projected:,.0f} s projected), memory flat"
     )
     print(f"Total run time {time.monotonic() - started:.0f} s")
     print("=" * width)
