@@ -39,7 +39,7 @@ def test_demo_builds_a_book_of_business_across_both_catalogues(demo):
     assert (demo.accounts, demo.tenants, demo.partners) == (20, 67, 211)
     assert Account.objects.count() == 20
     assert Tenant.objects.count() == 67
-    assert MasterPartner.objects.count() == 211 + 1  # and Northwind's idle partner (demo/insights.py)
+    assert MasterPartner.objects.count() == 211
     assert Subscription.objects.filter(plan_version__plan__product="messaging").count() == 10
     assert Subscription.objects.filter(plan_version__plan__product="tenant_platform").count() == 10
     assert Plan.objects.filter(kind="custom").count() == 2

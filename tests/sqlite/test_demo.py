@@ -21,6 +21,7 @@ from accounts.models import Account
 from billing.models import BankStatementLine, CreditNote, Invoice, ReconciliationIssue
 from billing.selectors import credit_balance
 from disputes.models import CreditProposal, Dispute, DisputeAttachment
+from insights.models import Forecast, Recommendation
 from usage.models import UsageEvent
 
 pytestmark = pytest.mark.django_db
@@ -236,3 +237,16 @@ def _command(*args) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def test_the_demo_has_an_idle_partner_recommendations_and_forecasts_against_the_bill(demo):
+    assert "Insights (portal: Analysis, Forecast, Recommendations; admin: Insights):" in demo["output"]
+    northwind = Account.objects.get(name="Northwind Logistics")
+    idle = Recommendation.objects.get(account=northwind, kind=Recommendation.Kind.IDLE_PARTNER)
+    assert idle.partner.public_id == "prt_legacy_sms_gateway"
+    assert idle.title.startswith("Deactivate master partner Legacy SMS gateway (prt_legacy_sms_gateway)")
+    # October's weekly forecasts (4th, 11th, 18th, 25th), each against October's invoice (USD 569.76 before tax).
+    october = Forecast.objects.filter(account=northwind, month=dt.date(2026, 10, 1)).order_by("made_on")
+    assert [f.made_on.day for f in october] == [4, 11, 18, 25]
+    assert {f.actual for f in october} == {D("569.76")}
+    assert Forecast.objects.filter(account=northwind, month=dt.date(2026, 11, 1), made_on=dt.date(2026, 11, 26))
