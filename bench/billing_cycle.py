@@ -109,6 +109,27 @@ def maxrss_mb() -> float:
 # ------------------------------------------------------------------------------------------ fixtures
 
 
+def save_book(tenants: list, partners: list, subscriptions: list, n_accounts: int) -> tuple[dict, dict]:
+    """Insert the book's tenants, partners and subscriptions; each account's tenant and partner ids, in order."""
+    from billing.models import Subscription
+    from common.models import Counter
+    from tenants.models import MasterPartner, Tenant
+
+    Tenant.objects.bulk_create(tenants, batch_size=5000)
+    MasterPartner.objects.bulk_create(partners, batch_size=5000)
+    Subscription.objects.bulk_create(subscriptions, batch_size=2000)
+    Counter.objects.update_or_create(name="public_id:sub", defaults={"value": n_accounts})
+    tenant_ids: dict[int, list[int]] = defaultdict(list)
+    for account_id, tenant_id in Tenant.objects.order_by("account_id", "public_id").values_list("account_id", "id"):
+        tenant_ids[account_id].append(tenant_id)
+    partner_ids: dict[int, list[int]] = defaultdict(list)
+    for account_id, partner_id in MasterPartner.objects.order_by("account_id", "public_id").values_list(
+        "account_id", "id"
+    ):
+        partner_ids[account_id].append(partner_id)
+    return tenant_ids, partner_ids
+
+
 def create_fixtures(n_accounts: int) -> dict:
     """Accounts, tenants, partners and subscriptions in bulk (bench rows: no audit history)."""
     from accounts.models import Account
@@ -163,18 +184,7 @@ def create_fixtures(n_accounts: int) -> dict:
                 current_period_end=MONTH_END,
             )
         )
-    Tenant.objects.bulk_create(tenants, batch_size=5000)
-    MasterPartner.objects.bulk_create(partners, batch_size=5000)
-    Subscription.objects.bulk_create(subscriptions, batch_size=2000)
-    Counter.objects.update_or_create(name="public_id:sub", defaults={"value": n_accounts})
-    tenant_ids: dict[int, list[int]] = defaultdict(list)
-    for account_id, tenant_id in Tenant.objects.order_by("account_id", "public_id").values_list("account_id", "id"):
-        tenant_ids[account_id].append(tenant_id)
-    partner_ids: dict[int, list[int]] = defaultdict(list)
-    for account_id, partner_id in MasterPartner.objects.order_by("account_id", "public_id").values_list(
-        "account_id", "id"
-    ):
-        partner_ids[account_id].append(partner_id)
+    tenant_ids, partner_ids = save_book(tenants, partners, subscriptions, n_accounts)
     metrics = {m.code: m.id for m in Metric.objects.all()}
     return {
         "accounts": [

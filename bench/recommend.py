@@ -47,7 +47,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -198,18 +197,7 @@ def create_fixtures(n_accounts: int) -> None:
                 current_period_end=period_end,
             )
         )
-    Tenant.objects.bulk_create(tenants, batch_size=5000)
-    MasterPartner.objects.bulk_create(partners, batch_size=5000)
-    Subscription.objects.bulk_create(subscriptions, batch_size=2000)
-    Counter.objects.update_or_create(name="public_id:sub", defaults={"value": n_accounts})
-    tenant_ids: dict[int, list[int]] = defaultdict(list)
-    for account_id, tenant_id in Tenant.objects.order_by("account_id", "public_id").values_list("account_id", "id"):
-        tenant_ids[account_id].append(tenant_id)
-    partner_ids: dict[int, list[int]] = defaultdict(list)
-    for account_id, partner_id in MasterPartner.objects.order_by("account_id", "public_id").values_list(
-        "account_id", "id"
-    ):
-        partner_ids[account_id].append(partner_id)
+    tenant_ids, partner_ids = billing_cycle.save_book(tenants, partners, subscriptions, n_accounts)
     rows = []
     for i, account in enumerate(accounts):
         plan = PLAN_MIX[i % len(PLAN_MIX)]
