@@ -709,17 +709,18 @@ def outgrow_advice(rerate: AccountRerate, inputs: AdviceInputs) -> list[Advice]:
             usage=_with_quantity(last, code, projected),
         )
         extra = max(then_cost.monthly - now_cost.monthly, ZERO)
-        when = (
-            "already"
+        months_to_limit = max(int(months_left.to_integral_value(rounding="ROUND_CEILING")), 1)
+        passes = (
+            f"is past {version.plan.name}'s limit of {format_quantity(limit)} already"
             if values[-1] > limit
-            else f"in about {max(int(months_left.to_integral_value(rounding='ROUND_CEILING')), 1)} month(s)"
+            else f"will pass {version.plan.name}'s limit of {format_quantity(limit)} in about "
+            f"{months_to_limit} month{'s' if months_to_limit != 1 else ''}"
         )
         result.append(
             Advice(
                 kind=Kind.OUTGROW_RISK,
                 title=(
-                    f"{charge.metric.name} will pass {version.plan.name}'s limit of {format_quantity(limit)} {when}: "
-                    f"{format_quantity(projected)} expected in {HORIZON_MONTHS} months"
+                    f"{charge.metric.name} {passes}: {format_quantity(projected)} expected in {HORIZON_MONTHS} months"
                     + (f", {_money(extra, currency)} a month more" if extra else "")
                 )[:200],
                 evidence=(

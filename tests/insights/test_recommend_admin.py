@@ -113,7 +113,7 @@ def test_the_risks_filter_lists_the_accounts_likely_to_outgrow_their_plan(book):
         [
             "Wayne",
             "Likely to outgrow the plan",
-            "Messages will pass Business's limit of 25,000 in about 1 month(s): 31,000 expected in 3 months, "
+            "Messages will pass Business's limit of 25,000 in about 1 month: 31,000 expected in 3 months, "
             "USD 180.00 a month more",
             "USD 180.00",
             "–",

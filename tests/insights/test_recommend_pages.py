@@ -151,7 +151,7 @@ def test_risks_are_in_their_own_section_with_the_extra_cost_expected(wayne):
     risks = html[html.index('id="risks-heading"') :]
     risk = card(risks, "outgrow_risk")
     assert risk.startswith(
-        "Likely to outgrow the plan Messages will pass Business's limit of 25,000 in about 1 month(s): "
+        "Likely to outgrow the plan Messages will pass Business's limit of 25,000 in about 1 month: "
         "31,000 expected in 3 months, USD 180.00 a month more"
     )
     assert "USD 180.00 a month more expected USD 299.00 → USD 479.00 a month at the usage expected" in risk
