@@ -2,10 +2,10 @@
 
 ``recommendations_refresh`` re-rates one account's last closed months (``insights.rerate``), builds its advice
 (``insights.recommendations``) and replaces the account's ``Recommendation`` rows in one transaction.
-``recommendations_refresh_book`` does the same for every account with a live subscription, in chunks of
-``CHUNK`` accounts (a fixed number of queries per chunk, one transaction per chunk), nightly
-(``insights.recommendations_refresh_book``). ``recommendations_rerate`` is staff's "re-rate now" from the admin:
-the same for one account, recorded in the account's history.
+``recommendations_refresh_accounts`` does the same for a chunk of accounts (a fixed number of queries per chunk,
+one transaction per chunk); the nightly task fans the chunks of ``recommendations_book_chunks`` out as tasks, and
+``recommendations_refresh_book`` runs them one after another in this process (the demo). ``recommendations_rerate``
+is staff's "re-rate now" from the admin: the same for one account, recorded in the account's history.
 """
 
 from __future__ import annotations
@@ -99,9 +99,10 @@ def _refresh_chunk(accounts: Sequence[Account], *, now: dt.datetime, months: int
 
 
 def recommendations_refresh(*, account: Account, now: dt.datetime | None = None, months: int = MAX_MONTHS) -> int:
-    """Re-rate ``account``'s last ``months`` closed months (back to the month it was first subscribed in) and
-    replace its recommendations with the advice they give, in one transaction. An account without a live
-    subscription keeps none. Returns the number of recommendations written."""
+    """Re-rate ``account``'s last ``months`` closed months (back to the month it was first subscribed in, none
+    before its first usage or invoice) and replace its recommendations with the advice they give, in one
+    transaction. An account without a live subscription keeps none. Returns the number of recommendations
+    written."""
     return _refresh_chunk([account], now=now or clock.now(), months=months)
 
 
